@@ -1,0 +1,54 @@
+//! The one error type of `firewatch-profile`: every variant says what is wrong
+//! and where (file, byte offset, field), so a CLI can print it as one line.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bytes are not a well-formed `profile.proto` message.
+    #[error("malformed profile: {detail} in {field} at byte {offset}")]
+    Malformed {
+        offset: usize,
+        field: String,
+        detail: String,
+    },
+
+    /// Well-formed protobuf that breaks pprof's rules (as `CheckValid` does).
+    #[error("invalid profile: {0}")]
+    Invalid(String),
+
+    /// The input is empty.
+    #[error("empty input")]
+    Empty,
+
+    /// The gzip stream is corrupt or truncated.
+    #[error("corrupt gzip data: {0}")]
+    Gzip(std::io::Error),
+
+    /// Decompressing would exceed the configured cap (a gzip bomb, or a cap set too low).
+    #[error("decompressed data exceeds the limit of {limit} bytes (raise it with --max-decompressed-size)")]
+    TooLarge { limit: u64 },
+
+    /// Reading the file failed.
+    #[error("cannot read: {0}")]
+    Io(std::io::Error),
+
+    /// Any of the above, for a named file.
+    #[error("{}: {source}", path.display())]
+    File { path: PathBuf, source: Box<Error> },
+}
+
+impl Error {
+    /// Attaches a file name (once).
+    pub fn in_file(self, path: impl Into<PathBuf>) -> Error {
+        match self {
+            Error::File { .. } => self,
+            other => Error::File {
+                path: path.into(),
+                source: Box::new(other),
+            },
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `firewatch-profile`: the pprof profile format for firewatch.
+//!
+//! A pprof profile (`profile.proto`, usually gzip-compressed on disk) is a set
+//! of **samples**, each a call stack (a list of **location** ids, leaf first)
+//! with one value per **sample type** (`cpu/nanoseconds`, `inuse_space/bytes`,
+//! …). A location is an address in a **mapping** (a binary or shared library)
+//! and, once symbolized, one or more **lines**: the function it is in, plus
+//! the functions inlined there (callee first). Every string lives once in a
+//! string table and is referred to by index.
+//!
+//! This crate provides:
+//!
+//! - [`Profile`], the owned model, mirroring the proto field by field, with
+//!   [`Profile::decode`], [`Profile::encode`] and [`Profile::write_gzip`];
+//! - [`ProfileView`], a validated, borrowed, column-wise form decoded **in
+//!   parallel** (see [`decode`](ProfileView::decode)), which the analyzer uses;
+//! - [`ProfileData`], which maps a file and inflates gzip under a size cap.
+//!
+//! ```
+//! use firewatch_profile::{Function, Line, Location, Profile, Sample, StringInterner, ValueType};
+//!
+//! let mut strings = StringInterner::new();
+//! let mut p = Profile::new();
+//! p.sample_type = vec![ValueType { r#type: strings.intern("cpu"), unit: strings.intern("nanoseconds") }];
+//! p.function = vec![Function { id: 1, name: strings.intern("main"), ..Default::default() }];
+//! p.location = vec![Location { id: 1, line: vec![Line { function_id: 1, line: 3, column: 0 }], ..Default::default() }];
+//! p.sample = vec![Sample { location_id: vec![1], value: vec![10_000_000], label: vec![] }];
+//! p.string_table = strings.into_table();
+//!
+//! let bytes = p.encode_gzip();
+//! let back = Profile::decode(&bytes)?;
+//! assert_eq!(back, p);
+//! # Ok::<(), firewatch_profile::Error>(())
+//! ```
+
+mod decode;
+mod encode;
+mod error;
+mod model;
+mod source;
+mod view;
+mod wire;
+
+pub use error::{Error, Result};
+pub use model::{
+    Function, Label, Line, Location, Mapping, Profile, Sample, StringInterner, ValueType,
+};
+pub use source::{decompress, is_gzip, ProfileData, DEFAULT_MAX_DECOMPRESSED};
+pub use view::{
+    FunctionView, LabelView, LineView, LocationView, MappingView, ProfileView, SampleBlock,
+    SampleRef,
+};
+
+impl Profile {
+    /// Decodes gzip or raw `profile.proto` bytes (decompressed size capped at
+    /// [`DEFAULT_MAX_DECOMPRESSED`]) and validates them.
+    pub fn decode(bytes: &[u8]) -> Result<Profile> {
+        let raw = decompress(bytes, DEFAULT_MAX_DECOMPRESSED)?;
+        Ok(ProfileView::decode(&raw)?.to_profile())
+    }
+
+    /// Checks the rules pprof's `CheckValid` checks (by encoding and decoding).
+    pub fn validate(&self) -> Result<()> {
+        ProfileView::decode(&self.encode()).map(drop)
+    }
+}

@@ -1,0 +1,272 @@
+//! The decoded, borrowed form of a profile that analysis works on.
+//!
+//! Unlike [`crate::Profile`], references are resolved to dense indexes
+//! (`u32` into the view's own vectors), strings borrow from the input, and
+//! samples are stored column-wise in blocks (one block per decoding task), so
+//! a million samples are a few large allocations instead of three million
+//! small ones and can be aggregated block by block in parallel.
+
+use std::borrow::Cow;
+
+use crate::model::{self, Profile};
+
+/// A (type, unit) pair of string indexes.
+pub type ValueType = model::ValueType;
+
+/// A whole profile, decoded and validated, borrowing its strings from the input.
+#[derive(Debug, Default)]
+pub struct ProfileView<'a> {
+    pub sample_types: Vec<ValueType>,
+    pub sample_blocks: Vec<SampleBlock>,
+    pub mappings: Vec<MappingView>,
+    pub locations: Vec<LocationView>,
+    /// All locations' lines; a location owns `lines[loc.lines.0..loc.lines.1]`.
+    pub lines: Vec<LineView>,
+    pub functions: Vec<FunctionView>,
+    pub strings: Vec<Cow<'a, str>>,
+    pub drop_frames: u32,
+    pub keep_frames: u32,
+    pub time_nanos: i64,
+    pub duration_nanos: i64,
+    pub period_type: ValueType,
+    pub period: i64,
+    pub comments: Vec<u32>,
+    pub default_sample_type: u32,
+    pub doc_url: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MappingView {
+    pub id: u64,
+    pub memory_start: u64,
+    pub memory_limit: u64,
+    pub file_offset: u64,
+    pub filename: u32,
+    pub build_id: u32,
+    pub has_functions: bool,
+    pub has_filenames: bool,
+    pub has_line_numbers: bool,
+    pub has_inline_frames: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocationView {
+    pub id: u64,
+    /// The proto's `mapping_id`, kept as written (it may name no mapping).
+    pub mapping_id: u64,
+    /// Index into [`ProfileView::mappings`], when `mapping_id` resolves (as pprof, a
+    /// dangling mapping id leaves the location without a mapping rather than failing).
+    pub mapping: Option<u32>,
+    pub address: u64,
+    /// `start..end` into [`ProfileView::lines`].
+    pub lines: (u32, u32),
+    pub is_folded: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineView {
+    /// Index into [`ProfileView::functions`].
+    pub function: u32,
+    pub line: i64,
+    pub column: i64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FunctionView {
+    pub id: u64,
+    pub name: u32,
+    pub system_name: u32,
+    pub filename: u32,
+    pub start_line: i64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LabelView {
+    pub key: u32,
+    pub str: u32,
+    pub num: i64,
+    pub num_unit: u32,
+}
+
+/// Samples stored column-wise.
+#[derive(Debug, Default)]
+pub struct SampleBlock {
+    pub(crate) location_offsets: Vec<u32>,
+    /// Dense location indexes, leaf first.
+    pub(crate) locations: Vec<u32>,
+    pub(crate) values: Vec<i64>,
+    pub(crate) label_offsets: Vec<u32>,
+    pub(crate) labels: Vec<LabelView>,
+    pub(crate) values_per_sample: usize,
+}
+
+/// One sample of a [`SampleBlock`].
+#[derive(Clone, Copy, Debug)]
+pub struct SampleRef<'v> {
+    /// Indexes into [`ProfileView::locations`], leaf first.
+    pub locations: &'v [u32],
+    pub values: &'v [i64],
+    pub labels: &'v [LabelView],
+}
+
+impl SampleBlock {
+    pub(crate) fn new(values_per_sample: usize) -> Self {
+        SampleBlock {
+            location_offsets: vec![0],
+            label_offsets: vec![0],
+            values_per_sample,
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.location_offsets.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> SampleRef<'_> {
+        let locs = self.location_offsets[i] as usize..self.location_offsets[i + 1] as usize;
+        let labels = self.label_offsets[i] as usize..self.label_offsets[i + 1] as usize;
+        let k = self.values_per_sample;
+        SampleRef {
+            locations: &self.locations[locs],
+            values: &self.values[i * k..(i + 1) * k],
+            labels: &self.labels[labels],
+        }
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = SampleRef<'_>> + '_ {
+        (0..self.len()).map(move |i| self.get(i))
+    }
+}
+
+impl<'a> ProfileView<'a> {
+    /// The string at a (validated) index.
+    #[inline]
+    pub fn string(&self, index: u32) -> &str {
+        &self.strings[index as usize]
+    }
+
+    pub fn sample_count(&self) -> usize {
+        self.sample_blocks.iter().map(SampleBlock::len).sum()
+    }
+
+    pub fn samples(&self) -> impl Iterator<Item = SampleRef<'_>> + '_ {
+        self.sample_blocks.iter().flat_map(SampleBlock::iter)
+    }
+
+    /// The lines of a location, inlined callees first.
+    #[inline]
+    pub fn location_lines(&self, location: &LocationView) -> &[LineView] {
+        &self.lines[location.lines.0 as usize..location.lines.1 as usize]
+    }
+
+    /// `type/unit` names of the sample types.
+    pub fn sample_type_names(&self) -> Vec<(&str, &str)> {
+        self.sample_types
+            .iter()
+            .map(|t| (self.string(t.r#type as u32), self.string(t.unit as u32)))
+            .collect()
+    }
+
+    /// The index pprof reports by default: `default_sample_type` when it names a
+    /// sample type, else the last one.
+    pub fn default_sample_index(&self) -> usize {
+        if self.default_sample_type != 0 {
+            let wanted = self.string(self.default_sample_type);
+            if let Some(i) = self
+                .sample_types
+                .iter()
+                .position(|t| self.string(t.r#type as u32) == wanted)
+            {
+                return i;
+            }
+        }
+        self.sample_types.len().saturating_sub(1)
+    }
+
+    /// Copies the view into the owned model, restoring proto ids.
+    pub fn to_profile(&self) -> Profile {
+        let location_id = |index: &u32| self.locations[*index as usize].id;
+        Profile {
+            sample_type: self.sample_types.clone(),
+            sample: self
+                .samples()
+                .map(|s| model::Sample {
+                    location_id: s.locations.iter().map(location_id).collect(),
+                    value: s.values.to_vec(),
+                    label: s
+                        .labels
+                        .iter()
+                        .map(|l| model::Label {
+                            key: l.key as i64,
+                            str: l.str as i64,
+                            num: l.num,
+                            num_unit: l.num_unit as i64,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            mapping: self
+                .mappings
+                .iter()
+                .map(|m| model::Mapping {
+                    id: m.id,
+                    memory_start: m.memory_start,
+                    memory_limit: m.memory_limit,
+                    file_offset: m.file_offset,
+                    filename: m.filename as i64,
+                    build_id: m.build_id as i64,
+                    has_functions: m.has_functions,
+                    has_filenames: m.has_filenames,
+                    has_line_numbers: m.has_line_numbers,
+                    has_inline_frames: m.has_inline_frames,
+                })
+                .collect(),
+            location: self
+                .locations
+                .iter()
+                .map(|l| model::Location {
+                    id: l.id,
+                    mapping_id: l.mapping_id,
+                    address: l.address,
+                    line: self
+                        .location_lines(l)
+                        .iter()
+                        .map(|line| model::Line {
+                            function_id: self.functions[line.function as usize].id,
+                            line: line.line,
+                            column: line.column,
+                        })
+                        .collect(),
+                    is_folded: l.is_folded,
+                })
+                .collect(),
+            function: self
+                .functions
+                .iter()
+                .map(|f| model::Function {
+                    id: f.id,
+                    name: f.name as i64,
+                    system_name: f.system_name as i64,
+                    filename: f.filename as i64,
+                    start_line: f.start_line,
+                })
+                .collect(),
+            string_table: self.strings.iter().map(|s| s.to_string()).collect(),
+            drop_frames: self.drop_frames as i64,
+            keep_frames: self.keep_frames as i64,
+            time_nanos: self.time_nanos,
+            duration_nanos: self.duration_nanos,
+            period_type: self.period_type,
+            period: self.period,
+            comment: self.comments.iter().map(|&c| c as i64).collect(),
+            default_sample_type: self.default_sample_type as i64,
+            doc_url: self.doc_url as i64,
+        }
+    }
+}
