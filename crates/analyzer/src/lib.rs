@@ -1,1 +1,38 @@
-//! placeholder
+//! `firewatch-analyzer`: turns pprof profiles into answers.
+//!
+//! Given one or more profiles (merged), optionally minus a base, it computes
+//! what pprof's function view computes, the *flat* value of each function
+//! (samples whose leaf it is) and its *cum* value (samples it appears in, once
+//! per sample even when it recurses), plus the heaviest call stacks, and
+//! renders them as a text, JSON or Markdown report or a flamegraph SVG.
+//!
+//! The pipeline is: [`firewatch_profile::ProfileData`] (map, inflate) →
+//! [`firewatch_profile::ProfileView`] (parallel decode) → [`aggregate()`]
+//! (parallel aggregation) → [`report`] / [`flamegraph`].
+//!
+//! ```no_run
+//! use firewatch_analyzer::{aggregate, report, Input, Options};
+//! use firewatch_profile::{ProfileData, DEFAULT_MAX_DECOMPRESSED};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let data = ProfileData::open("cpu.pb.gz", DEFAULT_MAX_DECOMPRESSED)?;
+//! let view = data.view()?;
+//! let inputs = [Input { path: "cpu.pb.gz".into(), view: &view, base: false }];
+//! let agg = aggregate(&inputs, &Options::default())?;
+//! let meta = report::Metadata::from_views(&[("cpu.pb.gz", &view, false)]);
+//! let limits = report::Limits { top: 10, hot_paths: 5 };
+//! print!("{}", report::render_text(&report::Report::new(&meta, &agg, limits)));
+//! # Ok(()) }
+//! ```
+
+pub mod aggregate;
+mod error;
+pub mod flamegraph;
+mod prune;
+pub mod report;
+pub mod units;
+
+pub use aggregate::{
+    aggregate, Aggregate, FunctionTotal, Inlining, Input, Options, SampleType, StackTotal,
+};
+pub use error::{Error, Result};

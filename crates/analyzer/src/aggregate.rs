@@ -1,0 +1,556 @@
+//! Aggregation: samples of one or more profiles into per-function flat and
+//! cumulative values and per-stack totals, in parallel.
+//!
+//! This follows pprof's function-granularity graph: every line of a location
+//! is a frame (inlined functions are frames of their own), frames are named
+//! by function name (or `[binary]` / `<unknown>` when unsymbolized), flat goes
+//! to the leaf frame, and cum is added once per function per sample, so
+//! recursion is not counted twice. Samples whose chosen value is zero are
+//! skipped, as pprof skips them.
+
+use std::path::PathBuf;
+
+use firewatch_profile::{ProfileView, SampleBlock};
+use rayon::prelude::*;
+use regex::Regex;
+use rustc_hash::FxHashMap;
+
+use crate::error::{Error, Result};
+use crate::prune::{prune_start, FramePruner, LocationPrune};
+
+/// What to aggregate and how.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// A sample type name (`alloc_space`, `cpu`) or a 0-based index; `None`
+    /// picks `default_sample_type`, else the last type, as pprof does.
+    pub sample_index: Option<String>,
+    /// Keep only samples with a frame whose function name, source file or
+    /// binary matches.
+    pub focus: Option<Regex>,
+    /// Drop samples with a frame whose function name, source file or binary matches.
+    pub ignore: Option<Regex>,
+    /// Ignore the profiles' `drop_frames`/`keep_frames`.
+    pub all_frames: bool,
+}
+
+/// One decoded profile to aggregate; a `base` is subtracted.
+pub struct Input<'v, 'a> {
+    pub path: PathBuf,
+    pub view: &'v ProfileView<'a>,
+    pub base: bool,
+}
+
+/// The sample type a report is about.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SampleType {
+    #[serde(rename = "type")]
+    pub r#type: String,
+    pub unit: String,
+}
+
+/// How a function is reached: pprof marks functions only ever reached
+/// through inlining with `(inline)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Inlining {
+    #[default]
+    No,
+    Always,
+    Sometimes,
+}
+
+/// A function (at function granularity, a node of pprof's graph).
+#[derive(Clone, Debug)]
+pub struct FunctionTotal {
+    pub name: String,
+    pub flat: i64,
+    pub cum: i64,
+    pub inlining: Inlining,
+}
+
+/// One distinct call stack, root first, as indexes into [`Aggregate::functions`].
+#[derive(Clone, Debug)]
+pub struct StackTotal {
+    pub frames: Box<[u32]>,
+    /// Sum over the profiles.
+    pub value: i64,
+    /// Sum over the base profiles (positive; `value` already has it subtracted).
+    pub base: i64,
+}
+
+/// Everything the reports need.
+#[derive(Debug)]
+pub struct Aggregate {
+    pub sample_type: SampleType,
+    /// pprof's total: the sum of |value| over all samples, before focus/ignore.
+    pub total: i64,
+    /// Sum of the kept samples' values (for a diff: the net change).
+    pub kept: i64,
+    /// Samples read / kept by focus and ignore (zero-valued samples not counted).
+    pub samples: u64,
+    pub samples_kept: u64,
+    /// All functions that carry value, unsorted; indexes match `StackTotal::frames`.
+    pub functions: Vec<FunctionTotal>,
+    pub stacks: Vec<StackTotal>,
+    pub has_base: bool,
+}
+
+/// Frame identity at function granularity.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum FrameKey<'s> {
+    Function(&'s str),
+    /// Unsymbolized: by binary (empty = unknown) and start line.
+    Object(&'s str, i64),
+}
+
+/// Per-input tables, computed once before the sample pass.
+struct Plan {
+    value_index: usize,
+    sign: i64,
+    /// Location `l`'s frames are `frames[frame_start[l]..frame_start[l+1]]`, root first.
+    frame_start: Vec<u32>,
+    frames: Vec<u32>,
+    prune: Option<Vec<LocationPrune>>,
+    /// Per location: 1 = matches focus, 2 = matches ignore (wins), 0 = neither.
+    filter: Option<Vec<u8>>,
+}
+
+const FOCUSED: u8 = 1;
+const IGNORED: u8 = 2;
+
+pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
+    let first = inputs.first().expect("at least one input");
+    let first_index = sample_index(first, options.sample_index.as_deref())?;
+    let (type_name, unit) = first.view.sample_type_names()[first_index];
+    let sample_type = SampleType {
+        r#type: type_name.to_string(),
+        unit: unit.to_string(),
+    };
+
+    let mut names: Vec<String> = Vec::new();
+    let mut inlining: Vec<(bool, bool)> = Vec::new();
+    let mut keys: FxHashMap<FrameKey, u32> = FxHashMap::default();
+    let mut plans = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let value_index = matching_sample_type(input, &sample_type, first)?;
+        plans.push(plan(
+            input,
+            value_index,
+            options,
+            &mut keys,
+            &mut names,
+            &mut inlining,
+        )?);
+    }
+    drop(keys);
+
+    let tasks: Vec<(usize, &SampleBlock)> = inputs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, input)| input.view.sample_blocks.iter().map(move |b| (i, b)))
+        .collect();
+    let node_count = names.len();
+    let partial = tasks
+        .par_iter()
+        .fold(
+            || Partial::new(node_count),
+            |mut partial, &(i, block)| {
+                partial.add_block(&plans[i], block);
+                partial
+            },
+        )
+        .reduce(|| Partial::new(0), Partial::merge);
+
+    let functions = names
+        .into_iter()
+        .zip(inlining)
+        .enumerate()
+        .map(|(i, (name, (inline, not_inline)))| FunctionTotal {
+            name,
+            flat: partial.flat.get(i).copied().unwrap_or(0),
+            cum: partial.cum.get(i).copied().unwrap_or(0),
+            inlining: match (inline, not_inline) {
+                (true, false) => Inlining::Always,
+                (true, true) => Inlining::Sometimes,
+                _ => Inlining::No,
+            },
+        })
+        .collect();
+    let stacks = partial
+        .stacks
+        .into_iter()
+        .map(|(frames, (value, base))| StackTotal {
+            frames,
+            value,
+            base,
+        })
+        .collect();
+    Ok(Aggregate {
+        sample_type,
+        total: partial.total,
+        kept: partial.kept,
+        samples: partial.samples,
+        samples_kept: partial.samples_kept,
+        functions,
+        stacks,
+        has_base: inputs.iter().any(|i| i.base),
+    })
+}
+
+/// pprof's `SampleIndexByName`.
+fn sample_index(input: &Input, wanted: Option<&str>) -> Result<usize> {
+    let view = input.view;
+    let types = view.sample_type_names();
+    let error = |detail: String| Error::SampleType {
+        path: input.path.clone(),
+        detail,
+    };
+    if types.is_empty() {
+        return Err(error("the profile has no sample types".into()));
+    }
+    let Some(wanted) = wanted else {
+        return Ok(view.default_sample_index());
+    };
+    let list = || {
+        types
+            .iter()
+            .map(|(t, u)| format!("{t}/{u}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Ok(i) = wanted.parse::<usize>() {
+        return if i < types.len() {
+            Ok(i)
+        } else {
+            Err(error(format!(
+                "sample index {i} is out of range (the sample types are: {})",
+                list()
+            )))
+        };
+    }
+    let without_inuse = wanted.strip_prefix("inuse_").unwrap_or(wanted);
+    types
+        .iter()
+        .position(|(t, _)| *t == wanted || *t == without_inuse)
+        .ok_or_else(|| {
+            error(format!(
+                "no sample type named {wanted:?} (the sample types are: {})",
+                list()
+            ))
+        })
+}
+
+/// The index of `wanted` in another input, which must have it with the same unit.
+fn matching_sample_type(input: &Input, wanted: &SampleType, first: &Input) -> Result<usize> {
+    let types = input.view.sample_type_names();
+    match types.iter().position(|(t, _)| *t == wanted.r#type) {
+        Some(i) if types[i].1 == wanted.unit => Ok(i),
+        Some(i) => Err(Error::Incompatible {
+            path: input.path.clone(),
+            detail: format!(
+                "cannot merge with {}: {} is in {} here but in {} there",
+                first.path.display(),
+                wanted.r#type,
+                types[i].1,
+                wanted.unit
+            ),
+        }),
+        None => Err(Error::Incompatible {
+            path: input.path.clone(),
+            detail: format!(
+                "cannot merge with {}: it has no {}/{} values (its sample types are: {})",
+                first.path.display(),
+                wanted.r#type,
+                wanted.unit,
+                types
+                    .iter()
+                    .map(|(t, u)| format!("{t}/{u}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+fn plan<'s>(
+    input: &'s Input,
+    value_index: usize,
+    options: &Options,
+    keys: &mut FxHashMap<FrameKey<'s>, u32>,
+    names: &mut Vec<String>,
+    inlining: &mut Vec<(bool, bool)>,
+) -> Result<Plan> {
+    let view = input.view;
+    let pruner = if options.all_frames {
+        None
+    } else {
+        FramePruner::new(view.string(view.drop_frames), view.string(view.keep_frames)).map_err(
+            |(field, e)| Error::ProfileRegex {
+                path: input.path.clone(),
+                field,
+                source: Box::new(e),
+            },
+        )?
+    };
+    let prune: Option<Vec<LocationPrune>> = pruner.map(|p| {
+        view.locations
+            .par_iter()
+            .map(|loc| {
+                let lines = view.location_lines(loc);
+                p.classify(
+                    lines
+                        .iter()
+                        .map(|l| view.string(view.functions[l.function as usize].name)),
+                )
+            })
+            .collect()
+    });
+
+    let mut intern = |key: FrameKey<'s>, display: &dyn Fn() -> String| -> u32 {
+        *keys.entry(key).or_insert_with(|| {
+            names.push(display());
+            (names.len() - 1) as u32
+        })
+    };
+    let object = |loc: &firewatch_profile::LocationView| -> &'s str {
+        loc.mapping
+            .map_or("", |m| view.string(view.mappings[m as usize].filename))
+    };
+    // (node, entered inline) for every frame, applied once interning is done.
+    let mut entries: Vec<(u32, bool)> = Vec::new();
+    let mut frame_start = Vec::with_capacity(view.locations.len() + 1);
+    let mut frames = Vec::with_capacity(view.lines.len() + 16);
+    frame_start.push(0u32);
+    for (l, loc) in view.locations.iter().enumerate() {
+        let mut lines = view.location_lines(loc);
+        if let Some(LocationPrune::DropBeneath { keep_lines }) = prune.as_ref().map(|p| p[l]) {
+            lines = &lines[lines.len() - keep_lines..];
+        }
+        let first_frame = frames.len();
+        if lines.is_empty() {
+            let obj = object(loc);
+            frames.push(intern(FrameKey::Object(obj, 0), &|| object_name(obj)));
+        }
+        // Callers first: the last line is the out-of-line function.
+        for line in lines.iter().rev() {
+            let function = &view.functions[line.function as usize];
+            let name = view.string(function.name);
+            let node = if name.is_empty() {
+                let obj = object(loc);
+                intern(FrameKey::Object(obj, function.start_line), &|| {
+                    object_name(obj)
+                })
+            } else {
+                intern(FrameKey::Function(name), &|| name.to_string())
+            };
+            frames.push(node);
+        }
+        // Inlined frames are entered through an inline edge; the location's
+        // outermost frame through a call.
+        for (k, &node) in frames[first_frame..].iter().enumerate() {
+            if k == 0 {
+                entries.push((node, false));
+            } else if frames[first_frame + k - 1] != node {
+                entries.push((node, true));
+            }
+        }
+        frame_start
+            .push(u32::try_from(frames.len()).expect("frames fit in u32: bounded by input size"));
+    }
+
+    inlining.resize(names.len(), (false, false));
+    for (node, inline) in entries {
+        let flags = &mut inlining[node as usize];
+        if inline {
+            flags.0 = true;
+        } else {
+            flags.1 = true;
+        }
+    }
+
+    let filter = (options.focus.is_some() || options.ignore.is_some()).then(|| {
+        let matches = |re: &Regex, loc: &firewatch_profile::LocationView, l: usize| {
+            let mut lines = view.location_lines(loc);
+            if let Some(LocationPrune::DropBeneath { keep_lines }) = prune.as_ref().map(|p| p[l]) {
+                lines = &lines[lines.len() - keep_lines..];
+            }
+            lines.iter().any(|line| {
+                let f = &view.functions[line.function as usize];
+                re.is_match(view.string(f.name)) || re.is_match(view.string(f.filename))
+            }) || loc
+                .mapping
+                .is_some_and(|m| re.is_match(view.string(view.mappings[m as usize].filename)))
+        };
+        view.locations
+            .par_iter()
+            .enumerate()
+            .map(|(l, loc)| {
+                if options
+                    .ignore
+                    .as_ref()
+                    .is_some_and(|re| matches(re, loc, l))
+                {
+                    IGNORED
+                } else if options.focus.as_ref().is_none_or(|re| matches(re, loc, l)) {
+                    FOCUSED
+                } else {
+                    0
+                }
+            })
+            .collect()
+    });
+
+    Ok(Plan {
+        value_index,
+        sign: if input.base { -1 } else { 1 },
+        frame_start,
+        frames,
+        prune,
+        filter,
+    })
+}
+
+fn object_name(object: &str) -> String {
+    let base = object
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("");
+    if base.is_empty() {
+        "<unknown>".into()
+    } else {
+        format!("[{base}]")
+    }
+}
+
+/// One worker's share of the sums.
+struct Partial {
+    flat: Vec<i64>,
+    cum: Vec<i64>,
+    /// `seen[n] == sample_serial` when node `n` already got this sample's cum.
+    seen: Vec<u32>,
+    sample_serial: u32,
+    stacks: FxHashMap<Box<[u32]>, (i64, i64)>,
+    scratch: Vec<u32>,
+    total: i64,
+    kept: i64,
+    samples: u64,
+    samples_kept: u64,
+}
+
+impl Partial {
+    fn new(nodes: usize) -> Partial {
+        Partial {
+            flat: vec![0; nodes],
+            cum: vec![0; nodes],
+            seen: vec![0; nodes],
+            sample_serial: 0,
+            stacks: FxHashMap::default(),
+            scratch: Vec::with_capacity(256),
+            total: 0,
+            kept: 0,
+            samples: 0,
+            samples_kept: 0,
+        }
+    }
+
+    fn add_block(&mut self, plan: &Plan, block: &SampleBlock) {
+        for sample in block.iter() {
+            let value = sample.values[plan.value_index].wrapping_mul(plan.sign);
+            if value == 0 {
+                continue;
+            }
+            self.samples += 1;
+            self.total = self.total.wrapping_add(value.wrapping_abs());
+            let mut locations = sample.locations;
+            if let Some(prune) = &plan.prune {
+                locations = &locations[prune_start(locations, prune)..];
+            }
+            if let Some(filter) = &plan.filter {
+                let mut focused = false;
+                for &l in locations {
+                    match filter[l as usize] {
+                        IGNORED => {
+                            focused = false;
+                            break;
+                        }
+                        FOCUSED => focused = true,
+                        _ => {}
+                    }
+                }
+                if !focused {
+                    continue;
+                }
+            }
+            self.samples_kept += 1;
+            self.kept = self.kept.wrapping_add(value);
+            self.add_stack(plan, locations, value);
+        }
+    }
+
+    #[inline]
+    fn add_stack(&mut self, plan: &Plan, locations: &[u32], value: i64) {
+        self.scratch.clear();
+        for &l in locations.iter().rev() {
+            let (start, end) = (
+                plan.frame_start[l as usize] as usize,
+                plan.frame_start[l as usize + 1] as usize,
+            );
+            self.scratch.extend_from_slice(&plan.frames[start..end]);
+        }
+        self.sample_serial = self.sample_serial.wrapping_add(1);
+        if self.sample_serial == 0 {
+            self.seen.fill(0);
+            self.sample_serial = 1;
+        }
+        for &node in &self.scratch {
+            let seen = &mut self.seen[node as usize];
+            if *seen != self.sample_serial {
+                *seen = self.sample_serial;
+                self.cum[node as usize] += value;
+            }
+        }
+        if let Some(&leaf) = self.scratch.last() {
+            self.flat[leaf as usize] += value;
+        }
+        let (value, base) = if plan.sign < 0 {
+            (value, -value)
+        } else {
+            (value, 0)
+        };
+        match self.stacks.get_mut(self.scratch.as_slice()) {
+            Some(entry) => {
+                entry.0 += value;
+                entry.1 += base;
+            }
+            None => {
+                self.stacks
+                    .insert(self.scratch.as_slice().into(), (value, base));
+            }
+        }
+    }
+
+    fn merge(mut self, mut other: Partial) -> Partial {
+        if self.flat.len() < other.flat.len() {
+            std::mem::swap(&mut self, &mut other);
+        }
+        for (a, b) in self.flat.iter_mut().zip(&other.flat) {
+            *a += b;
+        }
+        for (a, b) in self.cum.iter_mut().zip(&other.cum) {
+            *a += b;
+        }
+        if self.stacks.len() < other.stacks.len() {
+            std::mem::swap(&mut self.stacks, &mut other.stacks);
+        }
+        for (stack, (value, base)) in other.stacks {
+            let entry = self.stacks.entry(stack).or_insert((0, 0));
+            entry.0 += value;
+            entry.1 += base;
+        }
+        self.total = self.total.wrapping_add(other.total);
+        self.kept = self.kept.wrapping_add(other.kept);
+        self.samples += other.samples;
+        self.samples_kept += other.samples_kept;
+        self
+    }
+}

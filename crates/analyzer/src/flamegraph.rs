@@ -1,0 +1,113 @@
+//! Folded stacks and flamegraph SVGs (through inferno).
+//!
+//! A folded line is `root;caller;leaf value`. For a difference it carries two
+//! columns, `stack before after`, which inferno draws as a differential
+//! flamegraph: widths from the newer profile, red where a stack grew and blue
+//! where it shrank.
+
+use std::io::Write;
+
+use inferno::flamegraph::{self, color::BasicPalette, Options, Palette};
+
+use crate::aggregate::Aggregate;
+use crate::units::scaled_label;
+
+/// A frame name made safe for the folded format (`;` separates frames,
+/// the last space separates the count).
+fn folded_frame(name: &str) -> String {
+    name.replace(';', ":").replace(['\n', '\r'], " ")
+}
+
+/// Folded stacks, sorted, one line per distinct stack. Stacks with a
+/// negative value (possible only in odd profiles) are left out of a
+/// single-column flamegraph, which cannot draw them.
+pub fn folded_lines(agg: &Aggregate) -> Vec<String> {
+    let names: Vec<String> = agg
+        .functions
+        .iter()
+        .map(|f| folded_frame(&f.name))
+        .collect();
+    let mut lines: Vec<String> = agg
+        .stacks
+        .iter()
+        .filter(|s| {
+            if agg.has_base {
+                s.value != 0 || s.base != 0
+            } else {
+                s.value > 0
+            }
+        })
+        .map(|s| {
+            let mut line = String::with_capacity(s.frames.len() * 24);
+            for (i, &f) in s.frames.iter().enumerate() {
+                if i > 0 {
+                    line.push(';');
+                }
+                line.push_str(&names[f as usize]);
+            }
+            if agg.has_base {
+                let before = s.base.max(0);
+                let after = (s.value + s.base).max(0);
+                line.push_str(&format!(" {before} {after}"));
+            } else {
+                line.push_str(&format!(" {}", s.value));
+            }
+            line
+        })
+        .collect();
+    lines.sort_unstable();
+    lines
+}
+
+pub fn write_folded(agg: &Aggregate, mut out: impl Write) -> std::io::Result<()> {
+    for line in folded_lines(agg) {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()
+}
+
+/// Writes the flamegraph SVG: deterministic colours (by name), a title with
+/// the sample type and total.
+pub fn write_flamegraph(
+    agg: &Aggregate,
+    inputs: &[String],
+    out: impl Write,
+) -> std::io::Result<()> {
+    let lines = folded_lines(agg);
+    let unit = agg.sample_type.unit.as_str();
+    let mut options = Options::default();
+    options.title = if agg.has_base {
+        format!(
+            "{} difference: {}",
+            agg.sample_type.r#type,
+            inputs.join(", ")
+        )
+    } else {
+        format!("{}: {}", agg.sample_type.r#type, inputs.join(", "))
+    };
+    options.subtitle = Some(if agg.has_base {
+        format!(
+            "net change {}; red grew, blue shrank; widths are the newer profile",
+            scaled_label(agg.kept, unit, "auto")
+        )
+    } else {
+        format!(
+            "total {} ({} samples)",
+            scaled_label(agg.kept, unit, "auto"),
+            agg.samples_kept
+        )
+    });
+    options.count_name = unit.to_string();
+    options.deterministic = true;
+    options.colors = Palette::Basic(if unit == "bytes" {
+        BasicPalette::Mem
+    } else {
+        BasicPalette::Hot
+    });
+    if lines.is_empty() {
+        // inferno refuses empty input; an empty profile still gets a valid SVG.
+        return flamegraph::from_lines(&mut options, ["<empty profile> 0"].iter().copied(), out)
+            .or(Ok(()));
+    }
+    flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), out)
+}

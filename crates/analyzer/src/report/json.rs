@@ -1,0 +1,61 @@
+//! The JSON report, schema 1 of design.md.
+
+use serde::Serialize;
+
+use super::Report;
+use crate::aggregate::SampleType;
+
+#[derive(Serialize)]
+struct Json<'a> {
+    schema: u32,
+    inputs: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    base: &'a [String],
+    sample_type: &'a SampleType,
+    total: i64,
+    functions: Vec<Function<'a>>,
+    hot_paths: Vec<HotPath<'a>>,
+}
+
+#[derive(Serialize)]
+struct Function<'a> {
+    name: &'a str,
+    flat: i64,
+    cum: i64,
+}
+
+#[derive(Serialize)]
+struct HotPath<'a> {
+    frames: Vec<&'a str>,
+    value: i64,
+}
+
+pub fn render_json(report: &Report) -> String {
+    let json = Json {
+        schema: 1,
+        inputs: &report.meta.inputs,
+        base: &report.meta.base,
+        sample_type: &report.aggregate.sample_type,
+        total: report.aggregate.total,
+        functions: report
+            .functions
+            .iter()
+            .map(|f| Function {
+                name: &f.name,
+                flat: f.flat,
+                cum: f.cum,
+            })
+            .collect(),
+        hot_paths: report
+            .hot_paths
+            .iter()
+            .map(|s| HotPath {
+                frames: report.frame_names(s),
+                value: s.value,
+            })
+            .collect(),
+    };
+    let mut out = serde_json::to_string_pretty(&json).expect("a report serializes");
+    out.push('\n');
+    out
+}

@@ -1,0 +1,254 @@
+//! Reports built from an [`Aggregate`]: the ranked function table, the hot
+//! paths, and the metadata header, rendered as text, JSON or Markdown.
+
+mod json;
+mod markdown;
+mod text;
+
+pub use json::render_json;
+pub use markdown::render_markdown;
+pub use text::render_text;
+
+use firewatch_profile::ProfileView;
+
+use crate::aggregate::{Aggregate, FunctionTotal, StackTotal};
+
+/// Profile-level facts for the report header (from the first input).
+#[derive(Clone, Debug, Default)]
+pub struct Metadata {
+    pub inputs: Vec<String>,
+    pub base: Vec<String>,
+    /// Basename of the main binary (`mapping[0]`).
+    pub file: Option<String>,
+    pub build_id: Option<String>,
+    pub comments: Vec<String>,
+    pub doc_url: Option<String>,
+    pub time_nanos: i64,
+    /// Summed over the inputs, as pprof does when merging.
+    pub duration_nanos: i64,
+    /// Filters in effect, as `name=value`.
+    pub filters: Vec<String>,
+    /// Where a flamegraph was written, for a link in Markdown.
+    pub flamegraph: Option<String>,
+}
+
+impl Metadata {
+    pub fn from_views(inputs: &[(&str, &ProfileView, bool)]) -> Metadata {
+        let mut meta = Metadata::default();
+        for (i, (name, view, base)) in inputs.iter().enumerate() {
+            if *base {
+                meta.base.push(name.to_string());
+                continue;
+            }
+            meta.inputs.push(name.to_string());
+            meta.duration_nanos += view.duration_nanos;
+            if view.time_nanos != 0 && (meta.time_nanos == 0 || view.time_nanos < meta.time_nanos) {
+                meta.time_nanos = view.time_nanos;
+            }
+            for &c in &view.comments {
+                let c = view.string(c).to_string();
+                if !meta.comments.contains(&c) {
+                    meta.comments.push(c);
+                }
+            }
+            if i == 0 {
+                if let Some(m) = view.mappings.first() {
+                    let file = view.string(m.filename);
+                    if !file.is_empty() {
+                        meta.file = Some(file.rsplit('/').next().unwrap_or(file).to_string());
+                    }
+                    let build_id = view.string(m.build_id);
+                    if !build_id.is_empty() {
+                        meta.build_id = Some(build_id.to_string());
+                    }
+                }
+                let doc = view.string(view.doc_url);
+                meta.doc_url = (!doc.is_empty()).then(|| doc.to_string());
+            }
+        }
+        meta
+    }
+}
+
+/// What to show.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Rows of the function table; 0 = all.
+    pub top: usize,
+    /// Hot paths to list.
+    pub hot_paths: usize,
+}
+
+/// A report ready to render.
+pub struct Report<'a> {
+    pub meta: &'a Metadata,
+    pub aggregate: &'a Aggregate,
+    /// Functions with a value, ordered as pprof orders them.
+    pub functions: Vec<&'a FunctionTotal>,
+    /// How many functions carry a value (before `top`).
+    pub function_count: usize,
+    pub hot_paths: Vec<&'a StackTotal>,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(meta: &'a Metadata, aggregate: &'a Aggregate, limits: Limits) -> Report<'a> {
+        let mut functions: Vec<&FunctionTotal> = aggregate
+            .functions
+            .iter()
+            .filter(|f| f.flat != 0 || f.cum != 0)
+            .collect();
+        // pprof's -flat order: |flat| desc, name asc, |cum| desc.
+        functions.sort_by(|a, b| {
+            b.flat
+                .unsigned_abs()
+                .cmp(&a.flat.unsigned_abs())
+                .then_with(|| a.name.cmp(&b.name))
+                .then_with(|| b.cum.unsigned_abs().cmp(&a.cum.unsigned_abs()))
+        });
+        let function_count = functions.len();
+        if limits.top > 0 {
+            functions.truncate(limits.top);
+        }
+        let mut hot_paths: Vec<&StackTotal> =
+            aggregate.stacks.iter().filter(|s| s.value != 0).collect();
+        let by_weight = |a: &&StackTotal, b: &&StackTotal| {
+            b.value
+                .unsigned_abs()
+                .cmp(&a.value.unsigned_abs())
+                .then_with(|| a.frames.cmp(&b.frames))
+        };
+        if hot_paths.len() > limits.hot_paths && limits.hot_paths > 0 {
+            hot_paths.select_nth_unstable_by(limits.hot_paths - 1, by_weight);
+            hot_paths.truncate(limits.hot_paths);
+        }
+        hot_paths.sort_by(by_weight);
+        if limits.hot_paths == 0 {
+            hot_paths.clear();
+        }
+        Report {
+            meta,
+            aggregate,
+            functions,
+            function_count,
+            hot_paths,
+        }
+    }
+
+    /// The frame names of a stack, root first.
+    pub fn frame_names(&self, stack: &StackTotal) -> Vec<&'a str> {
+        stack
+            .frames
+            .iter()
+            .map(|&f| self.aggregate.functions[f as usize].name.as_str())
+            .collect()
+    }
+
+    /// The functions whose flat value grew most (diffs only), each with the
+    /// heaviest growing stack that ends in it.
+    pub fn growth(&self, limit: usize) -> Vec<(&'a FunctionTotal, Option<&'a StackTotal>)> {
+        let mut grew: Vec<(usize, &FunctionTotal)> = self
+            .aggregate
+            .functions
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.flat > 0)
+            .collect();
+        grew.sort_by(|a, b| {
+            b.1.flat
+                .cmp(&a.1.flat)
+                .then_with(|| a.1.name.cmp(&b.1.name))
+        });
+        grew.truncate(limit);
+        grew.into_iter()
+            .map(|(i, f)| {
+                let path = self
+                    .aggregate
+                    .stacks
+                    .iter()
+                    .filter(|s| s.value > 0 && s.frames.last() == Some(&(i as u32)))
+                    .max_by(|a, b| a.value.cmp(&b.value).then_with(|| b.frames.cmp(&a.frames)));
+                (f, path)
+            })
+            .collect()
+    }
+}
+
+/// Collapses runs of one frame (recursion) into `name (×N)` and elides the
+/// middle of very deep stacks, for human-readable reports.
+pub fn readable_path(names: &[&str], max_frames: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < names.len() {
+        let mut j = i;
+        while j < names.len() && names[j] == names[i] {
+            j += 1;
+        }
+        out.push(if j - i > 1 {
+            format!("{} (×{})", names[i], j - i)
+        } else {
+            names[i].to_string()
+        });
+        i = j;
+    }
+    if out.len() > max_frames {
+        let head = max_frames / 3;
+        let tail = max_frames - head - 1;
+        let hidden = out.len() - head - tail;
+        let mut elided: Vec<String> = out[..head].to_vec();
+        elided.push(format!("… {hidden} more frames …"));
+        elided.extend_from_slice(&out[out.len() - tail..]);
+        out = elided;
+    }
+    out
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for nanoseconds since the Unix epoch.
+pub fn format_time(nanos: i64) -> String {
+    let secs = nanos.div_euclid(1_000_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_as_utc() {
+        // sample.cpu's time, which pprof prints as "Sep 29, 2017 at 8:57pm (UTC)".
+        assert!(format_time(1_506_718_620_000_000_000).starts_with("2017-09-29 20:57"));
+        assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            format_time(951_782_400_000_000_000),
+            "2000-02-29 00:00:00 UTC"
+        );
+    }
+
+    #[test]
+    fn recursion_collapses_and_deep_stacks_elide() {
+        let names = ["main", "fib", "fib", "fib", "leaf"];
+        assert_eq!(readable_path(&names, 10), ["main", "fib (×3)", "leaf"]);
+        let deep: Vec<String> = (0..50).map(|i| format!("f{i}")).collect();
+        let deep: Vec<&str> = deep.iter().map(String::as_str).collect();
+        let out = readable_path(&deep, 12);
+        assert_eq!(out.len(), 12);
+        assert_eq!(out[0], "f0");
+        assert!(out[4].contains("39 more frames"));
+        assert_eq!(out[11], "f49");
+    }
+}
