@@ -66,7 +66,7 @@ pub fn render_markdown(report: &Report) -> String {
         );
     }
     let total_label = if agg.has_base {
-        "Total change (sum of \\|changes\\|)"
+        "Sum of \\|values\\| (pprof's total, the base of %)"
     } else {
         "Total"
     };

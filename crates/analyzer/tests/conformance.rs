@@ -1,0 +1,263 @@
+//! Agreement with `go tool pprof`: for every protobuf fixture and each of its
+//! sample types, `firewatch analyze --format json --top 0 --sample-index T`
+//! must give, per function, exactly the flat and cum that
+//! `go tool pprof -top -nodefraction=0 -sample_index=T` prints.
+//!
+//! Needs Go (`.ci/run` installs it). Without it the test says so and passes
+//! only when `FIREWATCH_REQUIRE_GO` is unset; CI sets it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn conformance_dir() -> Option<PathBuf> {
+    std::env::var_os("FIREWATCH_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| Some(workspace().join("../shared/fixtures")).filter(|d| d.is_dir()))
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    match conformance_dir() {
+        Some(dir) => {
+            for name in ["large.cpu", "sample.cpu", "cppbench.cpu_no_samples_type", "go.nomappings.crash"] {
+                let path = dir.join("google-pprof").join(name);
+                assert!(path.is_file(), "missing conformance fixture {}", path.display());
+                files.push(path);
+            }
+        }
+        None => eprintln!("FIREWATCH_CONFORMANCE_DIR is not set and ../shared/fixtures is absent: google/pprof fixtures skipped"),
+    }
+    let mut own: Vec<PathBuf> = std::fs::read_dir(workspace().join("fixtures"))
+        .expect("fixtures/ exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".pb.gz"))
+        .collect();
+    own.sort();
+    assert!(own.len() >= 4, "expected the Go fixtures in fixtures/");
+    files.extend(own);
+    files
+}
+
+fn go_available() -> bool {
+    let ok = Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("FIREWATCH_REQUIRE_GO").is_none(),
+            "FIREWATCH_REQUIRE_GO is set but `go` does not run"
+        );
+        eprintln!("go is not installed: skipping the go tool pprof conformance test");
+    }
+    ok
+}
+
+/// (name, flat, cum) rows, sorted.
+type Rows = Vec<(String, i64, i64)>;
+
+fn firewatch_rows(file: &Path, sample_type: &str) -> (Rows, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_firewatch"))
+        .args([
+            "analyze",
+            "--format",
+            "json",
+            "--top",
+            "0",
+            "--sample-index",
+            sample_type,
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "firewatch failed on {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut rows: Rows = json["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                f["flat"].as_i64().unwrap(),
+                f["cum"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    (rows, json)
+}
+
+/// The suffix pprof prints after a value in `unit` when asked for `-unit=<flag>`.
+fn pprof_unit(unit: &str) -> Option<&'static str> {
+    match unit {
+        "nanoseconds" => Some("ns"),
+        "bytes" => Some("B"),
+        _ => None,
+    }
+}
+
+fn pprof_rows(file: &Path, sample_type: &str, unit: &str) -> (Rows, String) {
+    let mut cmd = Command::new("go");
+    cmd.args([
+        "tool",
+        "pprof",
+        "-top",
+        "-nodefraction=0",
+        "-symbolize=none",
+    ]);
+    cmd.arg(format!("-sample_index={sample_type}"));
+    if let Some(u) = pprof_unit(unit) {
+        cmd.arg(format!("-unit={u}"));
+    }
+    let out = cmd.arg(file).env("TZ", "UTC").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "go tool pprof failed on {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let suffix = pprof_unit(unit).unwrap_or("");
+    let value = |s: &str| -> i64 {
+        if s == "0" {
+            return 0;
+        }
+        let digits = s
+            .strip_suffix(suffix)
+            .unwrap_or_else(|| panic!("value {s:?} without unit {suffix:?}"));
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("value {s:?} is not an integer"))
+    };
+    let mut rows = Vec::new();
+    let mut in_table = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("flat  flat%") {
+            in_table = true;
+            continue;
+        }
+        if !in_table {
+            continue;
+        }
+        // "%10s %s %s %10s %s  %s%s": flat flat% sum% cum cum%  name
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert!(fields.len() >= 6, "unexpected pprof row {line:?}");
+        let name_start = {
+            // The name starts after the cum% field and two spaces.
+            let mut rest = line;
+            for _ in 0..5 {
+                rest = rest.trim_start();
+                rest = &rest[rest.find(' ').unwrap_or(rest.len())..];
+            }
+            rest.strip_prefix("  ")
+                .unwrap_or_else(|| panic!("no name separator in {line:?}"))
+        };
+        let name = name_start
+            .strip_suffix(" (inline)")
+            .or_else(|| name_start.strip_suffix(" (partial-inline)"))
+            .unwrap_or(name_start);
+        rows.push((name.to_string(), value(fields[0]), value(fields[3])));
+    }
+    rows.sort();
+    (rows, text)
+}
+
+fn sample_types(file: &Path) -> Vec<(String, String)> {
+    let data =
+        firewatch_profile::ProfileData::open(file, firewatch_profile::DEFAULT_MAX_DECOMPRESSED)
+            .unwrap();
+    let view = data.view().unwrap();
+    view.sample_type_names()
+        .into_iter()
+        .map(|(t, u)| (t.to_string(), u.to_string()))
+        .collect()
+}
+
+#[test]
+fn function_values_agree_with_go_tool_pprof() {
+    if !go_available() {
+        return;
+    }
+    let mut checked = 0;
+    for file in fixtures() {
+        for (sample_type, unit) in sample_types(&file) {
+            let (ours, json) = firewatch_rows(&file, &sample_type);
+            let (theirs, text) = pprof_rows(&file, &sample_type, &unit);
+            assert!(
+                !theirs.is_empty(),
+                "pprof printed no rows for {} {sample_type}:\n{text}",
+                file.display()
+            );
+            if ours != theirs {
+                let ours_map: BTreeMap<_, _> =
+                    ours.iter().map(|(n, f, c)| (n.clone(), (*f, *c))).collect();
+                let theirs_map: BTreeMap<_, _> = theirs
+                    .iter()
+                    .map(|(n, f, c)| (n.clone(), (*f, *c)))
+                    .collect();
+                let mut diffs = Vec::new();
+                for name in ours_map
+                    .keys()
+                    .chain(theirs_map.keys())
+                    .collect::<std::collections::BTreeSet<_>>()
+                {
+                    if ours_map.get(name) != theirs_map.get(name) {
+                        diffs.push(format!(
+                            "  {name}: firewatch {:?}, pprof {:?}",
+                            ours_map.get(name),
+                            theirs_map.get(name)
+                        ));
+                    }
+                }
+                panic!(
+                    "{} -sample_index={sample_type}: {} of {} functions differ:\n{}",
+                    file.display(),
+                    diffs.len(),
+                    theirs.len(),
+                    diffs
+                        .iter()
+                        .take(20)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+            // The total is pprof's total too ("… of X total").
+            let total_line = text
+                .lines()
+                .find(|l| l.starts_with("Showing nodes accounting for"))
+                .unwrap();
+            let total = total_line
+                .rsplit(" of ")
+                .next()
+                .unwrap()
+                .trim_end_matches(" total");
+            let suffix = pprof_unit(&unit).unwrap_or("");
+            let total: i64 = if total == "0" {
+                0
+            } else {
+                total.strip_suffix(suffix).unwrap().parse().unwrap()
+            };
+            assert_eq!(
+                json["total"].as_i64().unwrap(),
+                total,
+                "{} {sample_type} total",
+                file.display()
+            );
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} (profile, sample type) pairs agree with go tool pprof");
+    assert!(checked >= 10);
+}
