@@ -81,7 +81,9 @@ pub struct StackTotal {
 #[derive(Debug)]
 pub struct Aggregate {
     pub sample_type: SampleType,
-    /// pprof's total: the sum of |value| over all samples, before focus/ignore.
+    /// pprof's total, the base of every percentage: the sum of |value| over
+    /// all samples before focus/ignore (for a difference, over stacks after
+    /// the base has been netted out, as pprof merges before summing).
     pub total: i64,
     /// Sum of the kept samples' values (for a diff: the net change).
     pub kept: i64,
@@ -149,16 +151,25 @@ pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
         .flat_map(|(i, input)| input.view.sample_blocks.iter().map(move |b| (i, b)))
         .collect();
     let node_count = names.len();
+    let has_base = inputs.iter().any(|i| i.base);
+    let track_unfiltered = has_base && plans.iter().any(|p| p.filter.is_some());
     let partial = tasks
         .par_iter()
         .fold(
-            || Partial::new(node_count),
+            || Partial::new(node_count, track_unfiltered),
             |mut partial, &(i, block)| {
                 partial.add_block(&plans[i], block);
                 partial
             },
         )
-        .reduce(|| Partial::new(0), Partial::merge);
+        .reduce(|| Partial::new(0, track_unfiltered), Partial::merge);
+    // pprof merges a base into the profile sample by sample, so identical
+    // stacks cancel before it sums |values|: do the same with our stacks.
+    let total = match (&partial.unfiltered, has_base) {
+        (Some(unfiltered), _) => unfiltered.values().map(|v| v.wrapping_abs()).sum(),
+        (None, true) => partial.stacks.values().map(|v| v.0.wrapping_abs()).sum(),
+        (None, false) => partial.total,
+    };
 
     let functions = names
         .into_iter()
@@ -186,13 +197,13 @@ pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
         .collect();
     Ok(Aggregate {
         sample_type,
-        total: partial.total,
+        total,
         kept: partial.kept,
         samples: partial.samples,
         samples_kept: partial.samples_kept,
         functions,
         stacks,
-        has_base: inputs.iter().any(|i| i.base),
+        has_base,
     })
 }
 
@@ -422,6 +433,19 @@ fn object_name(object: &str) -> String {
     }
 }
 
+/// The frames of a (pruned) sample, root first, into `scratch`.
+#[inline]
+fn fill_stack(scratch: &mut Vec<u32>, plan: &Plan, locations: &[u32]) {
+    scratch.clear();
+    for &l in locations.iter().rev() {
+        let (start, end) = (
+            plan.frame_start[l as usize] as usize,
+            plan.frame_start[l as usize + 1] as usize,
+        );
+        scratch.extend_from_slice(&plan.frames[start..end]);
+    }
+}
+
 /// One worker's share of the sums.
 struct Partial {
     flat: Vec<i64>,
@@ -432,13 +456,16 @@ struct Partial {
     stacks: FxHashMap<Box<[u32]>, (i64, i64)>,
     scratch: Vec<u32>,
     total: i64,
+    /// For a difference with filters: every (unfiltered) stack's net value,
+    /// from which pprof's total is computed.
+    unfiltered: Option<FxHashMap<Box<[u32]>, i64>>,
     kept: i64,
     samples: u64,
     samples_kept: u64,
 }
 
 impl Partial {
-    fn new(nodes: usize) -> Partial {
+    fn new(nodes: usize, track_unfiltered: bool) -> Partial {
         Partial {
             flat: vec![0; nodes],
             cum: vec![0; nodes],
@@ -447,6 +474,7 @@ impl Partial {
             stacks: FxHashMap::default(),
             scratch: Vec::with_capacity(256),
             total: 0,
+            unfiltered: track_unfiltered.then(FxHashMap::default),
             kept: 0,
             samples: 0,
             samples_kept: 0,
@@ -464,6 +492,12 @@ impl Partial {
             let mut locations = sample.locations;
             if let Some(prune) = &plan.prune {
                 locations = &locations[prune_start(locations, prune)..];
+            }
+            if let Some(unfiltered) = &mut self.unfiltered {
+                fill_stack(&mut self.scratch, plan, locations);
+                *unfiltered
+                    .entry(self.scratch.as_slice().into())
+                    .or_insert(0) += value;
             }
             if let Some(filter) = &plan.filter {
                 let mut focused = false;
@@ -489,14 +523,7 @@ impl Partial {
 
     #[inline]
     fn add_stack(&mut self, plan: &Plan, locations: &[u32], value: i64) {
-        self.scratch.clear();
-        for &l in locations.iter().rev() {
-            let (start, end) = (
-                plan.frame_start[l as usize] as usize,
-                plan.frame_start[l as usize + 1] as usize,
-            );
-            self.scratch.extend_from_slice(&plan.frames[start..end]);
-        }
+        fill_stack(&mut self.scratch, plan, locations);
         self.sample_serial = self.sample_serial.wrapping_add(1);
         if self.sample_serial == 0 {
             self.seen.fill(0);
@@ -506,11 +533,11 @@ impl Partial {
             let seen = &mut self.seen[node as usize];
             if *seen != self.sample_serial {
                 *seen = self.sample_serial;
-                self.cum[node as usize] += value;
+                self.cum[node as usize] = self.cum[node as usize].wrapping_add(value);
             }
         }
         if let Some(&leaf) = self.scratch.last() {
-            self.flat[leaf as usize] += value;
+            self.flat[leaf as usize] = self.flat[leaf as usize].wrapping_add(value);
         }
         let (value, base) = if plan.sign < 0 {
             (value, -value)
@@ -519,8 +546,8 @@ impl Partial {
         };
         match self.stacks.get_mut(self.scratch.as_slice()) {
             Some(entry) => {
-                entry.0 += value;
-                entry.1 += base;
+                entry.0 = entry.0.wrapping_add(value);
+                entry.1 = entry.1.wrapping_add(base);
             }
             None => {
                 self.stacks
@@ -534,20 +561,26 @@ impl Partial {
             std::mem::swap(&mut self, &mut other);
         }
         for (a, b) in self.flat.iter_mut().zip(&other.flat) {
-            *a += b;
+            *a = a.wrapping_add(*b);
         }
         for (a, b) in self.cum.iter_mut().zip(&other.cum) {
-            *a += b;
+            *a = a.wrapping_add(*b);
         }
         if self.stacks.len() < other.stacks.len() {
             std::mem::swap(&mut self.stacks, &mut other.stacks);
         }
         for (stack, (value, base)) in other.stacks {
             let entry = self.stacks.entry(stack).or_insert((0, 0));
-            entry.0 += value;
-            entry.1 += base;
+            entry.0 = entry.0.wrapping_add(value);
+            entry.1 = entry.1.wrapping_add(base);
         }
         self.total = self.total.wrapping_add(other.total);
+        if let (Some(mine), Some(theirs)) = (&mut self.unfiltered, other.unfiltered) {
+            for (stack, value) in theirs {
+                let entry = mine.entry(stack).or_insert(0);
+                *entry = entry.wrapping_add(value);
+            }
+        }
         self.kept = self.kept.wrapping_add(other.kept);
         self.samples += other.samples;
         self.samples_kept += other.samples_kept;

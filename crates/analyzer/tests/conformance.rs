@@ -61,7 +61,7 @@ fn go_available() -> bool {
 /// (name, flat, cum) rows, sorted.
 type Rows = Vec<(String, i64, i64)>;
 
-fn firewatch_rows(file: &Path, sample_type: &str) -> (Rows, serde_json::Value) {
+fn firewatch_rows(file: &Path, sample_type: &str, extra: &[&str]) -> (Rows, serde_json::Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_firewatch"))
         .args([
             "analyze",
@@ -72,6 +72,7 @@ fn firewatch_rows(file: &Path, sample_type: &str) -> (Rows, serde_json::Value) {
             "--sample-index",
             sample_type,
         ])
+        .args(extra)
         .arg(file)
         .output()
         .unwrap();
@@ -107,7 +108,7 @@ fn pprof_unit(unit: &str) -> Option<&'static str> {
     }
 }
 
-fn pprof_rows(file: &Path, sample_type: &str, unit: &str) -> (Rows, String) {
+fn pprof_rows(file: &Path, sample_type: &str, unit: &str, extra: &[&str]) -> (Rows, String) {
     let mut cmd = Command::new("go");
     cmd.args([
         "tool",
@@ -116,6 +117,7 @@ fn pprof_rows(file: &Path, sample_type: &str, unit: &str) -> (Rows, String) {
         "-nodefraction=0",
         "-symbolize=none",
     ]);
+    cmd.args(extra);
     cmd.arg(format!("-sample_index={sample_type}"));
     if let Some(u) = pprof_unit(unit) {
         cmd.arg(format!("-unit={u}"));
@@ -192,8 +194,77 @@ fn function_values_agree_with_go_tool_pprof() {
     let mut checked = 0;
     for file in fixtures() {
         for (sample_type, unit) in sample_types(&file) {
-            let (ours, json) = firewatch_rows(&file, &sample_type);
-            let (theirs, text) = pprof_rows(&file, &sample_type, &unit);
+            compare(&file, &sample_type, &unit, &[], &[]);
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} (profile, sample type) pairs agree with go tool pprof");
+    assert!(checked >= 10);
+}
+
+/// Filters and differences agree too: `--focus`/`--ignore` against
+/// `-focus`/`-ignore`, `--base` against `-base`.
+#[test]
+fn filters_and_differences_agree_with_go_tool_pprof() {
+    if !go_available() {
+        return;
+    }
+    let own = workspace().join("fixtures");
+    let cpu = own.join("encoded-cpu.pb.gz");
+    compare(
+        &cpu,
+        "cpu",
+        "nanoseconds",
+        &["--focus", "pricing"],
+        &["-focus=pricing"],
+    );
+    compare(
+        &cpu,
+        "cpu",
+        "nanoseconds",
+        &["--ignore", "round_cents|libc"],
+        &["-ignore=round_cents|libc"],
+    );
+    compare(
+        &cpu,
+        "cpu",
+        "nanoseconds",
+        &["--focus", "handlers", "--ignore", "db::"],
+        &["-focus=handlers", "-ignore=db::"],
+    );
+    let go_cpu = own.join("go-cpu.pb.gz");
+    compare(
+        &go_cpu,
+        "cpu",
+        "nanoseconds",
+        &["--focus", "main\\.fib"],
+        &["-focus=main\\.fib"],
+    );
+    let (old, new) = (
+        own.join("encoded-heap-1.pb.gz"),
+        own.join("encoded-heap-2.pb.gz"),
+    );
+    for (t, u) in [("inuse_space", "bytes"), ("alloc_objects", "count")] {
+        let base = old.to_str().unwrap();
+        compare(&new, t, u, &["--base", base], &[&format!("-base={base}")]);
+    }
+    if let Some(dir) = conformance_dir() {
+        let large = dir.join("google-pprof/large.cpu");
+        compare(
+            &large,
+            "cpu",
+            "nanoseconds",
+            &["--ignore", "time\\.Now"],
+            &["-ignore=time\\.Now"],
+        );
+    }
+}
+
+fn compare(file: &Path, sample_type: &str, unit: &str, ours_extra: &[&str], pprof_extra: &[&str]) {
+    {
+        {
+            let (ours, json) = firewatch_rows(file, sample_type, ours_extra);
+            let (theirs, text) = pprof_rows(file, sample_type, unit, pprof_extra);
             assert!(
                 !theirs.is_empty(),
                 "pprof printed no rows for {} {sample_type}:\n{text}",
@@ -221,7 +292,7 @@ fn function_values_agree_with_go_tool_pprof() {
                     }
                 }
                 panic!(
-                    "{} -sample_index={sample_type}: {} of {} functions differ:\n{}",
+                    "{} -sample_index={sample_type} {pprof_extra:?}: {} of {} functions differ:\n{}",
                     file.display(),
                     diffs.len(),
                     theirs.len(),
@@ -243,7 +314,7 @@ fn function_values_agree_with_go_tool_pprof() {
                 .next()
                 .unwrap()
                 .trim_end_matches(" total");
-            let suffix = pprof_unit(&unit).unwrap_or("");
+            let suffix = pprof_unit(unit).unwrap_or("");
             let total: i64 = if total == "0" {
                 0
             } else {
@@ -255,9 +326,6 @@ fn function_values_agree_with_go_tool_pprof() {
                 "{} {sample_type} total",
                 file.display()
             );
-            checked += 1;
         }
     }
-    eprintln!("{checked} (profile, sample type) pairs agree with go tool pprof");
-    assert!(checked >= 10);
 }
