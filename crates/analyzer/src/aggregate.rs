@@ -495,9 +495,10 @@ impl Partial {
             }
             if let Some(unfiltered) = &mut self.unfiltered {
                 fill_stack(&mut self.scratch, plan, locations);
-                *unfiltered
+                let entry = unfiltered
                     .entry(self.scratch.as_slice().into())
-                    .or_insert(0) += value;
+                    .or_insert(0);
+                *entry = entry.wrapping_add(value);
             }
             if let Some(filter) = &plan.filter {
                 let mut focused = false;
