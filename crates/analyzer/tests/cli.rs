@@ -1,0 +1,357 @@
+//! The `firewatch analyze` command as a user runs it: exit statuses, error
+//! messages, the files it writes, merging and differences. Expected numbers
+//! come from how the fixtures were built (examples/fixtures.rs), not from
+//! firewatch's own output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(name)
+}
+
+fn firewatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_firewatch"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = firewatch(&[&["analyze", "--format", "json"], args].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn function<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("{name} missing"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("firewatch-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+const MS: i64 = 10_000_000;
+
+#[test]
+fn cpu_values_are_what_the_fixture_holds() {
+    let cpu = fixture("encoded-cpu.pb.gz");
+    let report = json(&["--top", "0", cpu.to_str().unwrap()]);
+    assert_eq!(report["schema"], 1);
+    assert_eq!(report["sample_type"]["type"], "cpu");
+    assert_eq!(report["sample_type"]["unit"], "nanoseconds");
+    // 120+45+30+80+12+3+9+25+2 samples of 10ms each.
+    assert_eq!(report["total"], 326 * MS);
+    // round_cents is inlined into quote: its own frame, leaf of 120 samples.
+    assert_eq!(
+        function(&report, "orders_api::pricing::round_cents")["flat"],
+        120 * MS
+    );
+    assert_eq!(
+        function(&report, "orders_api::pricing::quote")["cum"],
+        165 * MS
+    );
+    // 40-deep recursion counts once per sample.
+    assert_eq!(function(&report, "orders_api::rules::walk")["cum"], 25 * MS);
+    // drop_frames removed the agent's frames and what they called, but not a root frame.
+    assert_eq!(
+        function(&report, "firewatch_agent::sampler::record")["cum"],
+        2 * MS
+    );
+    assert!(report["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["name"] != "alloc::vec::Vec::push"));
+    assert_eq!(
+        function(&report, "orders_api::handlers::create_order")["flat"],
+        9 * MS
+    );
+    // Unsymbolized frames: by binary, or unknown.
+    assert_eq!(function(&report, "[libc.so.6]")["flat"], 42 * MS);
+    assert_eq!(function(&report, "<unknown>")["flat"], 3 * MS);
+    // Sorted by flat, then name.
+    let flats: Vec<i64> = report["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["flat"].as_i64().unwrap())
+        .collect();
+    assert!(flats.windows(2).all(|w| w[0] >= w[1]));
+    // The heaviest path, root first.
+    let hot = &report["hot_paths"][0];
+    assert_eq!(hot["value"], 120 * MS);
+    assert_eq!(hot["frames"][0], "std::rt::lang_start");
+    assert_eq!(
+        hot["frames"].as_array().unwrap().last().unwrap(),
+        "orders_api::pricing::round_cents"
+    );
+    // --all-frames keeps the agent's frames.
+    let all = json(&["--top", "0", "--all-frames", cpu.to_str().unwrap()]);
+    assert_eq!(function(&all, "alloc::vec::Vec::push")["flat"], 9 * MS);
+}
+
+#[test]
+fn sample_index_by_name_number_and_default() {
+    let heap = fixture("encoded-heap-1.pb.gz");
+    let h = heap.to_str().unwrap();
+    // default_sample_type is inuse_space.
+    assert_eq!(json(&[h])["sample_type"]["type"], "inuse_space");
+    assert_eq!(
+        json(&["--sample-index", "0", h])["sample_type"]["type"],
+        "alloc_objects"
+    );
+    assert_eq!(
+        json(&["--sample-index", "alloc_space", h])["sample_type"]["type"],
+        "alloc_space"
+    );
+    // 2000 live 4 KiB cache entries + 40*256 + 16*64 KiB + 12*1 KiB.
+    assert_eq!(
+        json(&[h])["total"],
+        2000 * 4096 + 40 * 256 + 16 * 65536 + 12 * 1024
+    );
+    let out = firewatch(&["analyze", "--sample-index", "nonsense", h]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nonsense") && err.contains("inuse_space"),
+        "{err}"
+    );
+    assert_eq!(
+        firewatch(&["analyze", "--sample-index", "9", h])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        firewatch(&["analyze", "--format", "yaml", h]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn merging_adds_and_base_subtracts() {
+    let cpu = fixture("encoded-cpu.pb.gz");
+    let c = cpu.to_str().unwrap();
+    let twice = json(&["--top", "0", c, c]);
+    assert_eq!(twice["total"], 2 * 326 * MS);
+    assert_eq!(function(&twice, "orders_api::rules::walk")["cum"], 50 * MS);
+    let nothing = json(&["--top", "0", "--base", c, c]);
+    assert_eq!(nothing["total"], 0);
+    assert!(nothing["functions"].as_array().unwrap().is_empty());
+
+    let (old, new) = (
+        fixture("encoded-heap-1.pb.gz"),
+        fixture("encoded-heap-2.pb.gz"),
+    );
+    let diff = json(&[
+        "--top",
+        "0",
+        "--base",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+    ]);
+    assert_eq!(diff["base"][0], old.to_str().unwrap());
+    // The cache grew from 2000 to 9000 live 4 KiB entries; nothing else changed.
+    assert_eq!(
+        function(&diff, "orders_api::cache::Entry::new")["flat"],
+        7000 * 4096
+    );
+    assert_eq!(diff["functions"].as_array().unwrap().len(), 4);
+    let shrink = json(&[
+        "--top",
+        "0",
+        "--base",
+        new.to_str().unwrap(),
+        old.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        function(&shrink, "orders_api::cache::Entry::new")["flat"],
+        -7000 * 4096
+    );
+}
+
+#[test]
+fn markdown_diff_says_what_grew() {
+    let (old, new) = (
+        fixture("encoded-heap-1.pb.gz"),
+        fixture("encoded-heap-2.pb.gz"),
+    );
+    let out = firewatch(&[
+        "analyze",
+        "--format",
+        "markdown",
+        "--base",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let md = String::from_utf8(out.stdout).unwrap();
+    // 7000 * 4096 B = 27.34 MiB, printed as pprof prints it.
+    assert!(
+        md.contains("grew by 27.34MB in `orders_api::cache::Entry::new` (call path `std::rt::lang_start` → `orders_api::main` → `orders_api::cache::Cache::insert` → `orders_api::cache::Entry::new`)"),
+        "{md}"
+    );
+    assert!(md.contains("| flat | flat% | sum% | cum | cum% | function |"));
+}
+
+#[test]
+fn mismatched_sample_types_are_refused_clearly() {
+    let out = firewatch(&[
+        "analyze",
+        fixture("encoded-cpu.pb.gz").to_str().unwrap(),
+        fixture("encoded-heap-1.pb.gz").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("encoded-heap-1.pb.gz")
+            && err.contains("cpu/nanoseconds")
+            && err.contains("cannot merge"),
+        "{err}"
+    );
+}
+
+#[test]
+fn flamegraphs_and_folded_stacks_are_written() {
+    let cpu = fixture("encoded-cpu.pb.gz");
+    let (svg, svg2, folded) = (tmp("cpu.svg"), tmp("cpu2.svg"), tmp("cpu.folded"));
+    for path in [&svg, &svg2] {
+        let out = firewatch(&[
+            "analyze",
+            "--flamegraph",
+            path.to_str().unwrap(),
+            "--folded",
+            folded.to_str().unwrap(),
+            cpu.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let svg_text = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg_text.starts_with("<?xml") && svg_text.contains("</svg>"));
+    assert!(svg_text.contains("cpu: ") && svg_text.contains("orders_api::pricing::round_cents"));
+    assert_eq!(
+        svg_text,
+        std::fs::read_to_string(&svg2).unwrap(),
+        "colours and layout are deterministic"
+    );
+    // Folded lines sum to the total.
+    let folded_text = std::fs::read_to_string(&folded).unwrap();
+    let sum: i64 = folded_text
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(sum, 326 * MS);
+    assert!(folded_text.lines().any(|l| l
+        == format!("std::rt::lang_start;orders_api::main;tokio::runtime::Runtime::block_on;orders_api::handlers::create_order;orders_api::pricing::quote;orders_api::pricing::round_cents {}", 120 * MS)));
+
+    // A difference: two columns, before and after, and a differential SVG.
+    let (old, new) = (
+        fixture("encoded-heap-1.pb.gz"),
+        fixture("encoded-heap-2.pb.gz"),
+    );
+    let (dsvg, dfolded) = (tmp("diff.svg"), tmp("diff.folded"));
+    let out = firewatch(&[
+        "analyze",
+        "--flamegraph",
+        dsvg.to_str().unwrap(),
+        "--folded",
+        dfolded.to_str().unwrap(),
+        "--base",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let line = std::fs::read_to_string(&dfolded)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("Entry::new"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.ends_with(&format!(" {} {}", 2000 * 4096, 9000 * 4096)),
+        "{line}"
+    );
+    assert!(std::fs::read_to_string(&dsvg)
+        .unwrap()
+        .contains("difference"));
+}
+
+#[test]
+fn bad_input_is_one_line_naming_the_file_and_exit_1() {
+    let cpu = std::fs::read(fixture("encoded-cpu.pb.gz")).unwrap();
+    let raw = firewatch_profile::decompress(&cpu, 1 << 20)
+        .unwrap()
+        .into_owned();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated.pb.gz", cpu[..cpu.len() / 2].to_vec(), "gzip"),
+        ("truncated.pb", raw[..raw.len() - 7].to_vec(), "byte"),
+        ("empty.pb", Vec::new(), "empty"),
+        (
+            "garbage.pb",
+            b"this is not a profile at all".to_vec(),
+            "malformed",
+        ),
+    ];
+    for (name, bytes, expect) in cases {
+        let path = tmp(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = firewatch(&["analyze", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: {err}");
+        assert!(
+            err.contains(path.to_str().unwrap()) && err.contains(expect),
+            "{name}: {err}"
+        );
+    }
+    let out = firewatch(&["analyze", "/nonexistent/profile.pb.gz"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/profile.pb.gz"));
+}
+
+#[test]
+fn decompression_is_capped() {
+    // 8 MiB of zeros gzips to ~8 KiB: refused under a 1 MiB cap, and the
+    // flag raises the cap (then it fails as a profile, not as a bomb).
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut enc, &vec![0u8; 8 << 20]).unwrap();
+    let path = tmp("bomb.pb.gz");
+    std::fs::write(&path, enc.finish().unwrap()).unwrap();
+    let out = firewatch(&[
+        "analyze",
+        "--max-decompressed-size",
+        "1M",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("exceeds the limit of 1048576 bytes") && err.contains("bomb.pb.gz"),
+        "{err}"
+    );
+    let out = firewatch(&[
+        "analyze",
+        "--max-decompressed-size",
+        "128M",
+        path.to_str().unwrap(),
+    ]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("exceeds the limit"));
+}
