@@ -79,7 +79,7 @@ impl<'a> ProfileView<'a> {
         }
         let index = index(data)?;
         let strings = decode_strings(data, &index.strings);
-        if strings.first().is_none_or(|s| !s.is_empty()) {
+        if !strings.first().is_some_and(|s| s.is_empty()) {
             return Err(Error::Invalid(
                 "string_table[0] must be the empty string".into(),
             ));
@@ -141,7 +141,8 @@ impl<'a> ProfileView<'a> {
             .par_chunks(chunk)
             .enumerate()
             .map(|(n, spans)| decode_samples(data, spans, n * chunk, &context))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Vec<_>>();
+        let sample_blocks = first_error_in_order(sample_blocks)?;
 
         Ok(ProfileView {
             sample_types,
@@ -258,6 +259,14 @@ fn decode_strings<'a>(data: &'a [u8], spans: &[Span]) -> Vec<Cow<'a, str>> {
     strings
 }
 
+/// The chunks' results, or the error of the first failing chunk in input
+/// order. (Collecting a parallel iterator straight into a `Result` keeps
+/// whichever error a thread hit first, so the message for an input with
+/// several faults would change from run to run.)
+fn first_error_in_order<T>(chunks: Vec<Result<T>>) -> Result<Vec<T>> {
+    chunks.into_iter().collect()
+}
+
 /// Decodes every message of one kind in parallel chunks.
 fn decode_all<T: Send>(
     data: &[u8],
@@ -267,7 +276,7 @@ fn decode_all<T: Send>(
 ) -> Result<Vec<T>> {
     let chunk = chunk_size(spans.len());
     let mut out = Vec::with_capacity(spans.len());
-    let chunks: Vec<Vec<T>> = spans
+    let chunks: Vec<Result<Vec<T>>> = spans
         .par_chunks(chunk)
         .map(|spans| {
             spans
@@ -275,7 +284,8 @@ fn decode_all<T: Send>(
                 .map(|span| decode(Reader::new(&data[span.range()], span.start, message)))
                 .collect::<Result<Vec<T>>>()
         })
-        .collect::<Result<_>>()?;
+        .collect();
+    let chunks = first_error_in_order(chunks)?;
     for c in chunks {
         out.extend(c);
     }
@@ -349,7 +359,7 @@ fn decode_locations(
     mappings: &IdIndex,
 ) -> Result<(Vec<LocationView>, Vec<LineView>)> {
     let chunk = chunk_size(spans.len());
-    let parts: Vec<(Vec<LocationView>, Vec<LineView>)> = spans
+    let parts: Vec<Result<(Vec<LocationView>, Vec<LineView>)>> = spans
         .par_chunks(chunk)
         .map(|spans| {
             let mut locations = Vec::with_capacity(spans.len());
@@ -393,7 +403,8 @@ fn decode_locations(
             }
             Ok((locations, lines))
         })
-        .collect::<Result<_>>()?;
+        .collect();
+    let parts = first_error_in_order(parts)?;
 
     let mut locations = Vec::with_capacity(spans.len());
     let mut lines = Vec::with_capacity(parts.iter().map(|p| p.1.len()).sum());
@@ -423,7 +434,12 @@ fn decode_samples(
 ) -> Result<SampleBlock> {
     let mut block = SampleBlock::new(cx.values_per_sample);
     block.location_offsets.reserve(spans.len());
-    block.values.reserve(spans.len() * cx.values_per_sample);
+    // Every value takes at least one byte of input, so never reserve more than
+    // the chunk's bytes could hold: the sample-type count comes from elsewhere
+    // in the input, and a few KB of gzip could otherwise ask for terabytes.
+    let payload: usize = spans.iter().map(|s| s.len).sum();
+    let values = spans.len().saturating_mul(cx.values_per_sample);
+    block.values.reserve(values.min(payload));
     for (i, span) in spans.iter().enumerate() {
         let mut r = Reader::new(&data[span.range()], span.start, "sample");
         let values_before = block.values.len();

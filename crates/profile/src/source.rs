@@ -32,12 +32,13 @@ pub fn decompress(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>> {
         return Ok(Cow::Borrowed(bytes));
     }
     // The trailer's ISIZE (size mod 2^32 of the last member) is a good first
-    // guess for the buffer; never trust it beyond deflate's best ratio (1032:1)
-    // or the cap.
+    // guess for the buffer, but a hostile one could ask for the whole cap up
+    // front: trust it only up to 16 times the input (profiles compress 3-8x);
+    // beyond that the buffer grows as data actually arrives.
     let hint = bytes.len().checked_sub(4).map_or(0, |at| {
         u32::from_le_bytes(bytes[at..].try_into().expect("four bytes")) as u64
     });
-    let capacity = hint.min(bytes.len() as u64 * 1032).min(limit);
+    let capacity = hint.min(bytes.len() as u64 * 16).min(limit);
     let mut out = Vec::with_capacity(capacity as usize);
     let mut reader = MultiGzDecoder::new(bytes).take(limit + 1);
     reader.read_to_end(&mut out).map_err(Error::Gzip)?;

@@ -5,6 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use firewatch_profile::{
     decompress, Error, Function, Line, Location, Profile, ProfileData, ProfileView, Sample,
@@ -18,12 +19,16 @@ use firewatch_profile::{
 
 struct Tracking;
 
+/// The largest single allocation requested by any thread since the last reset.
+static BIGGEST: AtomicUsize = AtomicUsize::new(0);
+
 thread_local! {
     static LIVE: Cell<isize> = const { Cell::new(0) };
     static PEAK: Cell<isize> = const { Cell::new(0) };
 }
 
 fn track(delta: isize) {
+    BIGGEST.fetch_max(delta.max(0) as usize, Ordering::Relaxed);
     let _ = LIVE.try_with(|live| {
         let now = live.get() + delta;
         live.set(now);
@@ -316,6 +321,77 @@ fn missing_location_in_a_late_parallel_chunk_is_reported_with_its_index() {
     assert_invalid(decode(&p.encode()), &["sample 2999 ", "location id 2,"]);
 }
 
+/// Regression: with several faults in different parallel chunks, the error
+/// used to be whichever a thread hit first, so it changed from run to run.
+/// It is now always the first fault in input order (as pprof reports).
+#[test]
+fn the_first_of_several_faults_is_reported_every_time() {
+    let mut p = Profile::new();
+    p.sample_type = vec![ValueType { r#type: 0, unit: 0 }];
+    // Functions 300 and 2900 have a bad name; locations 400 and 2800 a line
+    // naming no function; samples 9000 and 10001 a missing location.
+    let bad_function = |i: usize| i == 300 || i == 2900;
+    let bad_location = |i: usize| i == 400 || i == 2800;
+    p.function = (0..3000)
+        .map(|i| Function {
+            id: i as u64 + 1,
+            name: if bad_function(i) { 1000 + i as i64 } else { 0 },
+            ..Function::default()
+        })
+        .collect();
+    p.location = (0..3000)
+        .map(|i| Location {
+            id: i as u64 + 1,
+            line: vec![Line {
+                function_id: if bad_location(i) {
+                    90_000 + i as u64
+                } else {
+                    1
+                },
+                line: 1,
+                column: 0,
+            }],
+            ..Location::default()
+        })
+        .collect();
+    p.sample = (0..20_000)
+        .map(|i| Sample {
+            location_id: vec![if i == 9000 || i == 10_001 {
+                7000 + i
+            } else {
+                1
+            }],
+            value: vec![i as i64],
+            label: vec![],
+        })
+        .collect();
+    let four = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    let decode = |p: &Profile| {
+        let raw = p.encode();
+        let first = decode(&raw).to_string();
+        for _ in 0..30 {
+            let again = four.install(|| ProfileView::decode(&raw).map(drop).unwrap_err());
+            assert_eq!(again.to_string(), first);
+        }
+        first
+    };
+    let e = decode(&p);
+    assert!(e.contains("function.name") && e.contains("1300"), "{e}");
+    for f in &mut p.function {
+        f.name = 0;
+    }
+    let e = decode(&p);
+    assert!(e.contains("location.line") && e.contains("90400"), "{e}");
+    for l in &mut p.location {
+        l.line[0].function_id = 1;
+    }
+    let e = decode(&p);
+    assert!(e.contains("sample 9000 ") && e.contains("16000"), "{e}");
+}
+
 #[test]
 fn line_with_a_missing_function() {
     let location = Pb::new()
@@ -425,6 +501,35 @@ fn samples_without_sample_types() {
         .msg(SAMPLE, Pb::new().packed(2, &[5]))
         .raw(&strings().0);
     assert_invalid(decode(&bytes.0), &["sample"]);
+}
+
+/// Regression: `decode_samples` used to reserve `samples × sample types`
+/// values per chunk before checking any sample, so a file of a few KB (gzip)
+/// declaring a million sample types and 600k empty samples asked for 131 GB
+/// at once and aborted the process ("memory allocation failed").
+#[test]
+fn many_sample_types_do_not_reserve_memory_the_input_cannot_fill() {
+    let mut raw = Pb::new().bytes(STRING_TABLE, b"");
+    for _ in 0..1_000_000 {
+        raw = raw.msg(SAMPLE_TYPE, Pb::new());
+    }
+    for _ in 0..600_000 {
+        raw = raw.msg(SAMPLE, Pb::new());
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw.0).unwrap();
+    let gz = gz.finish().unwrap();
+    assert!(gz.len() < 64 << 10, "{} bytes", gz.len());
+    // One thread: the largest chunks (16384 samples).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    BIGGEST.store(0, Ordering::Relaxed);
+    let e = pool.install(|| Profile::decode(&gz)).unwrap_err();
+    let biggest = BIGGEST.load(Ordering::Relaxed);
+    assert_invalid(e, &["sample 0", "has 0 values", "1000000 sample types"]);
+    assert!(biggest < 256 << 20, "allocated {biggest} bytes at once");
 }
 
 // ---------------------------------------------------------------------------

@@ -306,10 +306,10 @@ fn big_profile(seed: u64, samples: usize, sparse: bool) -> Profile {
         p.string_table.push(format!("s{i}-{}", rng.next()));
     }
     let ns = p.string_table.len() as u64;
-    let mut s = |rng: &mut XorShift| rng.below(ns) as i64;
+    let s = |rng: &mut XorShift| rng.below(ns) as i64;
     let make_ids = |rng: &mut XorShift, n: usize| -> Vec<u64> {
         if sparse {
-            // Unique: a strided sequence with random large gaps, then shuffled.
+            // Unique, non-zero and far apart (a stride of 1_000_003), shuffled.
             let mut ids: Vec<u64> = (0..n as u64).map(|i| i * 1_000_003 + 7).collect();
             for i in (1..ids.len()).rev() {
                 ids.swap(i, rng.below(i as u64 + 1) as usize);
