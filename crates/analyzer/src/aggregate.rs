@@ -17,6 +17,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 use crate::prune::{prune_start, FramePruner, LocationPrune};
+use crate::stacks::{hash_stack, shard_of, StackTable, SHARDS};
 
 /// What to aggregate and how.
 #[derive(Clone, Debug, Default)]
@@ -68,17 +69,16 @@ pub struct FunctionTotal {
 }
 
 /// One distinct call stack, root first, as indexes into [`Aggregate::functions`].
-#[derive(Clone, Debug)]
-pub struct StackTotal {
-    pub frames: Box<[u32]>,
-    /// Sum over the profiles.
+#[derive(Clone, Copy, Debug)]
+pub struct StackTotal<'a> {
+    pub frames: &'a [u32],
+    /// Net value: the profiles minus the base.
     pub value: i64,
-    /// Sum over the base profiles (positive; `value` already has it subtracted).
+    /// The base's contribution (positive; `value` already has it subtracted).
     pub base: i64,
 }
 
 /// Everything the reports need.
-#[derive(Debug)]
 pub struct Aggregate {
     pub sample_type: SampleType,
     /// pprof's total, the base of every percentage: the sum of |value| over
@@ -92,7 +92,7 @@ pub struct Aggregate {
     pub samples_kept: u64,
     /// All functions that carry value, unsorted; indexes match `StackTotal::frames`.
     pub functions: Vec<FunctionTotal>,
-    pub stacks: Vec<StackTotal>,
+    stacks: Vec<StackTable>,
     pub has_base: bool,
 }
 
@@ -153,21 +153,32 @@ pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
     let node_count = names.len();
     let has_base = inputs.iter().any(|i| i.base);
     let track_unfiltered = has_base && plans.iter().any(|p| p.filter.is_some());
-    let partial = tasks
-        .par_iter()
-        .fold(
-            || Partial::new(node_count, track_unfiltered),
-            |mut partial, &(i, block)| {
+    // One partial sum per worker thread (not per rayon split: merging
+    // millions of stacks is the expensive part), then the stack tables are
+    // merged shard by shard in parallel.
+    let workers = rayon::current_num_threads().clamp(1, tasks.len().max(1));
+    let per_worker = tasks.len().div_ceil(workers).max(1);
+    let partials: Vec<Partial> = tasks
+        .par_chunks(per_worker)
+        .map(|group| {
+            let mut partial = Partial::new(node_count, track_unfiltered);
+            for &(i, block) in group {
                 partial.add_block(&plans[i], block);
-                partial
-            },
-        )
-        .reduce(|| Partial::new(0, track_unfiltered), Partial::merge);
+            }
+            partial
+        })
+        .collect();
+    let partial = Partial::merge_all(partials, node_count, track_unfiltered);
     // pprof merges a base into the profile sample by sample, so identical
     // stacks cancel before it sums |values|: do the same with our stacks.
     let total = match (&partial.unfiltered, has_base) {
         (Some(unfiltered), _) => unfiltered.values().map(|v| v.wrapping_abs()).sum(),
-        (None, true) => partial.stacks.values().map(|v| v.0.wrapping_abs()).sum(),
+        (None, true) => partial
+            .stacks
+            .iter()
+            .flat_map(|s| s.entries())
+            .map(|e| e.value.wrapping_abs())
+            .sum(),
         (None, false) => partial.total,
     };
 
@@ -186,15 +197,6 @@ pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
             },
         })
         .collect();
-    let stacks = partial
-        .stacks
-        .into_iter()
-        .map(|(frames, (value, base))| StackTotal {
-            frames,
-            value,
-            base,
-        })
-        .collect();
     Ok(Aggregate {
         sample_type,
         total,
@@ -202,9 +204,22 @@ pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
         samples: partial.samples,
         samples_kept: partial.samples_kept,
         functions,
-        stacks,
+        stacks: partial.stacks,
         has_base,
     })
+}
+
+impl Aggregate {
+    /// Every distinct stack with its totals (in no particular order).
+    pub fn stacks(&self) -> impl Iterator<Item = StackTotal<'_>> + '_ {
+        self.stacks.iter().flat_map(|table| {
+            table.entries().iter().map(move |e| StackTotal { frames: table.frames(e), value: e.value, base: e.base })
+        })
+    }
+
+    pub fn stack_count(&self) -> usize {
+        self.stacks.iter().map(StackTable::len).sum()
+    }
 }
 
 /// pprof's `SampleIndexByName`.
@@ -453,7 +468,8 @@ struct Partial {
     /// `seen[n] == sample_serial` when node `n` already got this sample's cum.
     seen: Vec<u32>,
     sample_serial: u32,
-    stacks: FxHashMap<Box<[u32]>, (i64, i64)>,
+    /// Distinct stacks and their (value, base), sharded by hash.
+    stacks: Vec<StackTable>,
     scratch: Vec<u32>,
     total: i64,
     /// For a difference with filters: every (unfiltered) stack's net value,
@@ -471,7 +487,7 @@ impl Partial {
             cum: vec![0; nodes],
             seen: vec![0; nodes],
             sample_serial: 0,
-            stacks: FxHashMap::default(),
+            stacks: (0..SHARDS).map(|_| StackTable::default()).collect(),
             scratch: Vec::with_capacity(256),
             total: 0,
             unfiltered: track_unfiltered.then(FxHashMap::default),
@@ -545,46 +561,53 @@ impl Partial {
         } else {
             (value, 0)
         };
-        match self.stacks.get_mut(self.scratch.as_slice()) {
-            Some(entry) => {
-                entry.0 = entry.0.wrapping_add(value);
-                entry.1 = entry.1.wrapping_add(base);
-            }
-            None => {
-                self.stacks
-                    .insert(self.scratch.as_slice().into(), (value, base));
-            }
-        }
+        let hash = hash_stack(&self.scratch);
+        self.stacks[shard_of(hash)].add(&self.scratch, hash, value, base);
     }
 
-    fn merge(mut self, mut other: Partial) -> Partial {
-        if self.flat.len() < other.flat.len() {
-            std::mem::swap(&mut self, &mut other);
-        }
-        for (a, b) in self.flat.iter_mut().zip(&other.flat) {
-            *a = a.wrapping_add(*b);
-        }
-        for (a, b) in self.cum.iter_mut().zip(&other.cum) {
-            *a = a.wrapping_add(*b);
-        }
-        if self.stacks.len() < other.stacks.len() {
-            std::mem::swap(&mut self.stacks, &mut other.stacks);
-        }
-        for (stack, (value, base)) in other.stacks {
-            let entry = self.stacks.entry(stack).or_insert((0, 0));
-            entry.0 = entry.0.wrapping_add(value);
-            entry.1 = entry.1.wrapping_add(base);
-        }
-        self.total = self.total.wrapping_add(other.total);
-        if let (Some(mine), Some(theirs)) = (&mut self.unfiltered, other.unfiltered) {
-            for (stack, value) in theirs {
-                let entry = mine.entry(stack).or_insert(0);
-                *entry = entry.wrapping_add(value);
+    /// Sums the workers' partials; stack shards are merged in parallel.
+    fn merge_all(partials: Vec<Partial>, nodes: usize, track_unfiltered: bool) -> Partial {
+        let mut out = Partial::new(nodes, track_unfiltered);
+        let mut shard_sets: Vec<Vec<StackTable>> = (0..SHARDS).map(|_| Vec::new()).collect();
+        for mut p in partials {
+            for (a, b) in out.flat.iter_mut().zip(&p.flat) {
+                *a = a.wrapping_add(*b);
+            }
+            for (a, b) in out.cum.iter_mut().zip(&p.cum) {
+                *a = a.wrapping_add(*b);
+            }
+            out.total = out.total.wrapping_add(p.total);
+            out.kept = out.kept.wrapping_add(p.kept);
+            out.samples += p.samples;
+            out.samples_kept += p.samples_kept;
+            if let (Some(mine), Some(theirs)) = (&mut out.unfiltered, p.unfiltered.take()) {
+                for (stack, value) in theirs {
+                    let entry = mine.entry(stack).or_insert(0);
+                    *entry = entry.wrapping_add(value);
+                }
+            }
+            for (set, shard) in shard_sets.iter_mut().zip(p.stacks) {
+                set.push(shard);
             }
         }
-        self.kept = self.kept.wrapping_add(other.kept);
-        self.samples += other.samples;
-        self.samples_kept += other.samples_kept;
-        self
+        out.stacks = shard_sets
+            .into_par_iter()
+            .map(|set| {
+                let mut maps = set.into_iter();
+                let mut merged = maps.next().unwrap_or_default();
+                for map in maps {
+                    if merged.len() < map.len() {
+                        // Insert the smaller table into the larger one.
+                        let smaller = std::mem::replace(&mut merged, map);
+                        merged.merge(smaller);
+                    } else {
+                        merged.merge(map);
+                    }
+                }
+                merged
+            })
+            .collect();
+        out
     }
 }
+

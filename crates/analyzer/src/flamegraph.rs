@@ -28,8 +28,7 @@ pub fn folded_lines(agg: &Aggregate) -> Vec<String> {
         .map(|f| folded_frame(&f.name))
         .collect();
     let mut lines: Vec<String> = agg
-        .stacks
-        .iter()
+        .stacks()
         .filter(|s| {
             if agg.has_base {
                 s.value != 0 || s.base != 0

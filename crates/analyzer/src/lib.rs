@@ -29,6 +29,7 @@ pub mod aggregate;
 mod error;
 pub mod flamegraph;
 mod prune;
+mod stacks;
 pub mod report;
 pub mod units;
 

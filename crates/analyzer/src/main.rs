@@ -122,6 +122,7 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
             .build_global()
             .context("starting worker threads")?;
     }
+    let timings = Timings::from_env();
     let limit = size_in_bytes(&args.max_decompressed_size).map_err(anyhow::Error::msg)?;
     let paths: Vec<(&PathBuf, bool)> = args
         .profiles
@@ -135,10 +136,12 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
         .par_iter()
         .map(|(p, _)| ProfileData::open(p, limit))
         .collect::<Result<_, _>>()?;
+    timings.mark("read and inflate");
     let views = data
         .par_iter()
         .map(ProfileData::view)
         .collect::<Result<Vec<_>, _>>()?;
+    timings.mark("decode");
 
     let names: Vec<String> = paths.iter().map(|(p, _)| p.display().to_string()).collect();
     let inputs: Vec<Input> = paths
@@ -157,6 +160,7 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
         all_frames: args.all_frames,
     };
     let agg = aggregate(&inputs, &options)?;
+    timings.mark("aggregate");
 
     let mut meta = Metadata::from_views(
         &names
@@ -188,6 +192,7 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
 
+    timings.mark("flamegraph and folded output");
     let report = Report::new(
         &meta,
         &agg,
@@ -201,6 +206,7 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
         Format::Json => report::render_json(&report),
         Format::Markdown => report::render_markdown(&report),
     };
+    timings.mark("report");
     let stdout = std::io::stdout();
     let mut lock = stdout.lock();
     match lock
@@ -209,5 +215,24 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
     {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("cannot write the report"),
+    }
+}
+
+/// Phase timings on standard error when `FIREWATCH_TIMINGS` is set.
+struct Timings {
+    last: Option<std::cell::Cell<std::time::Instant>>,
+}
+
+impl Timings {
+    fn from_env() -> Timings {
+        Timings { last: std::env::var_os("FIREWATCH_TIMINGS").map(|_| std::cell::Cell::new(std::time::Instant::now())) }
+    }
+
+    fn mark(&self, phase: &str) {
+        if let Some(last) = &self.last {
+            let now = std::time::Instant::now();
+            eprintln!("firewatch: {phase}: {:.3} s", (now - last.get()).as_secs_f64());
+            last.set(now);
+        }
     }
 }

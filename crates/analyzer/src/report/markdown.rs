@@ -91,7 +91,7 @@ pub fn render_markdown(report: &Report) -> String {
             for (f, path) in growth {
                 let via = path
                     .map(|p| {
-                        let names = report.frame_names(p);
+                        let names = report.frame_names(&p);
                         format!(
                             " (call path {})",
                             readable_path(&names, 12)

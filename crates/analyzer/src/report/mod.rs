@@ -87,7 +87,7 @@ pub struct Report<'a> {
     pub functions: Vec<&'a FunctionTotal>,
     /// How many functions carry a value (before `top`).
     pub function_count: usize,
-    pub hot_paths: Vec<&'a StackTotal>,
+    pub hot_paths: Vec<StackTotal<'a>>,
 }
 
 impl<'a> Report<'a> {
@@ -109,9 +109,9 @@ impl<'a> Report<'a> {
         if limits.top > 0 {
             functions.truncate(limits.top);
         }
-        let mut hot_paths: Vec<&StackTotal> =
-            aggregate.stacks.iter().filter(|s| s.value != 0).collect();
-        let by_weight = |a: &&StackTotal, b: &&StackTotal| {
+        let mut hot_paths: Vec<StackTotal> =
+            aggregate.stacks().filter(|s| s.value != 0).collect();
+        let by_weight = |a: &StackTotal, b: &StackTotal| {
             b.value
                 .unsigned_abs()
                 .cmp(&a.value.unsigned_abs())
@@ -145,7 +145,7 @@ impl<'a> Report<'a> {
 
     /// The functions whose flat value grew most (diffs only), each with the
     /// heaviest growing stack that ends in it.
-    pub fn growth(&self, limit: usize) -> Vec<(&'a FunctionTotal, Option<&'a StackTotal>)> {
+    pub fn growth(&self, limit: usize) -> Vec<(&'a FunctionTotal, Option<StackTotal<'a>>)> {
         let mut grew: Vec<(usize, &FunctionTotal)> = self
             .aggregate
             .functions
@@ -163,8 +163,7 @@ impl<'a> Report<'a> {
             .map(|(i, f)| {
                 let path = self
                     .aggregate
-                    .stacks
-                    .iter()
+                    .stacks()
                     .filter(|s| s.value > 0 && s.frames.last() == Some(&(i as u32)))
                     .max_by(|a, b| a.value.cmp(&b.value).then_with(|| b.frames.cmp(&a.frames)));
                 (f, path)
