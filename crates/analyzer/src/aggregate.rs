@@ -59,6 +59,17 @@ pub enum Inlining {
     Sometimes,
 }
 
+impl Inlining {
+    /// pprof's label after the function name: ` (inline)`, ` (partial-inline)` or nothing.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Inlining::Always => " (inline)",
+            Inlining::Sometimes => " (partial-inline)",
+            Inlining::No => "",
+        }
+    }
+}
+
 /// A function (at function granularity, a node of pprof's graph).
 #[derive(Clone, Debug)]
 pub struct FunctionTotal {
@@ -213,7 +224,11 @@ impl Aggregate {
     /// Every distinct stack with its totals (in no particular order).
     pub fn stacks(&self) -> impl Iterator<Item = StackTotal<'_>> + '_ {
         self.stacks.iter().flat_map(|table| {
-            table.entries().iter().map(move |e| StackTotal { frames: table.frames(e), value: e.value, base: e.base })
+            table.entries().iter().map(move |e| StackTotal {
+                frames: table.frames(e),
+                value: e.value,
+                base: e.base,
+            })
         })
     }
 
@@ -610,4 +625,3 @@ impl Partial {
         out
     }
 }
-

@@ -66,47 +66,48 @@ pub fn write_folded(agg: &Aggregate, mut out: impl Write) -> std::io::Result<()>
 }
 
 /// Writes the flamegraph SVG: deterministic colours (by name), a title with
-/// the sample type and total.
+/// the sample type and inputs, a subtitle with the total.
 pub fn write_flamegraph(
     agg: &Aggregate,
     inputs: &[String],
+    base: &[String],
     out: impl Write,
 ) -> std::io::Result<()> {
-    let lines = folded_lines(agg);
+    let mut lines = folded_lines(agg);
     let unit = agg.sample_type.unit.as_str();
+    let kind = &agg.sample_type.r#type;
     let mut options = Options::default();
-    options.title = if agg.has_base {
-        format!(
-            "{} difference: {}",
-            agg.sample_type.r#type,
-            inputs.join(", ")
-        )
+    let total = scaled_label(agg.kept, unit, "auto");
+    if agg.has_base {
+        options.title = format!("{kind}: {} minus {}", inputs.join(", "), base.join(", "));
+        options.subtitle = Some(format!(
+            "net change {total}; red grew, blue shrank; widths are the profiles, not the base"
+        ));
     } else {
-        format!("{}: {}", agg.sample_type.r#type, inputs.join(", "))
-    };
-    options.subtitle = Some(if agg.has_base {
-        format!(
-            "net change {}; red grew, blue shrank; widths are the newer profile",
-            scaled_label(agg.kept, unit, "auto")
-        )
-    } else {
-        format!(
-            "total {} ({} samples)",
-            scaled_label(agg.kept, unit, "auto"),
-            agg.samples_kept
-        )
-    });
+        options.title = format!("{kind}: {}", inputs.join(", "));
+        options.subtitle = Some(format!("total {total}"));
+    }
     options.count_name = unit.to_string();
     options.deterministic = true;
-    options.colors = Palette::Basic(if unit == "bytes" {
+    let palette = if unit == "bytes" {
         BasicPalette::Mem
     } else {
         BasicPalette::Hot
-    });
+    };
+    options.colors = Palette::Basic(palette);
     if lines.is_empty() {
-        // inferno refuses empty input; an empty profile still gets a valid SVG.
-        return flamegraph::from_lines(&mut options, ["<empty profile> 0"].iter().copied(), out)
-            .or(Ok(()));
+        // inferno refuses empty input; an empty profile still gets a valid
+        // SVG, with one frame that says so.
+        lines.push(
+            if agg.has_base {
+                "no samples 0 1"
+            } else {
+                "no samples 1"
+            }
+            .to_string(),
+        );
+        options.subtitle =
+            Some("no samples: the profile is empty, or --focus/--ignore left nothing".into());
     }
     flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), out)
 }

@@ -29,8 +29,8 @@ pub mod aggregate;
 mod error;
 pub mod flamegraph;
 mod prune;
-mod stacks;
 pub mod report;
+mod stacks;
 pub mod units;
 
 pub use aggregate::{

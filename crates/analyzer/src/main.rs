@@ -73,7 +73,7 @@ struct AnalyzeArgs {
     /// Ignore the profile's drop_frames/keep_frames.
     #[arg(long)]
     all_frames: bool,
-    /// Worker threads (default: all cores).
+    /// Worker threads (default, or 0: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// Refuse inputs that decompress to more than this (suffixes K, M, G accepted).
@@ -116,9 +116,9 @@ fn main() -> ExitCode {
 }
 
 fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
-    if let Some(threads) = args.threads {
+    if let Some(threads) = args.threads.filter(|&n| n > 0) {
         rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
+            .num_threads(threads)
             .build_global()
             .context("starting worker threads")?;
     }
@@ -160,6 +160,12 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
         all_frames: args.all_frames,
     };
     let agg = aggregate(&inputs, &options)?;
+    if (args.focus.is_some() || args.ignore.is_some()) && agg.samples > 0 && agg.samples_kept == 0 {
+        eprintln!(
+            "firewatch: warning: --focus/--ignore left no samples (of {})",
+            agg.samples
+        );
+    }
     timings.mark("aggregate");
 
     let mut meta = Metadata::from_views(
@@ -180,7 +186,7 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
         let file =
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut out = BufWriter::new(file);
-        flamegraph::write_flamegraph(&agg, &meta.inputs, &mut out)
+        flamegraph::write_flamegraph(&agg, &meta.inputs, &meta.base, &mut out)
             .and_then(|()| out.flush())
             .with_context(|| format!("cannot write {}", path.display()))?;
         meta.flamegraph = Some(path.display().to_string());
@@ -225,13 +231,19 @@ struct Timings {
 
 impl Timings {
     fn from_env() -> Timings {
-        Timings { last: std::env::var_os("FIREWATCH_TIMINGS").map(|_| std::cell::Cell::new(std::time::Instant::now())) }
+        Timings {
+            last: std::env::var_os("FIREWATCH_TIMINGS")
+                .map(|_| std::cell::Cell::new(std::time::Instant::now())),
+        }
     }
 
     fn mark(&self, phase: &str) {
         if let Some(last) = &self.last {
             let now = std::time::Instant::now();
-            eprintln!("firewatch: {phase}: {:.3} s", (now - last.get()).as_secs_f64());
+            eprintln!(
+                "firewatch: {phase}: {:.3} s",
+                (now - last.get()).as_secs_f64()
+            );
             last.set(now);
         }
     }

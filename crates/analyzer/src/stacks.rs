@@ -58,10 +58,18 @@ impl StackTable {
             e.base = e.base.wrapping_add(base);
             return;
         }
-        let i = u32::try_from(entries.len()).expect("fewer than 2^32 distinct stacks: bounded by input size");
-        entries.push(StackEntry { start: frames.len(), len: stack.len() as u32, hash, value, base });
+        let i = u32::try_from(entries.len())
+            .expect("fewer than 2^32 distinct stacks: bounded by input size");
+        entries.push(StackEntry {
+            start: frames.len(),
+            len: stack.len() as u32,
+            hash,
+            value,
+            base,
+        });
         frames.extend_from_slice(stack);
-        self.index.insert_unique(hash, i, |&j| entries[j as usize].hash);
+        self.index
+            .insert_unique(hash, i, |&j| entries[j as usize].hash);
     }
 
     /// Adds every stack of `other`.
@@ -96,16 +104,31 @@ mod tests {
     #[test]
     fn equal_stacks_sum_and_distinct_stacks_stay_apart() {
         let mut t = StackTable::default();
-        for (stack, v) in [(&[1, 2, 3][..], 5), (&[1, 2], 1), (&[1, 2, 3], 7), (&[3, 2, 1], 2)] {
+        for (stack, v) in [
+            (&[1, 2, 3][..], 5),
+            (&[1, 2], 1),
+            (&[1, 2, 3], 7),
+            (&[3, 2, 1], 2),
+        ] {
             t.add(stack, hash_stack(stack), v, 0);
         }
         assert_eq!(t.len(), 3);
         let mut other = StackTable::default();
         other.add(&[1, 2], hash_stack(&[1, 2]), 10, 4);
         t.merge(other);
-        let mut got: Vec<(Vec<u32>, i64, i64)> =
-            t.entries().iter().map(|e| (t.frames(e).to_vec(), e.value, e.base)).collect();
+        let mut got: Vec<(Vec<u32>, i64, i64)> = t
+            .entries()
+            .iter()
+            .map(|e| (t.frames(e).to_vec(), e.value, e.base))
+            .collect();
         got.sort();
-        assert_eq!(got, vec![(vec![1, 2], 11, 4), (vec![1, 2, 3], 12, 0), (vec![3, 2, 1], 2, 0)]);
+        assert_eq!(
+            got,
+            vec![
+                (vec![1, 2], 11, 4),
+                (vec![1, 2, 3], 12, 0),
+                (vec![3, 2, 1], 2, 0)
+            ]
+        );
     }
 }

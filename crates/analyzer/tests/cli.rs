@@ -289,9 +289,7 @@ fn flamegraphs_and_folded_stacks_are_written() {
         line.ends_with(&format!(" {} {}", 2000 * 4096, 9000 * 4096)),
         "{line}"
     );
-    assert!(std::fs::read_to_string(&dsvg)
-        .unwrap()
-        .contains("difference"));
+    assert!(std::fs::read_to_string(&dsvg).unwrap().contains("minus"));
 }
 
 #[test]
@@ -317,6 +315,11 @@ fn bad_input_is_one_line_naming_the_file_and_exit_1() {
         assert_eq!(out.status.code(), Some(1), "{name}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.trim_end().lines().count(), 1, "{name}: {err}");
+        assert_eq!(
+            err.matches(path.to_str().unwrap()).count(),
+            1,
+            "said once: {err}"
+        );
         assert!(
             err.contains(path.to_str().unwrap()) && err.contains(expect),
             "{name}: {err}"

@@ -35,9 +35,10 @@ pub enum Error {
     #[error("cannot read: {0}")]
     Io(std::io::Error),
 
-    /// Any of the above, for a named file.
-    #[error("{}: {source}", path.display())]
-    File { path: PathBuf, source: Box<Error> },
+    /// Any of the above, for a named file. (`error` is part of the message,
+    /// deliberately not a `source`, so chains print it once.)
+    #[error("{}: {error}", path.display())]
+    File { path: PathBuf, error: Box<Error> },
 }
 
 impl Error {
@@ -47,7 +48,7 @@ impl Error {
             Error::File { .. } => self,
             other => Error::File {
                 path: path.into(),
-                source: Box::new(other),
+                error: Box::new(other),
             },
         }
     }

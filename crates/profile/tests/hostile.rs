@@ -837,7 +837,10 @@ fn open_missing_file() {
         "{message}"
     );
     match e {
-        Error::File { path: p, source } => {
+        Error::File {
+            path: p,
+            error: source,
+        } => {
             assert_eq!(p, path);
             assert!(
                 matches!(*source, Error::Io(ref io) if io.kind() == std::io::ErrorKind::NotFound)
@@ -860,13 +863,15 @@ fn open_errors_name_the_file() {
         e.to_string().starts_with(&path.display().to_string()),
         "{e}"
     );
-    assert!(matches!(e, Error::File { ref source, .. } if matches!(**source, Error::Gzip(_))));
+    assert!(
+        matches!(e, Error::File { error: ref source, .. } if matches!(**source, Error::Gzip(_)))
+    );
 
     // Over the cap.
     std::fs::write(&path, &gz).unwrap();
     let e = ProfileData::open(&path, 100).err().unwrap();
     assert!(
-        matches!(e, Error::File { ref source, .. } if matches!(**source, Error::TooLarge { limit: 100 }))
+        matches!(e, Error::File { error: ref source, .. } if matches!(**source, Error::TooLarge { limit: 100 }))
     );
 
     // A raw file that maps fine but does not decode: the error comes from view().
@@ -887,7 +892,7 @@ fn open_errors_name_the_file() {
     std::fs::write(&path, b"").unwrap();
     let data = ProfileData::open(&path, DEFAULT_MAX_DECOMPRESSED).unwrap();
     let e = data.view().unwrap_err();
-    assert!(matches!(e, Error::File { ref source, .. } if matches!(**source, Error::Empty)));
+    assert!(matches!(e, Error::File { error: ref source, .. } if matches!(**source, Error::Empty)));
     assert_eq!(e.to_string(), format!("{}: empty input", path.display()));
     std::fs::remove_file(&path).unwrap();
 
@@ -896,7 +901,7 @@ fn open_errors_name_the_file() {
         .err()
         .unwrap();
     assert!(
-        matches!(e, Error::File { ref source, .. } if matches!(**source, Error::Io(_))),
+        matches!(e, Error::File { error: ref source, .. } if matches!(**source, Error::Io(_))),
         "{e:?}"
     );
 }

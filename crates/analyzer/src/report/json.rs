@@ -50,7 +50,7 @@ pub fn render_json(report: &Report) -> String {
             .hot_paths
             .iter()
             .map(|s| HotPath {
-                frames: report.frame_names(s),
+                frames: report.frame_names(&s.frames),
                 value: s.value,
             })
             .collect(),

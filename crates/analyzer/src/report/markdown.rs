@@ -74,7 +74,7 @@ pub fn render_markdown(report: &Report) -> String {
     if agg.has_base {
         let _ = writeln!(out, "| Net change | {} |", fmt(agg.kept));
     }
-    for c in &meta.comments {
+    for c in meta.comments.iter().filter(|c| !c.starts_with('#')) {
         let _ = writeln!(out, "| Comment | {} |", c.replace('|', "\\|"));
     }
     for f in &meta.filters {
@@ -91,7 +91,7 @@ pub fn render_markdown(report: &Report) -> String {
             for (f, path) in growth {
                 let via = path
                     .map(|p| {
-                        let names = report.frame_names(&p);
+                        let names = report.frame_names(p.frames);
                         format!(
                             " (call path {})",
                             readable_path(&names, 12)
@@ -125,20 +125,22 @@ pub fn render_markdown(report: &Report) -> String {
         sum += f.flat;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {}{} |",
             fmt(f.flat),
             percentage(f.flat, agg.total).trim(),
             percentage(sum, agg.total).trim(),
             fmt(f.cum),
             percentage(f.cum, agg.total).trim(),
-            code(&f.name)
+            code(&f.name),
+            f.inlining.suffix()
         );
     }
 
     if !report.hot_paths.is_empty() {
         let _ = writeln!(out, "\n### Hot paths\n");
         for (n, stack) in report.hot_paths.iter().enumerate() {
-            let names = report.frame_names(stack);
+            let names = report.path_names(stack);
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let path: Vec<String> = readable_path(&names, 16).iter().map(|n| code(n)).collect();
             let _ = writeln!(
                 out,

@@ -11,7 +11,95 @@ pub use text::render_text;
 
 use firewatch_profile::ProfileView;
 
+use std::borrow::Cow;
+
+use rustc_hash::FxHashMap;
+
 use crate::aggregate::{Aggregate, FunctionTotal, StackTotal};
+
+/// A heavy call path: a distinct stack, with direct recursion folded (so
+/// `fib` 16 and 17 deep are one path), root first.
+#[derive(Clone, Debug)]
+pub struct HotPath<'a> {
+    pub frames: Cow<'a, [u32]>,
+    /// Per frame: it stood for a run of recursive calls.
+    pub recursive: Vec<bool>,
+    pub value: i64,
+    pub base: i64,
+}
+
+/// The `limit` heaviest paths by |value|.
+fn hot_paths(aggregate: &Aggregate, limit: usize) -> Vec<HotPath<'_>> {
+    if limit == 0 {
+        return Vec::new();
+    }
+    let mut paths: Vec<HotPath> = Vec::new();
+    let mut folded: FxHashMap<Vec<u32>, (i64, i64, Vec<bool>)> = FxHashMap::default();
+    for s in aggregate.stacks() {
+        if !s.frames.windows(2).any(|w| w[0] == w[1]) {
+            let recursive = vec![false; s.frames.len()];
+            let frames = Cow::Borrowed(s.frames);
+            paths.push(HotPath {
+                frames,
+                recursive,
+                value: s.value,
+                base: s.base,
+            });
+            continue;
+        }
+        let (mut frames, mut recursive) = (Vec::new(), Vec::new());
+        for (i, &f) in s.frames.iter().enumerate() {
+            if i > 0 && s.frames[i - 1] == f {
+                *recursive.last_mut().expect("a frame before") = true;
+            } else {
+                frames.push(f);
+                recursive.push(false);
+            }
+        }
+        let entry = folded
+            .entry(frames)
+            .or_insert_with(|| (0, 0, vec![false; recursive.len()]));
+        entry.0 = entry.0.wrapping_add(s.value);
+        entry.1 = entry.1.wrapping_add(s.base);
+        for (a, b) in entry.2.iter_mut().zip(recursive) {
+            *a |= b;
+        }
+    }
+    if !folded.is_empty() {
+        // A plain stack equal to a folded one joins it.
+        paths.retain(|p| match folded.get_mut(p.frames.as_ref()) {
+            Some(entry) => {
+                entry.0 = entry.0.wrapping_add(p.value);
+                entry.1 = entry.1.wrapping_add(p.base);
+                false
+            }
+            None => true,
+        });
+        paths.extend(
+            folded
+                .into_iter()
+                .map(|(frames, (value, base, recursive))| HotPath {
+                    frames: Cow::Owned(frames),
+                    recursive,
+                    value,
+                    base,
+                }),
+        );
+    }
+    paths.retain(|p| p.value != 0);
+    let by_weight = |a: &HotPath, b: &HotPath| {
+        b.value
+            .unsigned_abs()
+            .cmp(&a.value.unsigned_abs())
+            .then_with(|| a.frames.cmp(&b.frames))
+    };
+    if paths.len() > limit {
+        paths.select_nth_unstable_by(limit - 1, by_weight);
+        paths.truncate(limit);
+    }
+    paths.sort_by(by_weight);
+    paths
+}
 
 /// Profile-level facts for the report header (from the first input).
 #[derive(Clone, Debug, Default)]
@@ -87,7 +175,7 @@ pub struct Report<'a> {
     pub functions: Vec<&'a FunctionTotal>,
     /// How many functions carry a value (before `top`).
     pub function_count: usize,
-    pub hot_paths: Vec<StackTotal<'a>>,
+    pub hot_paths: Vec<HotPath<'a>>,
 }
 
 impl<'a> Report<'a> {
@@ -109,22 +197,7 @@ impl<'a> Report<'a> {
         if limits.top > 0 {
             functions.truncate(limits.top);
         }
-        let mut hot_paths: Vec<StackTotal> =
-            aggregate.stacks().filter(|s| s.value != 0).collect();
-        let by_weight = |a: &StackTotal, b: &StackTotal| {
-            b.value
-                .unsigned_abs()
-                .cmp(&a.value.unsigned_abs())
-                .then_with(|| a.frames.cmp(&b.frames))
-        };
-        if hot_paths.len() > limits.hot_paths && limits.hot_paths > 0 {
-            hot_paths.select_nth_unstable_by(limits.hot_paths - 1, by_weight);
-            hot_paths.truncate(limits.hot_paths);
-        }
-        hot_paths.sort_by(by_weight);
-        if limits.hot_paths == 0 {
-            hot_paths.clear();
-        }
+        let hot_paths = hot_paths(aggregate, limits.hot_paths);
         Report {
             meta,
             aggregate,
@@ -135,11 +208,26 @@ impl<'a> Report<'a> {
     }
 
     /// The frame names of a stack, root first.
-    pub fn frame_names(&self, stack: &StackTotal) -> Vec<&'a str> {
-        stack
-            .frames
+    pub fn frame_names(&self, frames: &[u32]) -> Vec<&'a str> {
+        frames
             .iter()
             .map(|&f| self.aggregate.functions[f as usize].name.as_str())
+            .collect()
+    }
+
+    /// A hot path's frame names for people: recursive frames marked.
+    pub fn path_names(&self, path: &HotPath) -> Vec<String> {
+        path.frames
+            .iter()
+            .zip(&path.recursive)
+            .map(|(&f, &r)| {
+                let name = &self.aggregate.functions[f as usize].name;
+                if r {
+                    format!("{name} (recursive)")
+                } else {
+                    name.clone()
+                }
+            })
             .collect()
     }
 

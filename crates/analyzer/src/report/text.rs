@@ -83,11 +83,7 @@ pub fn render_text(report: &Report) -> String {
     let mut sum = 0i64;
     for f in &report.functions {
         sum += f.flat;
-        let inline = match f.inlining {
-            crate::Inlining::Always => " (inline)",
-            crate::Inlining::Sometimes => " (partial-inline)",
-            crate::Inlining::No => "",
-        };
+        let inline = f.inlining.suffix();
         line(format!(
             "{:>10} {} {} {:>10} {}  {}{inline}",
             fmt(f.flat),
@@ -114,7 +110,9 @@ pub fn render_text(report: &Report) -> String {
                     String::new()
                 }
             );
-            for frame in readable_path(&report.frame_names(stack), 24) {
+            let names = report.path_names(stack);
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            for frame in readable_path(&names, 24) {
                 let _ = writeln!(out, "       {frame}");
             }
         }
