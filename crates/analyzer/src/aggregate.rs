@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 use crate::prune::{prune_start, FramePruner, LocationPrune};
-use crate::stacks::{hash_stack, shard_of, StackTable, SHARDS};
+use crate::stacks::{hash_stack, merge_sharded, shard_of, StackTable, SHARDS};
 
 /// What to aggregate and how.
 #[derive(Clone, Debug, Default)]
@@ -230,6 +230,10 @@ impl Aggregate {
                 base: e.base,
             })
         })
+    }
+
+    pub(crate) fn stack_tables(&self) -> &[StackTable] {
+        &self.stacks
     }
 
     pub fn stack_count(&self) -> usize {
@@ -583,7 +587,7 @@ impl Partial {
     /// Sums the workers' partials; stack shards are merged in parallel.
     fn merge_all(partials: Vec<Partial>, nodes: usize, track_unfiltered: bool) -> Partial {
         let mut out = Partial::new(nodes, track_unfiltered);
-        let mut shard_sets: Vec<Vec<StackTable>> = (0..SHARDS).map(|_| Vec::new()).collect();
+        let mut sets = Vec::new();
         for mut p in partials {
             for (a, b) in out.flat.iter_mut().zip(&p.flat) {
                 *a = a.wrapping_add(*b);
@@ -601,27 +605,9 @@ impl Partial {
                     *entry = entry.wrapping_add(value);
                 }
             }
-            for (set, shard) in shard_sets.iter_mut().zip(p.stacks) {
-                set.push(shard);
-            }
+            sets.push(p.stacks);
         }
-        out.stacks = shard_sets
-            .into_par_iter()
-            .map(|set| {
-                let mut maps = set.into_iter();
-                let mut merged = maps.next().unwrap_or_default();
-                for map in maps {
-                    if merged.len() < map.len() {
-                        // Insert the smaller table into the larger one.
-                        let smaller = std::mem::replace(&mut merged, map);
-                        merged.merge(smaller);
-                    } else {
-                        merged.merge(map);
-                    }
-                }
-                merged
-            })
-            .collect();
+        out.stacks = merge_sharded(sets);
         out
     }
 }

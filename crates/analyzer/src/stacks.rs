@@ -8,6 +8,7 @@
 use std::hash::{BuildHasher, Hasher};
 
 use hashbrown::HashTable;
+use rayon::prelude::*;
 use rustc_hash::FxBuildHasher;
 
 /// One distinct stack: `frames[start..start + len]` of its table, root first.
@@ -95,6 +96,34 @@ pub const SHARDS: usize = 64;
 pub fn shard_of(hash: u64) -> usize {
     // The table uses the low bits; shard by the high ones.
     (hash >> 58) as usize
+}
+
+/// Merges several sets of sharded tables (shard `i` of each set holds the
+/// same hashes) into one set, shard by shard in parallel.
+pub fn merge_sharded(sets: Vec<Vec<StackTable>>) -> Vec<StackTable> {
+    let mut by_shard: Vec<Vec<StackTable>> = (0..SHARDS).map(|_| Vec::new()).collect();
+    for set in sets {
+        for (shard, table) in by_shard.iter_mut().zip(set) {
+            shard.push(table);
+        }
+    }
+    by_shard
+        .into_par_iter()
+        .map(|tables| {
+            let mut tables = tables.into_iter();
+            let mut merged = tables.next().unwrap_or_default();
+            for table in tables {
+                if merged.len() < table.len() {
+                    // Insert the smaller table into the larger one.
+                    let smaller = std::mem::replace(&mut merged, table);
+                    merged.merge(smaller);
+                } else {
+                    merged.merge(table);
+                }
+            }
+            merged
+        })
+        .collect()
 }
 
 #[cfg(test)]

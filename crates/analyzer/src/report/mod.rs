@@ -13,9 +13,10 @@ use firewatch_profile::ProfileView;
 
 use std::borrow::Cow;
 
-use rustc_hash::FxHashMap;
+use rayon::prelude::*;
 
 use crate::aggregate::{Aggregate, FunctionTotal, StackTotal};
+use crate::stacks::{hash_stack, merge_sharded, shard_of, StackTable, SHARDS};
 
 /// A heavy call path: a distinct stack, with direct recursion folded (so
 /// `fib` 16 and 17 deep are one path), root first.
@@ -28,77 +29,84 @@ pub struct HotPath<'a> {
     pub base: i64,
 }
 
+/// Marks a folded frame in a folded stack (node ids are far below 2^31).
+const RECURSIVE: u32 = 1 << 31;
+
 /// The `limit` heaviest paths by |value|.
-fn hot_paths(aggregate: &Aggregate, limit: usize) -> Vec<HotPath<'_>> {
+fn hot_paths(aggregate: &Aggregate, limit: usize) -> Vec<HotPath<'static>> {
     if limit == 0 {
         return Vec::new();
     }
-    let mut paths: Vec<HotPath> = Vec::new();
-    let mut folded: FxHashMap<Vec<u32>, (i64, i64, Vec<bool>)> = FxHashMap::default();
-    for s in aggregate.stacks() {
-        if !s.frames.windows(2).any(|w| w[0] == w[1]) {
-            let recursive = vec![false; s.frames.len()];
-            let frames = Cow::Borrowed(s.frames);
-            paths.push(HotPath {
-                frames,
-                recursive,
-                value: s.value,
-                base: s.base,
-            });
-            continue;
-        }
-        let (mut frames, mut recursive) = (Vec::new(), Vec::new());
-        for (i, &f) in s.frames.iter().enumerate() {
-            if i > 0 && s.frames[i - 1] == f {
-                *recursive.last_mut().expect("a frame before") = true;
-            } else {
-                frames.push(f);
-                recursive.push(false);
+    let recursive = |frames: &[u32]| frames.windows(2).any(|w| w[0] == w[1]);
+    // Fold the stacks that recurse directly, in parallel, into tables sharded
+    // by the folded stack's hash, then merge shard by shard. A folded stack
+    // carries RECURSIVE marks, so it never equals a plain stack: plain stacks
+    // stay as they are.
+    let parts: Vec<Vec<StackTable>> = aggregate
+        .stack_tables()
+        .par_iter()
+        .map(|table| {
+            let mut out: Vec<StackTable> = Vec::new();
+            let mut scratch = Vec::new();
+            for e in table
+                .entries()
+                .iter()
+                .filter(|e| recursive(table.frames(e)))
+            {
+                if out.is_empty() {
+                    out = (0..SHARDS).map(|_| StackTable::default()).collect();
+                }
+                scratch.clear();
+                for (i, &f) in table.frames(e).iter().enumerate() {
+                    match scratch.last_mut() {
+                        Some(last) if i > 0 && *last & !RECURSIVE == f => *last |= RECURSIVE,
+                        _ => scratch.push(f),
+                    }
+                }
+                let h = hash_stack(&scratch);
+                out[shard_of(h)].add(&scratch, h, e.value, e.base);
             }
-        }
-        let entry = folded
-            .entry(frames)
-            .or_insert_with(|| (0, 0, vec![false; recursive.len()]));
-        entry.0 = entry.0.wrapping_add(s.value);
-        entry.1 = entry.1.wrapping_add(s.base);
-        for (a, b) in entry.2.iter_mut().zip(recursive) {
-            *a |= b;
-        }
-    }
-    if !folded.is_empty() {
-        // A plain stack equal to a folded one joins it.
-        paths.retain(|p| match folded.get_mut(p.frames.as_ref()) {
-            Some(entry) => {
-                entry.0 = entry.0.wrapping_add(p.value);
-                entry.1 = entry.1.wrapping_add(p.base);
-                false
-            }
-            None => true,
-        });
-        paths.extend(
-            folded
-                .into_iter()
-                .map(|(frames, (value, base, recursive))| HotPath {
-                    frames: Cow::Owned(frames),
-                    recursive,
-                    value,
-                    base,
-                }),
-        );
-    }
-    paths.retain(|p| p.value != 0);
-    let by_weight = |a: &HotPath, b: &HotPath| {
-        b.value
-            .unsigned_abs()
-            .cmp(&a.value.unsigned_abs())
-            .then_with(|| a.frames.cmp(&b.frames))
+            out
+        })
+        .filter(|set| !set.is_empty())
+        .collect();
+    let folded = if parts.is_empty() {
+        Vec::new()
+    } else {
+        merge_sharded(parts)
     };
-    if paths.len() > limit {
-        paths.select_nth_unstable_by(limit - 1, by_weight);
-        paths.truncate(limit);
+
+    // Candidates borrow their frames; only the winners are copied.
+    let plain = aggregate
+        .stacks()
+        .filter(|s| !recursive(s.frames))
+        .map(|s| (s.frames, s.value, s.base));
+    let folded_stacks = folded.iter().flat_map(|t| {
+        t.entries()
+            .iter()
+            .map(move |e| (t.frames(e), e.value, e.base))
+    });
+    let mut candidates: Vec<(&[u32], i64, i64)> =
+        plain.chain(folded_stacks).filter(|c| c.1 != 0).collect();
+    let by_weight = |a: &(&[u32], i64, i64), b: &(&[u32], i64, i64)| {
+        b.1.unsigned_abs()
+            .cmp(&a.1.unsigned_abs())
+            .then_with(|| a.0.cmp(b.0))
+    };
+    if candidates.len() > limit {
+        candidates.select_nth_unstable_by(limit - 1, by_weight);
+        candidates.truncate(limit);
     }
-    paths.sort_by(by_weight);
-    paths
+    candidates.sort_by(by_weight);
+    candidates
+        .into_iter()
+        .map(|(frames, value, base)| HotPath {
+            frames: Cow::Owned(frames.iter().map(|f| f & !RECURSIVE).collect()),
+            recursive: frames.iter().map(|f| f & RECURSIVE != 0).collect(),
+            value,
+            base,
+        })
+        .collect()
 }
 
 /// Profile-level facts for the report header (from the first input).
