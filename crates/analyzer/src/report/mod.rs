@@ -261,7 +261,7 @@ impl<'a> Report<'a> {
                     .aggregate
                     .stacks()
                     .filter(|s| s.value > 0 && s.frames.last() == Some(&(i as u32)))
-                    .max_by(|a, b| a.value.cmp(&b.value).then_with(|| b.frames.cmp(&a.frames)));
+                    .max_by(|a, b| a.value.cmp(&b.value).then_with(|| b.frames.cmp(a.frames)));
                 (f, path)
             })
             .collect()
