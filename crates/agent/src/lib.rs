@@ -1,0 +1,10 @@
+//! `firewatch-agent`: the in-process half of firewatch. (Under construction:
+//! see the module list; the `Agent` itself lands with the capture pipeline.)
+
+pub mod capture;
+pub mod cpu;
+mod error;
+pub mod process;
+pub mod symbolize;
+
+pub use error::{Error, Result};
