@@ -1,6 +1,9 @@
 //! The root package of the firewatch workspace. It owns the end-to-end tests
 //! (`tests/`) and benchmarks (`benches/`) that span crates; this library only
-//! holds what they share: where fixtures live and how to run `go tool pprof`.
+//! holds what they share: where fixtures live, how to run `go tool pprof`, and
+//! a generator of large synthetic profiles ([`synth`]).
+
+pub mod synth;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

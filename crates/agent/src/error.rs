@@ -9,11 +9,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// A filesystem operation on a capture file or the output directory failed.
     #[error("{}: {what}: {source}", path.display())]
-    Io { path: PathBuf, what: &'static str, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
 
     /// A system call the sampler needs failed.
     #[error("{call} failed: {source}")]
-    Sys { call: &'static str, source: std::io::Error },
+    Sys {
+        call: &'static str,
+        source: std::io::Error,
+    },
 
     /// Another CPU profile is already running in this process.
     #[error("a CPU profile is already running")]
