@@ -1,0 +1,63 @@
+//! Per-thread CPU-time timers: `timer_create` on a thread's CPU clock with
+//! `SIGEV_THREAD_ID`, as Go (≥1.18) does. Each timer signals the thread it
+//! measures, when that thread has used one period of CPU, so busy threads are
+//! sampled in proportion to their CPU use (a process-wide `setitimer` has one
+//! pending signal per process and loses the rest).
+
+use std::io;
+
+use super::signal::MAGIC;
+
+pub struct ThreadTimer {
+    id: libc::timer_t,
+}
+
+// SAFETY: a timer_t is a kernel handle; any thread may arm or delete it.
+unsafe impl Send for ThreadTimer {}
+
+/// The CPU-time clock of thread `tid` of this process (Linux's
+/// `MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)`).
+fn thread_cpu_clock(tid: libc::pid_t) -> libc::clockid_t {
+    ((!tid) << 3) | 6
+}
+
+impl ThreadTimer {
+    /// A timer on thread `tid`'s CPU clock that sends SIGPROF, carrying
+    /// `slot`, to that thread every `period_ns` of its CPU time.
+    pub fn start(tid: libc::pid_t, slot: usize, period_ns: u64) -> io::Result<ThreadTimer> {
+        // SAFETY: a zeroed sigevent with the fields SIGEV_THREAD_ID needs.
+        let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+        event.sigev_notify = libc::SIGEV_THREAD_ID;
+        event.sigev_signo = libc::SIGPROF;
+        event.sigev_notify_thread_id = tid;
+        event.sigev_value = libc::sigval {
+            sival_ptr: (MAGIC | slot as u64) as usize as *mut libc::c_void,
+        };
+        let mut id: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: valid clock id, event and out-pointer.
+        if unsafe { libc::timer_create(thread_cpu_clock(tid), &mut event, &mut id) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let timer = ThreadTimer { id };
+        let period = libc::timespec {
+            tv_sec: (period_ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (period_ns % 1_000_000_000) as libc::c_long,
+        };
+        let spec = libc::itimerspec {
+            it_interval: period,
+            it_value: period,
+        };
+        // SAFETY: a timer we own and a valid itimerspec.
+        if unsafe { libc::timer_settime(timer.id, 0, &spec, std::ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(timer)
+    }
+}
+
+impl Drop for ThreadTimer {
+    fn drop(&mut self) {
+        // SAFETY: deleting a timer we own; afterwards it sends no signal.
+        unsafe { libc::timer_delete(self.id) };
+    }
+}
