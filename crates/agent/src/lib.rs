@@ -2,9 +2,11 @@
 //! see the module list; the `Agent` itself lands with the capture pipeline.)
 
 pub mod capture;
+pub mod config;
 pub mod cpu;
 mod error;
 pub mod process;
 pub mod symbolize;
+pub mod trigger;
 
 pub use error::{Error, Result};
