@@ -6,6 +6,7 @@ pub mod config;
 pub mod cpu;
 mod error;
 pub mod process;
+pub mod stacks_to_profile;
 pub mod symbolize;
 pub mod trigger;
 

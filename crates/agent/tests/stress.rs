@@ -15,7 +15,9 @@ fn churn(stop: &AtomicBool, shared: &Mutex<HashMap<u64, String>>, ops: &AtomicU6
     while !stop.load(Ordering::Relaxed) {
         i += 1;
         let text = format!("thread {id} op {i} {:?}", vec![i; (i % 64) as usize]);
-        let mut boxed: Vec<Box<[u8]>> = (0..8).map(|n| vec![n as u8; 16 + (i as usize % 4096)].into()).collect();
+        let mut boxed: Vec<Box<[u8]>> = (0..8)
+            .map(|n| vec![n as u8; 16 + (i as usize % 4096)].into())
+            .collect();
         boxed.retain(|b| b.len() % 3 != 0);
         {
             let mut map = shared.lock().unwrap();
@@ -25,7 +27,8 @@ fn churn(stop: &AtomicBool, shared: &Mutex<HashMap<u64, String>>, ops: &AtomicU6
             }
         }
         if i % 2000 == 0 {
-            let spawned = std::thread::spawn(move || (0..10_000u64).map(|x| x.wrapping_mul(x)).sum::<u64>());
+            let spawned =
+                std::thread::spawn(move || (0..10_000u64).map(|x| x.wrapping_mul(x)).sum::<u64>());
             std::hint::black_box(spawned.join().unwrap());
         }
         ops.fetch_add(1, Ordering::Relaxed);
@@ -34,7 +37,10 @@ fn churn(stop: &AtomicBool, shared: &Mutex<HashMap<u64, String>>, ops: &AtomicU6
 
 #[test]
 fn eight_churning_threads_at_1000_hz() {
-    let secs: u64 = std::env::var("FIREWATCH_STRESS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let secs: u64 = std::env::var("FIREWATCH_STRESS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
     let done = Arc::new(AtomicBool::new(false));
     let watchdog_done = done.clone();
     // A deadlock must fail the test, not hang CI.
@@ -83,8 +89,14 @@ fn eight_churning_threads_at_1000_hz() {
         capture.threads_seen,
         capture.timer_failures,
     );
-    assert!(ops.load(Ordering::Relaxed) > 1000, "the workload made progress");
+    assert!(
+        ops.load(Ordering::Relaxed) > 1000,
+        "the workload made progress"
+    );
     assert!(capture.samples > 100 * secs, "samples were taken");
     assert!(lost <= 0.01, "lost {:.3}% of samples", lost * 100.0);
-    assert!(capture.threads_seen >= 9, "the churn threads and the short-lived ones were seen");
+    assert!(
+        capture.threads_seen >= 9,
+        "the churn threads and the short-lived ones were seen"
+    );
 }

@@ -18,6 +18,7 @@
 //! disarms the timers and turns the stacks into a pprof profile, symbolized
 //! off the signal path.
 
+mod profile;
 mod ring;
 mod signal;
 mod threads;
@@ -159,6 +160,11 @@ impl CpuProfiler {
             started: SystemTime::now(),
             started_at: Instant::now(),
         })
+    }
+
+    /// Stops sampling and returns the profile, symbolized.
+    pub fn stop(self) -> Result<firewatch_profile::Profile> {
+        Ok(self.stop_raw()?.to_profile(&[]))
     }
 
     /// Stops sampling and returns the raw, unsymbolized capture.
@@ -328,16 +334,20 @@ impl Sampler {
         signal::wait_for_handlers();
         // SAFETY: unpublished and no handler is running: we own it now.
         let ring = unsafe { Box::from_raw(ring) };
-        drain_ring(&ring, name, &mut self.collected);
+        // SAFETY: only this thread replaces the table, so it is alive.
+        let table = unsafe { READABLE.load(Ordering::Acquire).as_ref() };
+        drain_ring(&ring, name, table, &mut self.collected);
         self.free_slots.push(slot);
     }
 
     fn drain_all(&mut self) {
+        // SAFETY: only this thread replaces the table, so it is alive.
+        let table = unsafe { READABLE.load(Ordering::Acquire).as_ref() };
         for tracked in self.threads.values() {
             let ring = SLOTS[tracked.slot].load(Ordering::Acquire);
             // SAFETY: only this thread frees rings, so a published ring is alive.
             if let Some(ring) = unsafe { ring.as_ref() } {
-                drain_ring(ring, tracked.name, &mut self.collected);
+                drain_ring(ring, tracked.name, table, &mut self.collected);
             }
         }
     }
@@ -364,12 +374,24 @@ impl Sampler {
     }
 }
 
-fn drain_ring(ring: &Ring, thread: u32, collected: &mut Collected) {
+fn drain_ring(ring: &Ring, thread: u32, table: Option<&ReadableRanges>, collected: &mut Collected) {
     collected.dropped_periods += ring.dropped_periods.swap(0, Ordering::Relaxed);
     ring.drain(|record| {
         let depth = (record.depth as usize).clamp(1, record.frames.len());
+        let mut frames: Vec<u64> = record.frames[..depth].to_vec();
+        // A leaf without its own frame record (frameless code such as libc or
+        // the vDSO, or a prologue/epilogue) leaves its caller's return
+        // address at the stack pointer; the frame chain would skip it.
+        let caller = record.sp_word;
+        if caller != 0
+            && frames.get(1) != Some(&caller)
+            && table.is_some_and(|t| t.is_return_address(caller))
+        {
+            frames.insert(1, caller);
+            frames.truncate(ring::MAX_DEPTH);
+        }
         let key = StackKey {
-            frames: record.frames[..depth].into(),
+            frames: frames.into(),
             thread,
             flags: record.flags,
         };

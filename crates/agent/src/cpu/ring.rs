@@ -24,6 +24,10 @@ pub struct Record {
     pub periods: u32,
     pub flags: u32,
     pub depth: u32,
+    /// The word at the interrupted stack pointer (0 when unreadable): the
+    /// return address when the leaf is a frameless function or is in its
+    /// prologue or epilogue, which the frame-pointer chain would skip.
+    pub sp_word: u64,
     /// Leaf first: the interrupted PC, then return addresses.
     pub frames: [u64; MAX_DEPTH],
 }
@@ -50,6 +54,7 @@ impl Ring {
                     periods: 0,
                     flags: 0,
                     depth: 0,
+                    sp_word: 0,
                     frames: [0; MAX_DEPTH],
                 })
             })

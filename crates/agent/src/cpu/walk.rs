@@ -12,15 +12,32 @@ use super::ring::{Record, FLAG_NO_STACK, FLAG_TRUNCATED, MAX_DEPTH};
 /// Sorted, non-overlapping readable address ranges (from /proc/self/maps).
 pub struct ReadableRanges {
     pub ranges: Vec<(u64, u64)>,
+    /// Executable mappings (a subset of `ranges`), for checking return addresses.
+    pub executable: Vec<(u64, u64)>,
 }
 
 impl ReadableRanges {
     /// The range holding `addr`.
     #[inline]
     fn containing(&self, addr: u64) -> Option<(u64, u64)> {
-        let i = self.ranges.partition_point(|&(start, _)| start <= addr);
-        let (start, end) = *self.ranges.get(i.checked_sub(1)?)?;
-        (addr < end).then_some((start, end))
+        range_containing(&self.ranges, addr)
+    }
+
+    /// Whether `ret` looks like a return address: inside executable memory,
+    /// right after a call instruction (x86-64 `call rel32`, or `call` with
+    /// an `FF /2` operand of 2 to 7 bytes). Off the signal path only.
+    pub fn is_return_address(&self, ret: u64) -> bool {
+        let Some((start, _)) = range_containing(&self.executable, ret) else {
+            return false;
+        };
+        if ret < start + 7 || !cfg!(target_arch = "x86_64") {
+            return false;
+        }
+        // SAFETY: [ret - 7, ret) lies inside an executable (readable) mapping.
+        let code = unsafe { std::slice::from_raw_parts((ret - 7) as *const u8, 7) };
+        let direct = code[2] == 0xE8;
+        let indirect = (2..=7).any(|k| code[7 - k] == 0xFF && (code[8 - k] >> 3) & 7 == 2);
+        direct || indirect
     }
 
     /// Readable ranges of this process now, adjacent ones merged.
@@ -31,6 +48,7 @@ impl ReadableRanges {
 
     pub fn parse(maps: &str) -> ReadableRanges {
         let mut ranges: Vec<(u64, u64)> = Vec::new();
+        let mut executable: Vec<(u64, u64)> = Vec::new();
         for line in maps.lines() {
             let mut fields = line.split_whitespace();
             let (Some(span), Some(perms)) = (fields.next(), fields.next()) else {
@@ -47,14 +65,25 @@ impl ReadableRanges {
             else {
                 continue;
             };
+            if perms.as_bytes().get(2) == Some(&b'x') {
+                executable.push((start, end));
+            }
             match ranges.last_mut() {
                 Some(last) if last.1 == start => last.1 = end,
                 _ => ranges.push((start, end)),
             }
         }
         ranges.sort_unstable();
-        ReadableRanges { ranges }
+        executable.sort_unstable();
+        ReadableRanges { ranges, executable }
     }
+}
+
+#[inline]
+fn range_containing(ranges: &[(u64, u64)], addr: u64) -> Option<(u64, u64)> {
+    let i = ranges.partition_point(|&(start, _)| start <= addr);
+    let (start, end) = *ranges.get(i.checked_sub(1)?)?;
+    (addr < end).then_some((start, end))
 }
 
 /// Registers of the interrupted context that the walk needs.
@@ -78,11 +107,16 @@ pub unsafe fn walk(regs: Registers, table: Option<&ReadableRanges>, record: &mut
     record.frames[0] = regs.pc;
     let mut depth = 1;
     record.flags = 0;
+    record.sp_word = 0;
     let Some((_, stack_end)) = table.and_then(|t| t.containing(regs.sp)) else {
         record.flags |= FLAG_NO_STACK;
         record.depth = 1;
         return;
     };
+    if regs.sp % 8 == 0 && regs.sp.saturating_add(8) <= stack_end {
+        // SAFETY: [sp, sp + 8) is inside the interrupted thread's stack.
+        record.sp_word = unsafe { std::ptr::read_volatile(regs.sp as *const u64) };
+    }
     if let Some(lr) = regs.lr {
         // A frameless aarch64 leaf has not saved LR yet: it is the caller.
         // Skipped when the frame record already holds it.

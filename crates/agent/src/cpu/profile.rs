@@ -1,0 +1,107 @@
+//! A finished capture becomes a pprof profile: stacks are symbolized here, on
+//! the caller's thread, never in the signal handler.
+
+use std::time::UNIX_EPOCH;
+
+use firewatch_profile::Profile;
+
+use super::CpuCapture;
+use crate::process::current_mappings;
+use crate::stacks_to_profile::{
+    build_profile, ProfileSpec, RawSample, LOST_SAMPLES_FRAME, TRUNCATED_STACK_FRAME,
+};
+use crate::symbolize::Symbolizer;
+
+/// Root frame of samples whose stack could not be walked (the stack pointer
+/// was in memory the sampler did not know yet): only their leaf is known.
+pub const UNWALKED_STACK_FRAME: &str = "[firewatch: stack not walked]";
+
+impl CpuCapture {
+    /// The pprof profile of this capture: `samples/count` and
+    /// `cpu/nanoseconds` per stack and thread, mappings with build IDs,
+    /// addresses, and symbolized functions; lost samples appear as a
+    /// synthetic frame and in a comment, so totals stay honest.
+    pub fn to_profile(&self, comments: &[String]) -> Profile {
+        let time_nanos = self
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let mut spec = ProfileSpec::cpu(
+            self.period_ns as i64,
+            time_nanos,
+            self.duration.as_nanos() as i64,
+        );
+        spec.comments = comments.to_vec();
+        spec.comments.push(format!(
+            "firewatch: requested {} Hz per thread; effective {:.1} samples per CPU-second ({} samples, {:.3}s CPU)",
+            self.hz,
+            self.effective_hz(),
+            self.samples,
+            self.cpu_ns as f64 / 1e9
+        ));
+        if self.dropped_ns > 0 {
+            spec.comments.push(format!(
+                "firewatch: lost {:.3}s of CPU samples (buffers full); shown as {LOST_SAMPLES_FRAME}",
+                self.dropped_ns as f64 / 1e9
+            ));
+        }
+        if self.truncated > 0 {
+            spec.comments.push(format!(
+                "firewatch: {} samples had stacks deeper than {} frames; shown under {TRUNCATED_STACK_FRAME}",
+                self.truncated,
+                super::ring::MAX_DEPTH
+            ));
+        }
+        if self.unwalked > 0 {
+            spec.comments.push(format!(
+                "firewatch: {} samples kept only their leaf frame; shown under {UNWALKED_STACK_FRAME}",
+                self.unwalked
+            ));
+        }
+        if self.previous_handler {
+            spec.comments.push(
+                "firewatch: another SIGPROF handler was present; it received foreign signals"
+                    .into(),
+            );
+        }
+
+        let mut samples: Vec<RawSample> = self
+            .stacks
+            .iter()
+            .map(|s| {
+                let mut raw =
+                    RawSample::new(s.frames.to_vec(), vec![s.samples as i64, s.cpu_ns as i64])
+                        .with_label("thread", s.thread.clone());
+                if s.truncated {
+                    raw = raw.with_synthetic_root(TRUNCATED_STACK_FRAME);
+                } else if s.unwalked {
+                    raw = raw.with_synthetic_root(UNWALKED_STACK_FRAME);
+                }
+                raw
+            })
+            .collect();
+        if self.dropped_ns > 0 {
+            let periods = (self.dropped_ns / self.period_ns.max(1)) as i64;
+            samples.push(RawSample::synthetic(
+                LOST_SAMPLES_FRAME,
+                vec![periods, self.dropped_ns as i64],
+            ));
+        }
+        let mappings = current_mappings().unwrap_or_else(|e| {
+            log::warn!("firewatch: cannot read /proc/self/maps ({e}); the profile has no mappings");
+            Vec::new()
+        });
+        let mut symbolizer = Symbolizer::new();
+        build_profile(&samples, &spec, &mappings, &mut symbolizer)
+    }
+
+    /// Samples per second of CPU time actually delivered (below the requested
+    /// rate when the kernel's tick rate caps signal delivery).
+    pub fn effective_hz(&self) -> f64 {
+        if self.cpu_ns == 0 {
+            0.0
+        } else {
+            self.samples as f64 / (self.cpu_ns as f64 / 1e9)
+        }
+    }
+}
