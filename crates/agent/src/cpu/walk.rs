@@ -199,12 +199,14 @@ mod tests {
         stack[21] = 0x3333;
         let table = ReadableRanges {
             ranges: vec![(base, base + 8 * 32)],
+            executable: vec![],
         };
         let table = Some(&table);
         let mut record = Record {
             periods: 1,
             flags: 0,
             depth: 0,
+            sp_word: 0,
             frames: [0; MAX_DEPTH],
         };
         let regs = Registers {
