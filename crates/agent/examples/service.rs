@@ -1,0 +1,103 @@
+//! A small service that links the agent the way a user would.
+//!
+//! ```text
+//! cargo run --release -p firewatch-agent --example service -- [--dir DIR] [--seconds N] [--threads N]
+//! kill -USR2 <pid>          # writes DIR/service.cpu.<time>.<pid>.<seq>.signal.pb.gz
+//! firewatch analyze DIR/service.cpu.*.pb.gz
+//! ```
+//!
+//! Its worker threads spend most of their time in `checksum_orders`, so that
+//! is the function a profile should name.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[inline(never)]
+fn checksum_orders(orders: &[u64]) -> u64 {
+    orders.iter().fold(0xcbf2_9ce4_8422_2325, |h, &o| {
+        (h ^ o).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+#[inline(never)]
+fn handle_request(i: u64) -> u64 {
+    let orders: Vec<u64> = (0..4096).map(|n| n * 31 + i).collect();
+    let mut h = 0;
+    for _ in 0..16 {
+        h ^= checksum_orders(black_box(&orders));
+    }
+    h
+}
+
+fn main() {
+    env_logger_lite();
+    let mut args = std::env::args().skip(1);
+    let (mut dir, mut seconds, mut threads) = (None, 600u64, 2usize);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--dir" => dir = args.next(),
+            "--seconds" => seconds = args.next().and_then(|s| s.parse().ok()).unwrap_or(seconds),
+            "--threads" => threads = args.next().and_then(|s| s.parse().ok()).unwrap_or(threads),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+
+    // The two lines a service adds (plus its choice of settings).
+    let mut builder = firewatch_agent::Agent::builder()
+        .service_name("service")
+        .cpu_duration(Duration::from_secs(2));
+    if let Some(dir) = dir {
+        builder = builder.output_dir(dir);
+    }
+    let agent = builder.start().expect("starting the firewatch agent");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(format!("worker-{t}"))
+                .spawn(move || {
+                    let mut i = t as u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        black_box(handle_request(i));
+                        i += 1;
+                    }
+                })
+                .unwrap()
+        })
+        .collect();
+    println!(
+        "ready pid={} dir={}",
+        std::process::id(),
+        agent.output_dir().display()
+    );
+    let until = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    drop(agent);
+}
+
+/// Prints the agent's log lines on stderr (a real service uses its own logger).
+fn env_logger_lite() {
+    struct Stderr;
+    impl log::Log for Stderr {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.level() <= log::Level::Info
+        }
+        fn log(&self, r: &log::Record) {
+            if self.enabled(r.metadata()) {
+                eprintln!("{} {}", r.level(), r.args());
+            }
+        }
+        fn flush(&self) {}
+    }
+    let _ = log::set_logger(&Stderr).map(|()| log::set_max_level(log::LevelFilter::Info));
+}

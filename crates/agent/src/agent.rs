@@ -1,0 +1,398 @@
+//! The agent: one background thread that watches triggers and drives the
+//! capture pipeline ([`crate::capture`]).
+//!
+//! Signal handlers only set a flag (through `signal-hook`); the agent thread
+//! polls it every 100 ms, together with manual requests and, every
+//! `check_interval`, the thresholds. A capture runs on this thread (the CPU
+//! sampler adds its own thread while a CPU profile is being taken); requests
+//! that arrive meanwhile are merged by the gate and served once it ends.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::capture::{
+    retention, Admission, Gate, Kind, Retention, Store, StoreOptions, Throttle, ThrottleConfig,
+    Trigger,
+};
+use crate::config::Config;
+use crate::cpu::CpuProfiler;
+use crate::process::process_cpu_time;
+use crate::trigger::{CpuMeter, SustainedThreshold};
+use crate::{Error, Result};
+
+const TICK: Duration = Duration::from_millis(100);
+
+/// Configures and starts an [`Agent`]. Environment variables `FIREWATCH_*`
+/// override what is set here (see [`Config::apply_env`]).
+#[derive(Default)]
+pub struct AgentBuilder {
+    config: Config,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty => |$c:ident, $v:ident| $body:expr;)*) => {
+        $( $(#[$doc])* pub fn $name(mut self, $v: $ty) -> Self { let $c = &mut self.config; $body; self } )*
+    };
+}
+
+impl AgentBuilder {
+    setters! {
+        /// Where captures go; created `0700` if missing.
+        output_dir: impl Into<PathBuf> => |c, v| c.output_dir = v.into();
+        /// Used in file names (default: the executable's name).
+        service_name: impl Into<String> => |c, v| c.service_name = v.into();
+        /// Length of a triggered CPU profile (default 10 s).
+        cpu_duration: Duration => |c, v| c.cpu_duration = v;
+        /// Sampling rate per thread (default 100 Hz).
+        cpu_hz: u32 => |c, v| c.cpu_hz = v.clamp(1, crate::cpu::MAX_HZ);
+        /// Heap in use that triggers a heap snapshot (needs the sampling allocator).
+        heap_threshold_bytes: u64 => |c, v| c.heap_threshold_bytes = Some(v);
+        /// RSS, in % of the memory limit, that triggers a heap snapshot (default 90).
+        rss_threshold_percent: u32 => |c, v| c.rss_threshold_percent = Some(v.min(100));
+        /// Process CPU, in % of one core, that triggers a CPU profile (default 80).
+        cpu_threshold_percent: u32 => |c, v| c.cpu_threshold_percent = Some(v);
+        /// Consecutive checks over the CPU threshold needed (default 2).
+        cpu_threshold_checks: u32 => |c, v| c.cpu_threshold_checks = v.max(1);
+        /// How often thresholds are checked (default 5 s).
+        check_interval: Duration => |c, v| c.check_interval = v.max(TICK);
+        /// Minimum gap between automatic captures of one kind (default 30 min).
+        min_interval: Duration => |c, v| c.min_interval = v;
+        /// Automatic captures of one kind per hour (default 4).
+        max_per_hour: u32 => |c, v| c.max_per_hour = v;
+        /// Automatic captures of one kind ever, counting files on disk (default 20).
+        lifetime_cap: Option<u32> => |c, v| c.lifetime_cap = v;
+        /// Keep at most this many capture files (default 20).
+        max_files: usize => |c, v| c.max_files = Some(v);
+        /// Keep at most this many bytes of captures (default 5 GiB).
+        max_total_bytes: u64 => |c, v| c.max_total_bytes = Some(v);
+        /// Delete captures older than this (default 24 h).
+        max_age: Duration => |c, v| c.max_age = Some(v);
+        /// Skip captures when the filesystem is fuller than this (default 90%).
+        disk_usage_threshold_percent: u32 => |c, v| c.disk_usage_threshold_percent = v.min(100);
+        /// The signal that requests captures (default `SIGUSR2`; `None` for none).
+        signal: Option<i32> => |c, v| c.signal = v;
+        /// Turns the agent on or off (`FIREWATCH_ENABLED` overrides).
+        enabled: bool => |c, v| c.enabled = v;
+    }
+
+    /// The configuration after environment overrides, without starting.
+    pub fn config(mut self) -> Result<Config> {
+        self.config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(self.config)
+    }
+
+    /// Applies `FIREWATCH_*` overrides, prepares the output directory, and
+    /// starts the agent thread.
+    pub fn start(self) -> Result<Agent> {
+        Agent::start(self.config()?)
+    }
+}
+
+/// A manual capture request and where to send its result.
+struct Request {
+    kind: Kind,
+    duration: Option<Duration>,
+    reply: Sender<Result<PathBuf>>,
+}
+
+/// The running agent. Dropping it stops the agent thread (a capture in
+/// progress is abandoned, leaving no file behind).
+pub struct Agent {
+    stop: Arc<AtomicBool>,
+    requests: Option<Sender<Request>>,
+    thread: Option<JoinHandle<()>>,
+    dir: PathBuf,
+}
+
+impl Agent {
+    pub fn builder() -> AgentBuilder {
+        AgentBuilder::default()
+    }
+
+    fn start(config: Config) -> Result<Agent> {
+        let stop = Arc::new(AtomicBool::new(false));
+        if !config.enabled {
+            log::info!("firewatch: agent disabled by configuration");
+            return Ok(Agent {
+                stop,
+                requests: None,
+                thread: None,
+                dir: config.output_dir,
+            });
+        }
+        let options = StoreOptions {
+            disk_threshold_percent: config.disk_usage_threshold_percent.min(100) as u8,
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with(
+            &config.output_dir,
+            &config.service_name,
+            options,
+            SystemTime::now(),
+        )?;
+        let retention = Retention {
+            max_files: config.max_files,
+            max_bytes: config.max_total_bytes,
+            max_age: config.max_age,
+        };
+        if let Err(e) = retention::enforce(&store, &retention, SystemTime::now()) {
+            log::warn!("firewatch: retention at start failed: {e}");
+        }
+        let mut throttle = Throttle::new(ThrottleConfig {
+            min_interval: config.min_interval,
+            per_hour: config.max_per_hour,
+            lifetime_cap: config.lifetime_cap,
+        });
+        match store.list() {
+            Ok(existing) => throttle.seed_from_disk(&existing, SystemTime::now(), Instant::now()),
+            Err(e) => log::warn!(
+                "firewatch: cannot list {}: {e}",
+                config.output_dir.display()
+            ),
+        }
+        let signalled = Arc::new(AtomicBool::new(false));
+        if let Some(signal) = config.signal {
+            // The handler only sets the flag; it stays installed for the life
+            // of the process (uninstalling could let a late signal kill it).
+            signal_hook::flag::register(signal, signalled.clone()).map_err(|source| {
+                Error::Sys {
+                    call: "installing the capture signal handler",
+                    source,
+                }
+            })?;
+        }
+        let (requests, inbox) = mpsc::channel();
+        let dir = config.output_dir.clone();
+        let worker = Worker {
+            config,
+            store,
+            retention,
+            throttle,
+            gate: Gate::new(),
+            signalled,
+            inbox,
+            stop: stop.clone(),
+            waiting: Vec::new(),
+            cpu_meter: CpuMeter::default(),
+            cpu_threshold: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("firewatch-agent".into())
+            .spawn(move || worker.run())
+            .map_err(|source| Error::Sys {
+                call: "spawning the agent thread",
+                source,
+            })?;
+        log::info!("firewatch: agent started, writing to {}", dir.display());
+        Ok(Agent {
+            stop,
+            requests: Some(requests),
+            thread: Some(thread),
+            dir,
+        })
+    }
+
+    /// Where captures are written.
+    pub fn output_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Takes a CPU profile of `duration` now (waiting for a running capture
+    /// first) and returns the file written.
+    pub fn capture_cpu(&self, duration: Duration) -> Result<PathBuf> {
+        let requests = self
+            .requests
+            .as_ref()
+            .ok_or_else(|| Error::Config("the agent is disabled".into()))?;
+        let (reply, answer) = mpsc::channel();
+        requests
+            .send(Request {
+                kind: Kind::Cpu,
+                duration: Some(duration),
+                reply,
+            })
+            .map_err(|_| Error::Skipped("the agent thread has stopped".into()))?;
+        answer
+            .recv()
+            .map_err(|_| Error::Skipped("the agent thread has stopped".into()))?
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.requests.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Worker {
+    config: Config,
+    store: Store,
+    retention: Retention,
+    throttle: Throttle,
+    gate: Gate,
+    signalled: Arc<AtomicBool>,
+    inbox: Receiver<Request>,
+    stop: Arc<AtomicBool>,
+    /// Manual requests merged into the next capture of their kind.
+    waiting: Vec<Request>,
+    cpu_meter: CpuMeter,
+    cpu_threshold: Option<SustainedThreshold>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        self.cpu_threshold = self
+            .config
+            .cpu_threshold_percent
+            .map(|t| SustainedThreshold::new(f64::from(t), self.config.cpu_threshold_checks, 10.0));
+        let mut next_check = Instant::now();
+        while !self.stop.load(Ordering::Acquire) {
+            let mut wanted: Vec<(Kind, Trigger)> = self.poll_requests();
+            if Instant::now() >= next_check {
+                next_check = Instant::now() + self.config.check_interval;
+                wanted.extend(self.check_thresholds());
+            }
+            for (kind, trigger) in wanted {
+                self.request(kind, trigger);
+            }
+            std::thread::sleep(TICK);
+        }
+        for request in self.waiting.drain(..) {
+            let _ = request
+                .reply
+                .send(Err(Error::Skipped("the agent stopped".into())));
+        }
+    }
+
+    /// Signals and manual requests since the last poll.
+    fn poll_requests(&mut self) -> Vec<(Kind, Trigger)> {
+        let mut wanted = Vec::new();
+        if self.signalled.swap(false, Ordering::AcqRel) {
+            wanted.push((Kind::Cpu, Trigger::Signal));
+        }
+        while let Ok(request) = self.inbox.try_recv() {
+            wanted.push((request.kind, Trigger::Manual));
+            self.waiting.push(request);
+        }
+        wanted
+    }
+
+    fn check_thresholds(&mut self) -> Vec<(Kind, Trigger)> {
+        let mut wanted = Vec::new();
+        if let Some(percent) = self.cpu_meter.observe(Instant::now(), process_cpu_time()) {
+            if self
+                .cpu_threshold
+                .as_mut()
+                .is_some_and(|t| t.observe(percent))
+            {
+                log::info!("firewatch: process CPU at {percent:.0}% of a core: CPU profile");
+                wanted.push((Kind::Cpu, Trigger::CpuThreshold));
+            }
+        }
+        wanted
+    }
+
+    /// Runs a capture, then whatever was merged into the gate meanwhile.
+    fn request(&mut self, kind: Kind, trigger: Trigger) {
+        let mut next = vec![(kind, trigger)];
+        while let Some((kind, trigger)) = next.pop() {
+            let Some(guard) = self.gate.try_begin(kind, trigger) else {
+                continue;
+            };
+            if let Admission::Skip(reason) = self.throttle.admit(kind, trigger, Instant::now()) {
+                log::info!("firewatch: {kind} capture ({trigger}) skipped: {reason}");
+                drop(guard);
+                next.extend(self.gate.take_pending());
+                continue;
+            }
+            let waiting_before = self.waiting.len();
+            let result = self.capture(kind, trigger);
+            if let Err(e) = &result {
+                log::warn!("firewatch: {kind} capture ({trigger}) failed: {e}");
+            }
+            self.answer_waiting(kind, waiting_before, &result);
+            drop(guard);
+            next.extend(self.gate.take_pending());
+        }
+    }
+
+    /// Answers the requests for `kind` that were waiting when the capture
+    /// began (the first `count`); later ones wait for the next capture.
+    fn answer_waiting(&mut self, kind: Kind, count: usize, result: &Result<PathBuf>) {
+        let later = self.waiting.split_off(count.min(self.waiting.len()));
+        let (done, mut keep): (Vec<Request>, Vec<Request>) =
+            self.waiting.drain(..).partition(|r| r.kind == kind);
+        keep.extend(later);
+        self.waiting = keep;
+        for request in done {
+            let reply = match result {
+                Ok(path) => Ok(path.clone()),
+                Err(e) => Err(Error::Skipped(e.to_string())),
+            };
+            let _ = request.reply.send(reply);
+        }
+    }
+
+    fn capture(&mut self, kind: Kind, trigger: Trigger) -> Result<PathBuf> {
+        match kind {
+            Kind::Cpu => self.capture_cpu(trigger),
+            Kind::Heap => Err(Error::Skipped(
+                "heap snapshots need the sampling allocator (not yet available)".into(),
+            )),
+        }
+    }
+
+    fn capture_cpu(&mut self, trigger: Trigger) -> Result<PathBuf> {
+        let duration = self
+            .waiting
+            .iter()
+            .filter(|r| r.kind == Kind::Cpu)
+            .filter_map(|r| r.duration)
+            .max()
+            .unwrap_or(self.config.cpu_duration);
+        let started = SystemTime::now();
+        let profiler = CpuProfiler::start(self.config.cpu_hz)?;
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            if self.stop.load(Ordering::Acquire) {
+                drop(profiler);
+                return Err(Error::Skipped(
+                    "the agent stopped during the capture".into(),
+                ));
+            }
+            // Requests arriving now are merged into the gate (served after).
+            for (kind, trigger) in self.poll_requests() {
+                let _ = self.gate.try_begin(kind, trigger);
+            }
+            std::thread::sleep(TICK.min(until.saturating_duration_since(Instant::now())));
+        }
+        let capture = profiler.stop_raw()?;
+        let comments = vec![
+            format!("trigger: {trigger}"),
+            format!("service: {}", self.store.service()),
+            format!("captured by firewatch-agent {}", env!("CARGO_PKG_VERSION")),
+        ];
+        let profile = capture.to_profile(&comments);
+        // Parsed debug info is large; free it between captures.
+        crate::symbolize::Symbolizer::release_debug_info();
+        let mut bytes = Vec::new();
+        profile.write_gzip(&mut bytes).map_err(|source| Error::Io {
+            path: self.config.output_dir.clone(),
+            what: "compressing a profile",
+            source,
+        })?;
+        let path = self.store.write(Kind::Cpu, trigger, started, &bytes)?;
+        if let Err(e) = retention::enforce(&self.store, &self.retention, SystemTime::now()) {
+            log::warn!("firewatch: retention failed: {e}");
+        }
+        Ok(path)
+    }
+}

@@ -1,0 +1,306 @@
+//! End to end: the example service (`examples/service.rs`) as a child
+//! process, driven the way an on-call engineer drives it.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use firewatch_profile::Profile;
+
+fn service_binary() -> PathBuf {
+    // target/<profile>/deps/<this test> -> target/<profile>/examples/service
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/service");
+    assert!(
+        path.exists(),
+        "{} missing: cargo test builds examples",
+        path.display()
+    );
+    path
+}
+
+struct Service {
+    child: Child,
+    pid: i32,
+}
+
+impl Service {
+    fn start(dir: &Path, env: &[(&str, &str)]) -> Service {
+        let mut cmd = Command::new(service_binary());
+        cmd.args(["--dir", dir.to_str().unwrap(), "--seconds", "120"])
+            .env("FIREWATCH_CPU_DURATION", "1s")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("ready pid="), "{line}");
+        let pid = child.id() as i32;
+        Service { child, pid }
+    }
+
+    fn signal(&self) {
+        // SAFETY: sending a signal to our own child.
+        assert_eq!(unsafe { libc::kill(self.pid, libc::SIGUSR2) }, 0);
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("firewatch-e2e")
+        .tempdir()
+        .unwrap()
+}
+
+fn captures(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().ends_with(".pb.gz"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with(".pb.gz"))
+        .collect()
+}
+
+fn wait_for(mut done: impl FnMut() -> bool, timeout: Duration) -> bool {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
+}
+
+fn go_available() -> bool {
+    let ok = Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok || std::env::var_os("FIREWATCH_REQUIRE_GO").is_none(),
+        "FIREWATCH_REQUIRE_GO set but no go"
+    );
+    ok
+}
+
+#[test]
+fn sigusr2_writes_a_cpu_profile_that_names_the_hot_function() {
+    let dir = tempdir();
+    let out = dir.path().join("profiles");
+    let mut service = Service::start(&out, &[]);
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    service.signal();
+    assert!(
+        wait_for(|| !captures(&out).is_empty(), Duration::from_secs(30)),
+        "no capture written"
+    );
+    assert!(service.alive());
+
+    let files = captures(&out);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
+    let parts: Vec<&str> = name.split('.').collect();
+    assert_eq!(parts[0], "service");
+    assert_eq!(parts[1], "cpu");
+    assert_eq!(parts[2].len(), 16, "YYYYMMDDTHHMMSSZ: {name}");
+    assert!(
+        parts[2].ends_with('Z') && parts[2].as_bytes()[8] == b'T',
+        "{name}"
+    );
+    assert_eq!(parts[3], service.pid.to_string());
+    assert_eq!(parts[5..], ["signal", "pb", "gz"]);
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let profile = Profile::decode(&std::fs::read(&files[0]).unwrap()).unwrap();
+    let total: i64 = profile.sample.iter().map(|s| s.value[1]).sum();
+    let hot: i64 = profile
+        .sample
+        .iter()
+        .filter(|s| {
+            s.location_id.iter().any(|&id| {
+                profile.location[(id - 1) as usize].line.iter().any(|l| {
+                    profile
+                        .string(profile.function[(l.function_id - 1) as usize].name)
+                        .contains("checksum_orders")
+                })
+            })
+        })
+        .map(|s| s.value[1])
+        .sum();
+    assert!(
+        hot as f64 > 0.5 * total as f64,
+        "checksum_orders has {hot} of {total} ns"
+    );
+
+    if go_available() {
+        let out = Command::new("go")
+            .args(["tool", "pprof", "-top", "-symbolize=none"])
+            .arg(&files[0])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("checksum_orders"), "{text}");
+    }
+}
+
+#[test]
+fn a_storm_of_fifty_signals_costs_at_most_two_captures() {
+    let dir = tempdir();
+    let mut service = Service::start(dir.path(), &[]);
+    for _ in 0..50 {
+        service.signal();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // One capture runs (1 s); the other 49 signals merge into one more.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(service.alive(), "the service survived");
+    let files = captures(dir.path());
+    assert!((1..=2).contains(&files.len()), "{files:?}");
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "{:?}",
+        temp_files(dir.path())
+    );
+}
+
+#[test]
+fn retention_keeps_the_newest_files_within_the_cap() {
+    let dir = tempdir();
+    // Six captures of an earlier run, one per hour.
+    for hour in 0..6 {
+        let name = format!("service.cpu.20260101T0{hour}0000Z.1.{hour}.signal.pb.gz");
+        std::fs::write(dir.path().join(name), b"old").unwrap();
+    }
+    let mut service = Service::start(
+        dir.path(),
+        &[("FIREWATCH_MAX_FILES", "3"), ("FIREWATCH_MAX_AGE", "off")],
+    );
+    let left = captures(dir.path());
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(
+        left.iter().all(|p| p.to_string_lossy().contains("T03")
+            || p.to_string_lossy().contains("T04")
+            || p.to_string_lossy().contains("T05")),
+        "{left:?}"
+    );
+    service.signal();
+    assert!(wait_for(
+        || captures(dir.path())
+            .iter()
+            .any(|p| p.to_string_lossy().contains(&format!(".{}.", service.pid))),
+        Duration::from_secs(30)
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let left = captures(dir.path());
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(service.alive());
+}
+
+/// A small filesystem of our own (tmpfs), when running as root.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: &Path, options: &str) -> Option<Mount> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: skipping the tmpfs test");
+            return None;
+        }
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("mount -t tmpfs failed: skipping");
+            return None;
+        }
+        Some(Mount(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_and_read_only_filesystems_skip_the_capture_and_spare_the_service() {
+    let dir = tempdir();
+    let full = dir.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    let Some(_mount) = Mount::tmpfs(&full, "size=256k,mode=0700") else {
+        return;
+    };
+    std::fs::write(full.join("ballast"), vec![0u8; 200 * 1024]).unwrap();
+    let mut service = Service::start(&full, &[]);
+    service.signal();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(service.alive());
+    assert!(captures(&full).is_empty(), "{:?}", captures(&full));
+    assert_eq!(
+        temp_files(&full).len(),
+        1,
+        "only the ballast: {:?}",
+        temp_files(&full)
+    );
+    drop(service);
+
+    let read_only = dir.path().join("ro");
+    std::fs::create_dir(&read_only).unwrap();
+    let Some(_ro) = Mount::tmpfs(&read_only, "size=64m,ro,mode=0700") else {
+        return;
+    };
+    let mut service = Service::start(&read_only, &[]);
+    service.signal();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(service.alive());
+    assert!(captures(&read_only).is_empty());
+}
