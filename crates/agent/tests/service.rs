@@ -304,3 +304,30 @@ fn full_and_read_only_filesystems_skip_the_capture_and_spare_the_service() {
     assert!(service.alive());
     assert!(captures(&read_only).is_empty());
 }
+
+#[test]
+fn sustained_cpu_use_triggers_one_profile_not_a_flood() {
+    let dir = tempdir();
+    // Two busy workers keep the process near 200% of a core.
+    let mut service = Service::start(
+        dir.path(),
+        &[
+            ("FIREWATCH_CPU_THRESHOLD_PERCENT", "50"),
+            ("FIREWATCH_CHECK_INTERVAL", "300ms"),
+            ("FIREWATCH_MIN_INTERVAL", "1h"),
+        ],
+    );
+    assert!(
+        wait_for(|| !captures(dir.path()).is_empty(), Duration::from_secs(20)),
+        "no cpu-threshold capture"
+    );
+    // The threshold stays crossed, but the minimum gap allows no second one.
+    std::thread::sleep(Duration::from_secs(4));
+    let files = captures(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        files[0].to_string_lossy().ends_with(".cpu-threshold.pb.gz"),
+        "{files:?}"
+    );
+    assert!(service.alive());
+}
