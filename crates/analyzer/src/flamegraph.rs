@@ -100,7 +100,7 @@ pub fn write_flamegraph(
         // SVG, with one frame that says so.
         lines.push(
             if agg.has_base {
-                "no samples 0 1"
+                "no samples 1 1"
             } else {
                 "no samples 1"
             }

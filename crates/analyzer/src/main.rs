@@ -159,15 +159,6 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
         ignore: args.ignore.clone(),
         all_frames: args.all_frames,
     };
-    let agg = aggregate(&inputs, &options)?;
-    if (args.focus.is_some() || args.ignore.is_some()) && agg.samples > 0 && agg.samples_kept == 0 {
-        eprintln!(
-            "firewatch: warning: --focus/--ignore left no samples (of {})",
-            agg.samples
-        );
-    }
-    timings.mark("aggregate");
-
     let mut meta = Metadata::from_views(
         &names
             .iter()
@@ -175,6 +166,20 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
             .map(|(n, i)| (n.as_str(), i.view, i.base))
             .collect::<Vec<_>>(),
     );
+    let agg = aggregate(&inputs, &options)?;
+    // The decoded inputs are no longer needed: free them before the report
+    // and flamegraph build their own tables (peak memory).
+    drop(inputs);
+    drop(views);
+    drop(data);
+    if (args.focus.is_some() || args.ignore.is_some()) && agg.samples > 0 && agg.samples_kept == 0 {
+        eprintln!(
+            "firewatch: warning: --focus/--ignore left none of the profile's {} samples",
+            agg.samples
+        );
+    }
+    timings.mark("aggregate");
+
     if let Some(re) = &args.focus {
         meta.filters.push(format!("focus={re}"));
     }

@@ -414,7 +414,11 @@ impl Store {
                 .ok()
                 .and_then(|m| now.duration_since(m).ok())
                 .unwrap_or(Duration::ZERO);
-            if !meta.is_file() || age < self.options.stale_temp_age {
+            // A temp file whose writer is gone is stale at once: a process
+            // that no longer exists, or an earlier process with our pid
+            // (containers reuse pid 1), since this runs before we write.
+            let writer_gone = name.pid == std::process::id() || !process_exists(name.pid);
+            if !meta.is_file() || (age < self.options.stale_temp_age && !writer_gone) {
                 continue;
             }
             match fs::remove_file(&path) {
@@ -598,6 +602,16 @@ fn remove_quietly(path: &Path) {
             log::warn!("firewatch: cannot remove {}: {e}", path.display());
         }
     }
+}
+
+/// Whether a process with this pid exists (signal 0 probes without sending).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 performs only the existence/permission check.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 #[cfg(test)]
@@ -1052,5 +1066,29 @@ mod tests {
         assert_ne!(p1, p2);
         assert_eq!(fs::read(&p1).expect("read"), b"1");
         assert_eq!(fs::read(&p2).expect("read"), b"2");
+    }
+
+    #[test]
+    fn a_temp_file_whose_writer_is_gone_is_removed_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = CaptureName {
+            service: "svc".into(),
+            kind: Kind::Cpu,
+            time: SystemTime::now(),
+            pid: std::process::id(),
+            seq: 0,
+            trigger: Trigger::Signal,
+        };
+        // Our own pid before we wrote anything: an earlier process's leftover.
+        std::fs::write(dir.path().join(mine.temp_file_name(7)), b"partial").unwrap();
+        // A pid that cannot exist (above the kernel's pid_max).
+        let dead = CaptureName {
+            pid: 1 << 30,
+            ..mine.clone()
+        };
+        std::fs::write(dir.path().join(dead.temp_file_name(8)), b"partial").unwrap();
+        Store::open(dir.path(), "svc").unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

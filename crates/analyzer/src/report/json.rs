@@ -27,6 +27,10 @@ struct Function<'a> {
 #[derive(Serialize)]
 struct HotPath<'a> {
     frames: Vec<&'a str>,
+    /// Per frame: it stands for a run of direct recursion (present only
+    /// when some frame does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recursive: Option<&'a [bool]>,
     value: i64,
 }
 
@@ -51,6 +55,10 @@ pub fn render_json(report: &Report) -> String {
             .iter()
             .map(|s| HotPath {
                 frames: report.frame_names(&s.frames),
+                recursive: s
+                    .recursive
+                    .contains(&true)
+                    .then_some(s.recursive.as_slice()),
                 value: s.value,
             })
             .collect(),

@@ -42,17 +42,22 @@ fn hot_paths(aggregate: &Aggregate, limit: usize) -> Vec<HotPath<'static>> {
     // by the folded stack's hash, then merge shard by shard. A folded stack
     // carries RECURSIVE marks, so it never equals a plain stack: plain stacks
     // stay as they are.
-    let parts: Vec<Vec<StackTable>> = aggregate
-        .stack_tables()
-        .par_iter()
-        .map(|table| {
+    // One group of input tables per worker, so there are only
+    // workers × SHARDS output tables to merge.
+    let tables = aggregate.stack_tables();
+    let per_worker = tables
+        .len()
+        .div_ceil(rayon::current_num_threads().max(1))
+        .max(1);
+    let parts: Vec<Vec<StackTable>> = tables
+        .par_chunks(per_worker)
+        .map(|group| {
             let mut out: Vec<StackTable> = Vec::new();
             let mut scratch = Vec::new();
-            for e in table
-                .entries()
+            let entries = group
                 .iter()
-                .filter(|e| recursive(table.frames(e)))
-            {
+                .flat_map(|t| t.entries().iter().map(move |e| (t, e)));
+            for (table, e) in entries.filter(|(t, e)| recursive(t.frames(e))) {
                 if out.is_empty() {
                     out = (0..SHARDS).map(|_| StackTable::default()).collect();
                 }
