@@ -127,6 +127,9 @@ struct Plan {
     filter: Option<Vec<u8>>,
 }
 
+/// Below this many samples per thread, aggregation stays on fewer threads.
+const SAMPLES_PER_WORKER: usize = 50_000;
+
 const FOCUSED: u8 = 1;
 const IGNORED: u8 = 2;
 
@@ -167,7 +170,12 @@ pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
     // One partial sum per worker thread (not per rayon split: merging
     // millions of stacks is the expensive part), then the stack tables are
     // merged shard by shard in parallel.
-    let workers = rayon::current_num_threads().clamp(1, tasks.len().max(1));
+    // Small profiles get one worker: a second one would only duplicate the
+    // stack tables it then has to merge.
+    let samples: usize = tasks.iter().map(|(_, b)| b.len()).sum();
+    let workers = rayon::current_num_threads()
+        .min(samples / SAMPLES_PER_WORKER)
+        .clamp(1, tasks.len().max(1));
     let per_worker = tasks.len().div_ceil(workers).max(1);
     let partials: Vec<Partial> = tasks
         .par_chunks(per_worker)

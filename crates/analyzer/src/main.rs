@@ -245,9 +245,16 @@ impl Timings {
     fn mark(&self, phase: &str) {
         if let Some(last) = &self.last {
             let now = std::time::Instant::now();
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let field = |name: &str| {
+                let line = status.lines().find(|l| l.starts_with(name));
+                line.map_or("?", |l| l[name.len()..].trim())
+            };
             eprintln!(
-                "firewatch: {phase}: {:.3} s",
-                (now - last.get()).as_secs_f64()
+                "firewatch: {phase}: {:.3} s (RSS {}, peak {})",
+                (now - last.get()).as_secs_f64(),
+                field("VmRSS:"),
+                field("VmHWM:")
             );
             last.set(now);
         }

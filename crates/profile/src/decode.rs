@@ -249,13 +249,13 @@ fn value_type(mut r: Reader) -> Result<(i64, i64)> {
 fn decode_strings<'a>(data: &'a [u8], spans: &[Span]) -> Vec<Cow<'a, str>> {
     // Go's pprof accepts any bytes as a string; invalid UTF-8 is replaced
     // (copying only those strings) rather than rejected.
-    let chunk = chunk_size(spans.len()).max(4096);
-    let mut strings = Vec::with_capacity(spans.len());
-    strings.par_extend(spans.par_chunks(chunk).flat_map_iter(|spans| {
-        spans
-            .iter()
-            .map(|span| String::from_utf8_lossy(&data[span.range()]))
-    }));
+    // An indexed collect writes each string straight into its slot.
+    let mut strings = Vec::new();
+    spans
+        .par_iter()
+        .with_min_len(4096)
+        .map(|span| String::from_utf8_lossy(&data[span.range()]))
+        .collect_into_vec(&mut strings);
     strings
 }
 
@@ -268,27 +268,27 @@ fn first_error_in_order<T>(chunks: Vec<Result<T>>) -> Result<Vec<T>> {
 }
 
 /// Decodes every message of one kind in parallel chunks.
-fn decode_all<T: Send>(
+fn decode_all<T: Send + Default>(
     data: &[u8],
     spans: &[Span],
     message: &'static str,
     decode: impl Fn(Reader) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
     let chunk = chunk_size(spans.len());
-    let mut out = Vec::with_capacity(spans.len());
-    let chunks: Vec<Result<Vec<T>>> = spans
-        .par_chunks(chunk)
-        .map(|spans| {
-            spans
-                .iter()
-                .map(|span| decode(Reader::new(&data[span.range()], span.start, message)))
-                .collect::<Result<Vec<T>>>()
+    // Decoded in place, chunk by chunk: no per-chunk vectors to copy.
+    let mut out: Vec<T> = Vec::with_capacity(spans.len());
+    out.resize_with(spans.len(), T::default);
+    let results: Vec<Result<()>> = out
+        .par_chunks_mut(chunk)
+        .zip(spans.par_chunks(chunk))
+        .map(|(slots, spans)| {
+            for (slot, span) in slots.iter_mut().zip(spans) {
+                *slot = decode(Reader::new(&data[span.range()], span.start, message))?;
+            }
+            Ok(())
         })
         .collect();
-    let chunks = first_error_in_order(chunks)?;
-    for c in chunks {
-        out.extend(c);
-    }
+    first_error_in_order(results)?;
     Ok(out)
 }
 

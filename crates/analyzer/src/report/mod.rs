@@ -199,17 +199,20 @@ impl<'a> Report<'a> {
             .filter(|f| f.flat != 0 || f.cum != 0)
             .collect();
         // pprof's -flat order: |flat| desc, name asc, |cum| desc.
-        functions.sort_by(|a, b| {
+        let order = |a: &&FunctionTotal, b: &&FunctionTotal| {
             b.flat
                 .unsigned_abs()
                 .cmp(&a.flat.unsigned_abs())
                 .then_with(|| a.name.cmp(&b.name))
                 .then_with(|| b.cum.unsigned_abs().cmp(&a.cum.unsigned_abs()))
-        });
+        };
         let function_count = functions.len();
-        if limits.top > 0 {
+        if limits.top > 0 && functions.len() > limits.top {
+            // Only the shown rows need sorting.
+            functions.select_nth_unstable_by(limits.top - 1, order);
             functions.truncate(limits.top);
         }
+        functions.sort_unstable_by(order);
         let hot_paths = hot_paths(aggregate, limits.hot_paths);
         Report {
             meta,
