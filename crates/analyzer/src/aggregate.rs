@@ -142,9 +142,12 @@ pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
         unit: unit.to_string(),
     };
 
-    let mut names: Vec<String> = Vec::new();
+    // Most frames are functions: size the tables for them up front.
+    let functions: usize = inputs.iter().map(|i| i.view.functions.len() + 1).sum();
+    let mut names: Vec<String> = Vec::with_capacity(functions);
     let mut inlining: Vec<(bool, bool)> = Vec::new();
-    let mut keys: FxHashMap<FrameKey, u32> = FxHashMap::default();
+    let mut keys: FxHashMap<FrameKey, u32> =
+        FxHashMap::with_capacity_and_hasher(functions, Default::default());
     let mut plans = Vec::with_capacity(inputs.len());
     for input in inputs {
         let value_index = matching_sample_type(input, &sample_type, first)?;
