@@ -10,7 +10,7 @@
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use super::ring::Ring;
 use super::walk::{walk, ReadableRanges, Registers};
@@ -31,8 +31,10 @@ pub static READABLE: AtomicPtr<ReadableRanges> = AtomicPtr::new(std::ptr::null_m
 const EMPTY: AtomicPtr<Ring> = AtomicPtr::new(std::ptr::null_mut());
 pub static SLOTS: [AtomicPtr<Ring>; MAX_SLOTS] = [EMPTY; MAX_SLOTS];
 
-/// The SIGPROF action found at install time (chained to for foreign signals).
-static PREVIOUS: OnceLock<Option<libc::sigaction>> = OnceLock::new();
+/// The SIGPROF action that was in place before ours (chained to for foreign
+/// signals), or null. Replaced, never freed, if someone displaces our handler
+/// and we reinstall it: a handler may be reading the old one.
+static PREVIOUS: AtomicPtr<libc::sigaction> = AtomicPtr::new(std::ptr::null_mut());
 /// Serializes installation (never touched by the handler).
 static INSTALLING: Mutex<()> = Mutex::new(());
 
@@ -50,29 +52,41 @@ struct TimerInfo {
 
 const SI_TIMER: i32 = -2;
 
-/// Installs the handler (once per process; later calls do nothing). Returns
-/// whether another SIGPROF handler was present before ours, which the caller
-/// reports: signals that are not from our timers are passed on to it.
+/// Makes sure our handler is the SIGPROF handler. It is installed at the
+/// first profile and never removed; if another library has since replaced it
+/// (another profiler, whose stop may even have set `SIG_IGN`), it is put back
+/// and that library's handler becomes the one foreign signals go to. Returns
+/// whether another handler was found, which the caller reports.
 pub fn install() -> std::io::Result<bool> {
     let _guard = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(previous) = PREVIOUS.get() {
-        return Ok(previous.is_some());
-    }
-    // SAFETY: sigaction with a zeroed struct, our handler and an empty mask.
-    let old = unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_sigprof as *const () as usize;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        let mut old: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(libc::SIGPROF, &action, &mut old) != 0 {
+    let ours = on_sigprof as *const () as usize;
+    // SAFETY: querying the current action into a zeroed struct.
+    let current = unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGPROF, std::ptr::null(), &mut current) != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        old
+        current
     };
-    let had = old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN;
-    let _ = PREVIOUS.set(had.then_some(old));
-    Ok(had)
+    if current.sa_sigaction == ours {
+        return Ok(!PREVIOUS.load(Ordering::Acquire).is_null());
+    }
+    let foreign = current.sa_sigaction != libc::SIG_DFL && current.sa_sigaction != libc::SIG_IGN;
+    if foreign {
+        // Published before our handler can see a signal that needs it.
+        PREVIOUS.store(Box::into_raw(Box::new(current)), Ordering::Release);
+    }
+    // SAFETY: sigaction with a zeroed struct, our handler and an empty mask.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = ours;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(libc::SIGPROF, &action, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(foreign || !PREVIOUS.load(Ordering::Acquire).is_null())
 }
 
 extern "C" fn on_sigprof(signo: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
@@ -157,8 +171,9 @@ unsafe fn registers(context: *mut c_void) -> Registers {
 /// none (or the default action), it is ignored: a stray SIGPROF must not kill
 /// the service.
 unsafe fn forward(signo: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
-    // Reading a set OnceLock is an atomic load: async-signal-safe.
-    let Some(Some(previous)) = PREVIOUS.get() else {
+    // An atomic load of a pointer to a never-freed struct: async-signal-safe.
+    // SAFETY: PREVIOUS is null or points to a leaked, never-mutated sigaction.
+    let Some(previous) = (unsafe { PREVIOUS.load(Ordering::Acquire).as_ref() }) else {
         return;
     };
     let handler = previous.sa_sigaction;
