@@ -184,6 +184,14 @@ pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
         .par_chunks(per_worker)
         .map(|group| {
             let mut partial = Partial::new(node_count, track_unfiltered);
+            // Room for every sample being a distinct stack, twice an even
+            // share per shard (hash skew); inlined lines add frames.
+            let samples: usize = group.iter().map(|(_, b)| b.len()).sum();
+            let refs: usize = group.iter().map(|(_, b)| b.location_count()).sum();
+            let (per_shard_stacks, per_shard_frames) = (samples * 2 / SHARDS, refs * 3 / SHARDS);
+            partial.stacks = (0..SHARDS)
+                .map(|_| StackTable::with_capacity(per_shard_stacks, per_shard_frames))
+                .collect();
             for &(i, block) in group {
                 partial.add_block(&plans[i], block);
             }

@@ -41,6 +41,17 @@ pub fn hash_stack(stack: &[u32]) -> u64 {
 }
 
 impl StackTable {
+    /// A table expecting about `stacks` distinct stacks of `frames` frames in
+    /// all. Reserving generously costs address space only: pages are touched
+    /// when written, and growth never has to copy.
+    pub fn with_capacity(stacks: usize, frames: usize) -> StackTable {
+        StackTable {
+            index: HashTable::new(),
+            entries: Vec::with_capacity(stacks),
+            frames: Vec::with_capacity(frames),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -172,6 +172,13 @@ impl<'a> ProfileView<'a> {
 /// Pass 1: the top-level fields.
 fn index(data: &[u8]) -> Result<Index> {
     let mut index = Index::default();
+    // Messages take at least two bytes; a bounded guess saves regrowing the
+    // span lists for typical profiles (untouched capacity costs no memory).
+    let guess = (data.len() / 64).min(1 << 20);
+    index.samples.reserve(guess);
+    index.locations.reserve(guess / 4);
+    index.functions.reserve(guess / 4);
+    index.strings.reserve(guess / 4);
     let mut r = Reader::new(data, 0, "profile");
     while !r.is_empty() {
         let (field, wire) = r.key()?;
@@ -440,6 +447,13 @@ fn decode_samples(
     let payload: usize = spans.iter().map(|s| s.len).sum();
     let values = spans.len().saturating_mul(cx.values_per_sample);
     block.values.reserve(values.min(payload));
+    // Each location id takes at least one byte too. Reserving the bound up
+    // front avoids copying as the vector grows; pages never written are
+    // never touched, so the unused part costs address space, not memory.
+    block
+        .locations
+        .reserve(payload.saturating_sub(values.min(payload)));
+    block.label_offsets.reserve(spans.len());
     for (i, span) in spans.iter().enumerate() {
         let mut r = Reader::new(&data[span.range()], span.start, "sample");
         let values_before = block.values.len();

@@ -127,6 +127,11 @@ impl SampleBlock {
         self.len() == 0
     }
 
+    /// Location references over all the block's samples.
+    pub fn location_count(&self) -> usize {
+        self.locations.len()
+    }
+
     #[inline]
     pub fn get(&self, i: usize) -> SampleRef<'_> {
         let locs = self.location_offsets[i] as usize..self.location_offsets[i + 1] as usize;
