@@ -36,6 +36,7 @@
 mod decode;
 mod encode;
 mod error;
+mod inflate;
 mod model;
 mod source;
 mod view;

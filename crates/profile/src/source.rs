@@ -7,7 +7,6 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use flate2::read::MultiGzDecoder;
 use memmap2::Mmap;
 
 use crate::error::{Error, Result};
@@ -39,12 +38,7 @@ pub fn decompress(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>> {
         u32::from_le_bytes(bytes[at..].try_into().expect("four bytes")) as u64
     });
     let capacity = hint.min(bytes.len() as u64 * 16).min(limit);
-    let mut out = Vec::with_capacity(capacity as usize);
-    let mut reader = MultiGzDecoder::new(bytes).take(limit + 1);
-    reader.read_to_end(&mut out).map_err(Error::Gzip)?;
-    if out.len() as u64 > limit {
-        return Err(Error::TooLarge { limit });
-    }
+    let out = crate::inflate::gunzip(bytes, capacity as usize, limit)?;
     Ok(Cow::Owned(out))
 }
 

@@ -85,7 +85,7 @@ pub struct CpuCapture {
     pub period_ns: u64,
     pub started: SystemTime,
     pub duration: Duration,
-    /// (leaf-first addresses, thread name, samples, CPU nanoseconds, flags).
+    /// Distinct (stack, thread) pairs with their sample counts and CPU time.
     pub stacks: Vec<CapturedStack>,
     /// CPU time of samples lost because a ring was full.
     pub dropped_ns: u64,
