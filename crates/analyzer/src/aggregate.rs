@@ -133,7 +133,32 @@ const SAMPLES_PER_WORKER: usize = 50_000;
 const FOCUSED: u8 = 1;
 const IGNORED: u8 = 2;
 
+/// Aggregates the samples of `inputs` (see [`prepare`] and
+/// [`aggregate_samples`] for doing it in two steps, freeing the decoded
+/// profiles in between).
 pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
+    let prepared = prepare(inputs, options)?;
+    let blocks: Vec<&[SampleBlock]> = inputs
+        .iter()
+        .map(|i| i.view.sample_blocks.as_slice())
+        .collect();
+    Ok(aggregate_samples(prepared, &blocks))
+}
+
+/// Everything aggregation needs from the profiles except their samples: the
+/// frame of every location, pruning and filters, the sample type. Once it is
+/// built, the profiles' other tables and their input bytes can be freed.
+pub struct Prepared {
+    sample_type: SampleType,
+    names: Vec<String>,
+    inlining: Vec<(bool, bool)>,
+    plans: Vec<Plan>,
+    has_base: bool,
+}
+
+/// The first step of [`aggregate`]: checks the sample types and plans every
+/// input's locations.
+pub fn prepare(inputs: &[Input], options: &Options) -> Result<Prepared> {
     let first = inputs.first().expect("at least one input");
     let first_index = sample_index(first, options.sample_index.as_deref())?;
     let (type_name, unit) = first.view.sample_type_names()[first_index];
@@ -161,14 +186,32 @@ pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
         )?);
     }
     drop(keys);
+    let has_base = inputs.iter().any(|i| i.base);
+    Ok(Prepared {
+        sample_type,
+        names,
+        inlining,
+        plans,
+        has_base,
+    })
+}
 
-    let tasks: Vec<(usize, &SampleBlock)> = inputs
+/// The second step of [`aggregate`]: the sample pass, in parallel.
+/// `blocks[i]` are the sample blocks of the `i`th input given to [`prepare`].
+pub fn aggregate_samples(prepared: Prepared, blocks: &[&[SampleBlock]]) -> Aggregate {
+    let Prepared {
+        sample_type,
+        names,
+        inlining,
+        plans,
+        has_base,
+    } = prepared;
+    let tasks: Vec<(usize, &SampleBlock)> = blocks
         .iter()
         .enumerate()
-        .flat_map(|(i, input)| input.view.sample_blocks.iter().map(move |b| (i, b)))
+        .flat_map(|(i, blocks)| blocks.iter().map(move |b| (i, b)))
         .collect();
     let node_count = names.len();
-    let has_base = inputs.iter().any(|i| i.base);
     let track_unfiltered = has_base && plans.iter().any(|p| p.filter.is_some());
     // One partial sum per worker thread (not per rayon split: merging
     // millions of stacks is the expensive part), then the stack tables are
@@ -198,7 +241,7 @@ pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
             partial
         })
         .collect();
-    let partial = Partial::merge_all(partials, node_count, track_unfiltered);
+    let mut partial = Partial::merge_all(partials, node_count, track_unfiltered);
     // pprof merges a base into the profile sample by sample, so identical
     // stacks cancel before it sums |values|: do the same with our stacks.
     let total = match (&partial.unfiltered, has_base) {
@@ -212,6 +255,9 @@ pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
         (None, false) => partial.total,
     };
 
+    // Free what the reports do not need before building their inputs.
+    drop(std::mem::take(&mut partial.seen));
+    drop(std::mem::take(&mut partial.scratch));
     let functions = names
         .into_iter()
         .zip(inlining)
@@ -227,7 +273,7 @@ pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
             },
         })
         .collect();
-    Ok(Aggregate {
+    Aggregate {
         sample_type,
         total,
         kept: partial.kept,
@@ -236,7 +282,7 @@ pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
         functions,
         stacks: partial.stacks,
         has_base,
-    })
+    }
 }
 
 impl Aggregate {
@@ -604,7 +650,10 @@ impl Partial {
     }
 
     /// Sums the workers' partials; stack shards are merged in parallel.
-    fn merge_all(partials: Vec<Partial>, nodes: usize, track_unfiltered: bool) -> Partial {
+    fn merge_all(mut partials: Vec<Partial>, nodes: usize, track_unfiltered: bool) -> Partial {
+        if partials.len() == 1 {
+            return partials.pop().expect("one partial");
+        }
         let mut out = Partial::new(nodes, track_unfiltered);
         let mut sets = Vec::new();
         for mut p in partials {

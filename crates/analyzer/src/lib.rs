@@ -34,6 +34,7 @@ mod stacks;
 pub mod units;
 
 pub use aggregate::{
-    aggregate, Aggregate, FunctionTotal, Inlining, Input, Options, SampleType, StackTotal,
+    aggregate, aggregate_samples, prepare, Aggregate, FunctionTotal, Inlining, Input, Options,
+    Prepared, SampleType, StackTotal,
 };
 pub use error::{Error, Result};

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use firewatch_analyzer::report::{self, Limits, Metadata, Report};
-use firewatch_analyzer::{aggregate, flamegraph, Input, Options};
-use firewatch_profile::{ProfileData, DEFAULT_MAX_DECOMPRESSED};
+use firewatch_analyzer::{aggregate_samples, flamegraph, prepare, Input, Options};
+use firewatch_profile::{ProfileData, SampleBlock, DEFAULT_MAX_DECOMPRESSED};
 use rayon::prelude::*;
 use regex::Regex;
 
@@ -137,7 +137,7 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
         .map(|(p, _)| ProfileData::open(p, limit))
         .collect::<Result<_, _>>()?;
     timings.mark("read and inflate");
-    let views = data
+    let mut views = data
         .par_iter()
         .map(ProfileData::view)
         .collect::<Result<Vec<_>, _>>()?;
@@ -166,12 +166,21 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
             .map(|(n, i)| (n.as_str(), i.view, i.base))
             .collect::<Vec<_>>(),
     );
-    let agg = aggregate(&inputs, &options)?;
-    // The decoded inputs are no longer needed: free them before the report
-    // and flamegraph build their own tables (peak memory).
+    // Plan the locations, then keep only the samples: the rest of the
+    // decoded profiles and the input bytes are freed before the sample pass
+    // builds its tables (this bounds peak memory).
+    let prepared = prepare(&inputs, &options)?;
     drop(inputs);
+    let blocks: Vec<Vec<SampleBlock>> = views
+        .iter_mut()
+        .map(|v| std::mem::take(&mut v.sample_blocks))
+        .collect();
     drop(views);
     drop(data);
+    let block_refs: Vec<&[SampleBlock]> = blocks.iter().map(Vec::as_slice).collect();
+    let agg = aggregate_samples(prepared, &block_refs);
+    drop(block_refs);
+    drop(blocks);
     if (args.focus.is_some() || args.ignore.is_some()) && agg.samples > 0 && agg.samples_kept == 0 {
         eprintln!(
             "firewatch: warning: --focus/--ignore left none of the profile's {} samples",
