@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::{format_time, readable_path, Report};
-use crate::units::{percentage, scaled_label, table_unit};
+use crate::units::{percentage, scaled_label};
 
 /// Inline code that survives any backticks in the name.
 fn code(s: &str) -> String {
@@ -18,13 +18,7 @@ fn code(s: &str) -> String {
 pub fn render_markdown(report: &Report) -> String {
     let agg = report.aggregate;
     let meta = report.meta;
-    let sample_unit = agg.sample_type.unit.as_str();
-    let unit = table_unit(
-        report.functions.iter().map(|f| (f.flat, f.cum)),
-        agg.total,
-        sample_unit,
-    );
-    let fmt = |v: i64| scaled_label(v, sample_unit, &unit);
+    let fmt = report.value_formatter();
     let mut out = String::new();
     let kind = if agg.has_base {
         "difference"

@@ -223,6 +223,15 @@ impl<'a> Report<'a> {
         }
     }
 
+    /// Formats values as the function table shows them: one unit for the
+    /// whole table, chosen as pprof chooses it.
+    pub fn value_formatter(&self) -> impl Fn(i64) -> String + '_ {
+        let sample_unit = self.aggregate.sample_type.unit.as_str();
+        let shown = self.functions.iter().map(|f| (f.flat, f.cum));
+        let unit = crate::units::table_unit(shown, self.aggregate.total, sample_unit);
+        move |v| crate::units::scaled_label(v, sample_unit, &unit)
+    }
+
     /// The frame names of a stack, root first.
     pub fn frame_names(&self, frames: &[u32]) -> Vec<&'a str> {
         frames

@@ -3,18 +3,12 @@
 use std::fmt::Write;
 
 use super::{format_time, readable_path, Report};
-use crate::units::{percentage, scaled_label, table_unit};
+use crate::units::{percentage, scaled_label};
 
 pub fn render_text(report: &Report) -> String {
     let agg = report.aggregate;
     let meta = report.meta;
-    let sample_unit = agg.sample_type.unit.as_str();
-    let unit = table_unit(
-        report.functions.iter().map(|f| (f.flat, f.cum)),
-        agg.total,
-        sample_unit,
-    );
-    let fmt = |v: i64| scaled_label(v, sample_unit, &unit);
+    let fmt = report.value_formatter();
     let mut out = String::new();
     let mut line = |s: String| {
         out.push_str(&s);
@@ -39,7 +33,7 @@ pub fn render_text(report: &Report) -> String {
     }
     if meta.duration_nanos != 0 {
         let duration = scaled_label(meta.duration_nanos, "nanoseconds", "auto");
-        let (total_ns, u) = crate::units::scale(agg.total, sample_unit, "nanoseconds");
+        let (total_ns, u) = crate::units::scale(agg.total, &agg.sample_type.unit, "nanoseconds");
         let ratio = if u == "ns" && total_ns != 0.0 {
             format!("({})", percentage(total_ns as i64, meta.duration_nanos))
         } else {
