@@ -79,12 +79,16 @@ pub fn write_flamegraph(
     let mut options = Options::default();
     let total = scaled_label(agg.kept, unit, "auto");
     if agg.has_base {
-        options.title = format!("{kind}: {} minus {}", inputs.join(", "), base.join(", "));
+        options.title = format!(
+            "{kind}, net {total}: {} minus {}",
+            inputs.join(", "),
+            base.join(", ")
+        );
         options.subtitle = Some(format!(
             "net change {total}; red grew, blue shrank; widths are the profiles, not the base"
         ));
     } else {
-        options.title = format!("{kind}: {}", inputs.join(", "));
+        options.title = format!("{kind}, total {total}: {}", inputs.join(", "));
         options.subtitle = Some(format!("total {total}"));
     }
     options.count_name = unit.to_string();

@@ -246,7 +246,10 @@ fn flamegraphs_and_folded_stacks_are_written() {
     }
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(svg_text.starts_with("<?xml") && svg_text.contains("</svg>"));
-    assert!(svg_text.contains("cpu: ") && svg_text.contains("orders_api::pricing::round_cents"));
+    assert!(
+        svg_text.contains("cpu, total 3.26s: ")
+            && svg_text.contains("orders_api::pricing::round_cents")
+    );
     assert_eq!(
         svg_text,
         std::fs::read_to_string(&svg2).unwrap(),
