@@ -38,6 +38,7 @@ pub mod capture;
 pub mod config;
 pub mod cpu;
 mod error;
+pub mod heap;
 pub mod process;
 pub mod stacks_to_profile;
 pub mod symbolize;
