@@ -285,8 +285,9 @@ impl<'a> Report<'a> {
     }
 }
 
-/// Collapses runs of one frame (recursion) into `name (×N)` and elides the
-/// middle of very deep stacks, for human-readable reports.
+/// Collapses runs of one frame (recursion) into `name (recursive)`, as hot
+/// paths show folded recursion, and elides the middle of very deep stacks,
+/// for human-readable reports.
 pub fn readable_path(names: &[&str], max_frames: usize) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut i = 0;
@@ -296,7 +297,7 @@ pub fn readable_path(names: &[&str], max_frames: usize) -> Vec<String> {
             j += 1;
         }
         out.push(if j - i > 1 {
-            format!("{} (×{})", names[i], j - i)
+            format!("{} (recursive)", names[i])
         } else {
             names[i].to_string()
         });
@@ -354,7 +355,10 @@ mod tests {
     #[test]
     fn recursion_collapses_and_deep_stacks_elide() {
         let names = ["main", "fib", "fib", "fib", "leaf"];
-        assert_eq!(readable_path(&names, 10), ["main", "fib (×3)", "leaf"]);
+        assert_eq!(
+            readable_path(&names, 10),
+            ["main", "fib (recursive)", "leaf"]
+        );
         let deep: Vec<String> = (0..50).map(|i| format!("f{i}")).collect();
         let deep: Vec<&str> = deep.iter().map(String::as_str).collect();
         let out = readable_path(&deep, 12);
