@@ -314,7 +314,12 @@ impl Worker {
                 continue;
             }
             let waiting_before = self.waiting.len();
-            let result = self.capture(kind, trigger);
+            // A bug in a capture (symbolizing, encoding) must not take the
+            // agent thread down with it: it becomes a failed capture.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.capture(kind, trigger)
+            }))
+            .unwrap_or_else(|_| Err(Error::Skipped("the capture panicked".into())));
             if let Err(e) = &result {
                 log::warn!("firewatch: {kind} capture ({trigger}) failed: {e}");
             }
