@@ -37,7 +37,7 @@ mod common;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use common::{env_u64, machine_info, process_cpu_ns, settle, BoxError, Parked};
+use common::{env_u64, finish_pprof_rs, machine_info, process_cpu_ns, settle, BoxError, Parked};
 use firewatch_agent::cpu::CpuProfiler;
 
 const DEFAULT_HZ: [u32; 3] = [99, 250, 1000];
@@ -164,13 +164,8 @@ fn pprof_cell(
         .map_err(|e| format!("pprof-rs build({hz}): {e}"))?;
     std::thread::sleep(settle()?);
     let rusage_ns = busy_window(parked, threads, window)?;
-    let report = guard
-        .report()
-        .build()
-        .map_err(|e| format!("pprof-rs report: {e}"))?;
     // Stops the timer and sets SIGPROF to SIG_IGN before the next cell.
-    drop(guard);
-    let samples: u64 = report.data.values().map(|&c| c.max(0) as u64).sum();
+    let samples = finish_pprof_rs(guard)?;
     let period_ns = 1e9 / f64::from(hz);
     Ok(Measured {
         rusage_ns,

@@ -33,7 +33,10 @@ mod common;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use common::{env_u64, machine_info, max, median, min, process_cpu_ns, settle, BoxError, Parked};
+use common::{
+    env_u64, finish_pprof_rs, machine_info, max, median, min, process_cpu_ns, settle, BoxError,
+    Parked,
+};
 use firewatch_agent::cpu::CpuProfiler;
 
 const THREADS: usize = 2;
@@ -150,12 +153,7 @@ fn run(mode: Mode, iterations: u64, hz: u32) -> Result<Run, BoxError> {
             (capture.samples, capture.cpu_ns as f64)
         }
         Active::Pprof(guard) => {
-            let report = guard
-                .report()
-                .build()
-                .map_err(|e| format!("pprof-rs report: {e}"))?;
-            drop(guard);
-            let samples: u64 = report.data.values().map(|&c| c.max(0) as u64).sum();
+            let samples = finish_pprof_rs(guard)?;
             (samples, samples as f64 * 1e9 / f64::from(hz))
         }
     };

@@ -178,3 +178,14 @@ pub fn machine_info() -> String {
          - load average at start (1/5/15 min): {load} (other jobs on the machine add noise)\n"
     )
 }
+
+/// Stops a pprof-rs profile and returns its sample count. Dropping the guard
+/// stops pprof-rs's timer (and sets SIGPROF to SIG_IGN).
+pub fn finish_pprof_rs(guard: pprof::ProfilerGuard<'static>) -> Result<u64, BoxError> {
+    let report = guard
+        .report()
+        .build()
+        .map_err(|e| format!("pprof-rs report: {e}"))?;
+    drop(guard);
+    Ok(report.data.values().map(|&c| c.max(0) as u64).sum())
+}
