@@ -593,6 +593,9 @@ impl Partial {
             if let Some(prune) = &plan.prune {
                 locations = &locations[prune_start(locations, prune)..];
             }
+            // The stack is built once per sample: here when the unfiltered
+            // total needs it, else in add_stack for kept samples only.
+            let filled = self.unfiltered.is_some();
             if let Some(unfiltered) = &mut self.unfiltered {
                 fill_stack(&mut self.scratch, plan, locations);
                 let entry = unfiltered
@@ -618,13 +621,16 @@ impl Partial {
             }
             self.samples_kept += 1;
             self.kept = self.kept.wrapping_add(value);
-            self.add_stack(plan, locations, value);
+            if !filled {
+                fill_stack(&mut self.scratch, plan, locations);
+            }
+            self.add_stack(plan.sign, value);
         }
     }
 
+    /// Adds the stack in `scratch` (filled by the caller).
     #[inline]
-    fn add_stack(&mut self, plan: &Plan, locations: &[u32], value: i64) {
-        fill_stack(&mut self.scratch, plan, locations);
+    fn add_stack(&mut self, sign: i64, value: i64) {
         self.sample_serial = self.sample_serial.wrapping_add(1);
         if self.sample_serial == 0 {
             self.seen.fill(0);
@@ -640,7 +646,7 @@ impl Partial {
         if let Some(&leaf) = self.scratch.last() {
             self.flat[leaf as usize] = self.flat[leaf as usize].wrapping_add(value);
         }
-        let (value, base) = if plan.sign < 0 {
+        let (value, base) = if sign < 0 {
             (value, -value)
         } else {
             (value, 0)

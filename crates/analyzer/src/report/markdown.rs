@@ -133,9 +133,11 @@ pub fn render_markdown(report: &Report) -> String {
     if !report.hot_paths.is_empty() {
         let _ = writeln!(out, "\n### Hot paths\n");
         for (n, stack) in report.hot_paths.iter().enumerate() {
-            let names = report.path_names(stack);
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            let path: Vec<String> = readable_path(&names, 16).iter().map(|n| code(n)).collect();
+            let path: Vec<String> = report
+                .readable_hot_path(stack, 16)
+                .iter()
+                .map(|n| code(n))
+                .collect();
             let _ = writeln!(
                 out,
                 "{}. **{}** ({}): {}",

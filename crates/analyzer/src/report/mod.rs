@@ -49,20 +49,28 @@ fn hot_paths(aggregate: &Aggregate, limit: usize) -> Vec<HotPath<'static>> {
         .len()
         .div_ceil(rayon::current_num_threads().max(1))
         .max(1);
-    let parts: Vec<Vec<StackTable>> = tables
+    // Each stack is looked at once: a plain one becomes a candidate as it
+    // is, a recursive one is folded.
+    type Candidate<'s> = (&'s [u32], i64, i64);
+    let parts: Vec<(Vec<StackTable>, Vec<Candidate>)> = tables
         .par_chunks(per_worker)
         .map(|group| {
             let mut out: Vec<StackTable> = Vec::new();
+            let mut plain: Vec<Candidate> = Vec::new();
             let mut scratch = Vec::new();
             let entries = group
                 .iter()
-                .flat_map(|t| t.entries().iter().map(move |e| (t, e)));
-            for (table, e) in entries.filter(|(t, e)| recursive(t.frames(e))) {
+                .flat_map(|t| t.entries().iter().map(move |e| (t.frames(e), e)));
+            for (frames, e) in entries.filter(|(_, e)| e.value != 0 || e.base != 0) {
+                if !recursive(frames) {
+                    plain.push((frames, e.value, e.base));
+                    continue;
+                }
                 if out.is_empty() {
                     out = (0..SHARDS).map(|_| StackTable::default()).collect();
                 }
                 scratch.clear();
-                for (i, &f) in table.frames(e).iter().enumerate() {
+                for (i, &f) in frames.iter().enumerate() {
                     match scratch.last_mut() {
                         Some(last) if i > 0 && *last & !RECURSIVE == f => *last |= RECURSIVE,
                         _ => scratch.push(f),
@@ -71,28 +79,34 @@ fn hot_paths(aggregate: &Aggregate, limit: usize) -> Vec<HotPath<'static>> {
                 let h = hash_stack(&scratch);
                 out[shard_of(h)].add(&scratch, h, e.value, e.base);
             }
-            out
+            (out, plain)
         })
-        .filter(|set| !set.is_empty())
         .collect();
-    let folded = if parts.is_empty() {
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut folded_sets = Vec::new();
+    for (set, plain) in parts {
+        candidates.extend(plain.into_iter().filter(|c| c.1 != 0));
+        if !set.is_empty() {
+            folded_sets.push(set);
+        }
+    }
+    let folded = if folded_sets.is_empty() {
         Vec::new()
     } else {
-        merge_sharded(parts)
+        merge_sharded(folded_sets)
     };
-
     // Candidates borrow their frames; only the winners are copied.
-    let plain = aggregate
-        .stacks()
-        .filter(|s| !recursive(s.frames))
-        .map(|s| (s.frames, s.value, s.base));
-    let folded_stacks = folded.iter().flat_map(|t| {
-        t.entries()
+    candidates.extend(
+        folded
             .iter()
-            .map(move |e| (t.frames(e), e.value, e.base))
-    });
-    let mut candidates: Vec<(&[u32], i64, i64)> =
-        plain.chain(folded_stacks).filter(|c| c.1 != 0).collect();
+            .flat_map(|t| {
+                t.entries()
+                    .iter()
+                    .map(move |e| (t.frames(e), e.value, e.base))
+            })
+            .filter(|c| c.1 != 0),
+    );
+
     let by_weight = |a: &(&[u32], i64, i64), b: &(&[u32], i64, i64)| {
         b.1.unsigned_abs()
             .cmp(&a.1.unsigned_abs())
@@ -238,6 +252,14 @@ impl<'a> Report<'a> {
             .iter()
             .map(|&f| self.aggregate.functions[f as usize].name.as_str())
             .collect()
+    }
+
+    /// A hot path for people: recursive frames marked, the middle of very
+    /// deep paths elided to fit `max_frames`.
+    pub fn readable_hot_path(&self, path: &HotPath, max_frames: usize) -> Vec<String> {
+        let names = self.path_names(path);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        readable_path(&names, max_frames)
     }
 
     /// A hot path's frame names for people: recursive frames marked.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{format_time, readable_path, Report};
+use super::{format_time, Report};
 use crate::units::{percentage, scaled_label};
 
 pub fn render_text(report: &Report) -> String {
@@ -104,9 +104,7 @@ pub fn render_text(report: &Report) -> String {
                     String::new()
                 }
             );
-            let names = report.path_names(stack);
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            for frame in readable_path(&names, 24) {
+            for frame in report.readable_hot_path(stack, 24) {
                 let _ = writeln!(out, "       {frame}");
             }
         }
