@@ -34,6 +34,7 @@
 //! See `docs/agent.md` for the user guide.
 
 mod agent;
+pub mod alloc;
 pub mod capture;
 pub mod config;
 pub mod cpu;
@@ -45,5 +46,6 @@ pub mod symbolize;
 pub mod trigger;
 
 pub use agent::{Agent, AgentBuilder};
+pub use alloc::SamplingAllocator;
 pub use config::Config;
 pub use error::{Error, Result};

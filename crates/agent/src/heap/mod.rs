@@ -1,12 +1,27 @@
-//! Heap profiles. This release has the snapshot's arithmetic and encoding;
-//! the sampling allocator that feeds it comes next.
+//! Heap snapshots: what the [`crate::SamplingAllocator`] sampled, as a
+//! Go-compatible heap profile.
 //!
-//! A sampling allocator records one allocation in every ~`interval` bytes
-//! (the countdown is drawn from an exponential distribution, as Go and
-//! jemalloc do), so a stack's recorded counts stand for more: they are
-//! *unsampled* when the snapshot is taken, with Go's formula, never in the
-//! allocator's hot path.
+//! The allocator records one allocation in every ~`interval` bytes (the
+//! countdown is drawn from an exponential distribution, as Go and jemalloc
+//! do) into buckets of (call stack, size). A snapshot *unsamples* each
+//! bucket with Go's formula, `1 / (1 - exp(-size / interval))`, here and
+//! never in the allocator's hot path, then sums buckets by call stack.
+//!
+//! ```no_run
+//! #[global_allocator]
+//! static ALLOC: firewatch_agent::SamplingAllocator<std::alloc::System> =
+//!     firewatch_agent::SamplingAllocator::new(std::alloc::System);
+//!
+//! # fn main() -> Result<(), firewatch_agent::Error> {
+//! let profile = firewatch_agent::heap::snapshot()?;
+//! profile.write_gzip(std::fs::File::create("heap.pb.gz").unwrap()).unwrap();
+//! # Ok(()) }
+//! ```
 
 mod snapshot;
 
-pub use snapshot::{heap_profile, unsample, HeapStack, ALLOCATOR_FRAMES};
+pub use crate::alloc::{in_use_bytes, stats, AllocatorStats, Dropped};
+pub use snapshot::{
+    heap_profile, is_allocator_function, snapshot, snapshot_with_comments, unsample,
+    ALLOCATOR_FRAMES,
+};

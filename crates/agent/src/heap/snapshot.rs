@@ -1,27 +1,41 @@
 //! From sampled allocation records to a Go-compatible heap profile.
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use firewatch_profile::Profile;
 
-use crate::process::Mapping;
+use crate::alloc::{self, AllocatorStats, BucketRecord, Dropped};
+use crate::process::{current_mappings, Mapping};
 use crate::stacks_to_profile::{build_profile, ProfileSpec, RawSample};
 use crate::symbolize::Symbolizer;
+use crate::{Error, Result};
 
-/// Frames of the allocator itself, dropped by pprof (`drop_frames`) so the
-/// leaf of a heap sample is the code that asked for memory.
-pub const ALLOCATOR_FRAMES: &str = r"firewatch_agent::alloc::.*|__rust_alloc.*|__rust_realloc.*|__rust_alloc_zeroed.*|alloc::alloc::.*|alloc::raw_vec::.*|<alloc::alloc::Global as core::alloc::Allocator>::.*|malloc|calloc|realloc|posix_memalign|aligned_alloc";
+/// Functions of the allocator itself, dropped by pprof (`drop_frames`) so the
+/// leaf of a heap sample is the code that asked for memory. Snapshots also
+/// cut these frames off the leaf end of each stack themselves
+/// ([`is_allocator_function`]), for readers that ignore `drop_frames`.
+pub const ALLOCATOR_FRAMES: &str = r".*firewatch_agent::alloc::.*|__rust_alloc.*|__rust_realloc.*|__rust_alloc_zeroed.*|__rdl_.*|__rg_.*|alloc::alloc::.*|alloc::raw_vec::.*|<alloc::alloc::Global as core::alloc::Allocator>::.*|<std::alloc::System as core::alloc::global::GlobalAlloc>::.*|std::sys::alloc::.*|malloc|calloc|realloc|posix_memalign|aligned_alloc";
 
-/// One call stack's *sampled* allocation records: what the allocator saw,
-/// before unsampling.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HeapStack {
-    /// Leaf first: the allocation site's PC chain (return addresses).
-    pub stack: Vec<u64>,
-    pub alloc_objects: u64,
-    pub alloc_bytes: u64,
-    pub inuse_objects: u64,
-    pub inuse_bytes: u64,
+/// Whether `name` is one of [`ALLOCATOR_FRAMES`]' functions.
+pub fn is_allocator_function(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "__rust_alloc",
+        "__rust_realloc",
+        "__rdl_",
+        "__rg_",
+        "alloc::alloc::",
+        "alloc::raw_vec::",
+        "<alloc::alloc::Global as core::alloc::Allocator>::",
+        "<std::alloc::System as core::alloc::global::GlobalAlloc>::",
+        "std::sys::alloc::",
+    ];
+    name.contains("firewatch_agent::alloc::")
+        || PREFIXES.iter().any(|p| name.starts_with(p))
+        || matches!(
+            name,
+            "malloc" | "calloc" | "realloc" | "posix_memalign" | "aligned_alloc"
+        )
 }
 
 /// Go's `scaleHeapSample`: the (objects, bytes) that `count` sampled
@@ -30,24 +44,96 @@ pub struct HeapStack {
 /// with probability `1 - exp(-s / interval)`; Go applies it at the average
 /// size of the records.
 pub fn unsample(count: u64, bytes: u64, interval: u64) -> (i64, i64) {
+    let (objects, bytes) = unsample_exact(count, bytes, interval);
+    (objects as i64, bytes as i64)
+}
+
+fn unsample_exact(count: u64, bytes: u64, interval: u64) -> (f64, f64) {
     if count == 0 || bytes == 0 {
-        return (0, 0);
+        return (0.0, 0.0);
     }
     if interval <= 1 {
-        return (count as i64, bytes as i64);
+        return (count as f64, bytes as f64);
     }
     let average = bytes as f64 / count as f64;
     let scale = 1.0 / (1.0 - (-average / interval as f64).exp());
-    ((count as f64 * scale) as i64, (bytes as f64 * scale) as i64)
+    (count as f64 * scale, bytes as f64 * scale)
+}
+
+/// A heap profile of the sampling allocator now, as Go writes one (see
+/// [`heap_profile`]). Fails when no [`crate::SamplingAllocator`] has served
+/// allocations in this process (it is not the global allocator).
+pub fn snapshot() -> Result<Profile> {
+    snapshot_with_comments(&[])
+}
+
+/// [`snapshot`] with extra comments (the agent adds the trigger).
+pub fn snapshot_with_comments(extra: &[String]) -> Result<Profile> {
+    let stats = alloc::stats();
+    if !stats.active {
+        return Err(Error::Skipped(
+            "heap snapshots need firewatch_agent::SamplingAllocator as the #[global_allocator]"
+                .into(),
+        ));
+    }
+    let records = alloc::bucket_records();
+    let mut comments = extra.to_vec();
+    comments.extend(describe(&stats));
+    let mappings = current_mappings()?;
+    let mut symbolizer = Symbolizer::new();
+    let interval = records
+        .first()
+        .map_or(stats.sample_interval, |r| r.interval);
+    Ok(heap_profile(
+        &records,
+        interval,
+        SystemTime::now(),
+        &comments,
+        &mappings,
+        &mut symbolizer,
+    ))
+}
+
+/// Human-readable facts a heap profile carries as comments.
+fn describe(stats: &AllocatorStats) -> Vec<String> {
+    let mut out = vec![
+        format!("sample interval: {} bytes", stats.sample_interval),
+        format!(
+            "heap in use (allocator counter): {} bytes",
+            stats.in_use_bytes
+        ),
+        format!("live sampled blocks: {}", stats.live_samples),
+        format!("captured by firewatch-agent {}", env!("CARGO_PKG_VERSION")),
+    ];
+    if let Some(rss) = crate::process::rss_bytes() {
+        out.push(format!("rss: {rss} bytes"));
+    }
+    if let Some(limit) = crate::process::memory_limit_bytes() {
+        out.push(format!("memory limit: {limit} bytes"));
+    }
+    let d = stats.dropped;
+    if d != Dropped::default() {
+        out.push(format!(
+            "samples not recorded: {} (region full), {} (large-block table full), {} (stack table full)",
+            d.no_slot, d.no_large_entry, d.no_bucket
+        ));
+    }
+    if alloc::region_unavailable() {
+        out.push("small blocks are not sampled: the address range could not be reserved".into());
+    }
+    out
 }
 
 /// A heap profile as Go writes one: sample types `alloc_objects/count`,
 /// `alloc_space/bytes`, `inuse_objects/count`, `inuse_space/bytes`,
 /// `period_type space/bytes` with `period` = the sampling interval,
-/// `default_sample_type` = `inuse_space`, values unsampled, allocator frames
-/// in `drop_frames`.
+/// `default_sample_type` = `inuse_space`, allocator frames in
+/// `drop_frames` and cut off each stack's leaf end.
+///
+/// Each record (one stack × one size) is unsampled with Go's formula at its
+/// own size and its own interval, then records are summed by call stack.
 pub fn heap_profile(
-    stacks: &[HeapStack],
+    records: &[BucketRecord],
     interval: u64,
     time: SystemTime,
     comments: &[String],
@@ -72,18 +158,49 @@ pub fn heap_profile(
         default_sample_type: Some("inuse_space".into()),
         drop_frames: Some(ALLOCATOR_FRAMES.into()),
     };
+    let mut by_stack: HashMap<Vec<u64>, [f64; 4]> = HashMap::new();
+    for r in records {
+        let stack = caller_stack(&r.frames, symbolizer);
+        let (alloc_objects, alloc_bytes) =
+            unsample_exact(r.allocs, r.allocs.saturating_mul(r.size), r.interval);
+        let live = r.allocs - r.frees.min(r.allocs);
+        let (inuse_objects, inuse_bytes) =
+            unsample_exact(live, live.saturating_mul(r.size), r.interval);
+        let sums = by_stack.entry(stack).or_default();
+        for (sum, v) in
+            sums.iter_mut()
+                .zip([alloc_objects, alloc_bytes, inuse_objects, inuse_bytes])
+        {
+            *sum += v;
+        }
+    }
+    let mut stacks: Vec<(Vec<u64>, [f64; 4])> = by_stack.into_iter().collect();
+    stacks.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let samples: Vec<RawSample> = stacks
-        .iter()
-        .map(|s| {
-            let (alloc_objects, alloc_bytes) = unsample(s.alloc_objects, s.alloc_bytes, interval);
-            let (inuse_objects, inuse_bytes) = unsample(s.inuse_objects, s.inuse_bytes, interval);
-            RawSample::new(
-                s.stack.clone(),
-                vec![alloc_objects, alloc_bytes, inuse_objects, inuse_bytes],
-            )
-        })
+        .into_iter()
+        .map(|(stack, v)| RawSample::new(stack, v.iter().map(|x| x.round() as i64).collect()))
         .collect();
     build_profile(&samples, &spec, mappings, symbolizer)
+}
+
+/// Return addresses (innermost first) → the stack a profile stores: the
+/// allocator's own frames cut off the leaf end, and the new leaf given as
+/// an address inside its call instruction (`stack[0]` is stored as is).
+fn caller_stack(frames: &[u64], symbolizer: &mut Symbolizer) -> Vec<u64> {
+    let first_caller = frames
+        .iter()
+        .position(|&ret| {
+            let resolved = symbolizer.resolve(ret.saturating_sub(1));
+            !resolved
+                .last()
+                .is_some_and(|f| is_allocator_function(&f.name))
+        })
+        .unwrap_or(frames.len());
+    let mut stack = frames[first_caller..].to_vec();
+    if let Some(leaf) = stack.first_mut() {
+        *leaf = leaf.saturating_sub(1);
+    }
+    stack
 }
 
 #[cfg(test)]
@@ -105,6 +222,11 @@ mod tests {
         assert_eq!(bytes, 5_244_160);
         // Huge allocations are always sampled: no scaling.
         assert_eq!(unsample(2, 200 << 20, 512 * 1024), (2, 200 << 20));
+        assert!(is_allocator_function(
+            "<firewatch_agent::alloc::SamplingAllocator<A> as core::alloc::global::GlobalAlloc>::alloc"
+        ));
+        assert!(is_allocator_function("alloc::raw_vec::finish_grow"));
+        assert!(!is_allocator_function("service::leak_orders"));
         assert_eq!(unsample(0, 0, 512 * 1024), (0, 0));
         assert_eq!(unsample(3, 300, 1), (3, 300));
     }
@@ -112,12 +234,12 @@ mod tests {
     #[test]
     fn a_heap_profile_has_gos_shape() {
         let here = a_heap_profile_has_gos_shape as *const () as u64;
-        let stacks = [HeapStack {
-            stack: vec![here + 4],
-            alloc_objects: 4,
-            alloc_bytes: 4 * 65_536,
-            inuse_objects: 2,
-            inuse_bytes: 2 * 65_536,
+        let stacks = [BucketRecord {
+            frames: vec![here + 4],
+            size: 65_536,
+            interval: 65_536,
+            allocs: 4,
+            frees: 2,
         }];
         let mappings = crate::process::current_mappings().unwrap();
         let p = heap_profile(
@@ -149,7 +271,7 @@ mod tests {
         );
         assert_eq!(p.string(p.default_sample_type), "inuse_space");
         let scale = 1.0 / (1.0 - (-1.0f64).exp());
-        assert_eq!(p.sample[0].value[3], (131_072.0 * scale) as i64);
+        assert_eq!(p.sample[0].value[3], (131_072.0 * scale).round() as i64);
         assert!(p.string(p.drop_frames).contains("__rust_alloc"));
     }
 }

@@ -1,0 +1,457 @@
+//! The sampling allocator: a [`GlobalAlloc`] wrapper over any allocator that
+//! records one allocation in every ~`interval` bytes, with its call stack,
+//! for heap snapshots ([`crate::heap::snapshot`]), and counts the bytes in
+//! use exactly enough for a heap threshold.
+//!
+//! The costs, by path:
+//!
+//! - **unsampled allocation**: a thread-local subtraction and a branch
+//!   ([`countdown::take`]), then the inner allocator. No atomics, no
+//!   floating point, no shared cache line written.
+//! - **unsampled free**: a compare of the layout against the region's slot
+//!   size, then either one load and compare ([`region::contains`]) or, for
+//!   large layouts, one load from a small counting filter
+//!   ([`large::may_contain`]); a thread-local subtraction and a branch for
+//!   the in-use accounting; then the inner allocator.
+//! - **an event** (every [`countdown::FOLD_BYTES`] or at a sample point):
+//!   an atomic add, and at a sample point a frame-pointer walk, a bucket
+//!   lookup and the placement of the block (a region slot for blocks up to
+//!   [`region::SLOT`] bytes, the inner allocator plus an address table
+//!   above that).
+//!
+//! Nothing here locks, allocates through the global allocator, or panics:
+//! every table is a fixed-size static filled lock-free, full tables drop the
+//! sample (counted in [`Dropped`]), and a thread-local guard keeps the slow
+//! path from sampling anything it might allocate itself.
+//!
+//! **fork**: no lock is ever held, so a child can allocate at once. The
+//! child keeps the parent's samples (its memory is a copy) and keeps
+//! sampling; what other parent threads had not folded into the in-use
+//! counters is lost (at most 512 KiB per thread). No agent thread runs in
+//! the child unless it starts one.
+
+mod buckets;
+mod countdown;
+mod large;
+mod region;
+mod stack;
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+pub use buckets::{BucketRecord, MAX_FRAMES};
+use countdown::Event;
+
+/// The default mean number of bytes between samples, as Go and jemalloc.
+pub const DEFAULT_SAMPLE_INTERVAL: usize = 512 * 1024;
+
+/// A [`GlobalAlloc`] that forwards to `A` and samples allocations.
+///
+/// ```no_run
+/// #[global_allocator]
+/// static ALLOC: firewatch_agent::SamplingAllocator<std::alloc::System> =
+///     firewatch_agent::SamplingAllocator::new(std::alloc::System);
+/// ```
+///
+/// Sampling state is process-wide: use one `SamplingAllocator` (the global
+/// one), and free every block through the allocator that returned it.
+pub struct SamplingAllocator<A> {
+    inner: A,
+    interval: usize,
+}
+
+impl<A> SamplingAllocator<A> {
+    /// Wraps `inner`, sampling one allocation per 512 KiB on average.
+    pub const fn new(inner: A) -> Self {
+        Self::with_sample_interval(inner, DEFAULT_SAMPLE_INTERVAL)
+    }
+
+    /// Wraps `inner`, sampling one allocation per `interval` bytes on
+    /// average; 0 turns sampling off (the in-use counter still works), 1
+    /// samples every allocation (until the tables fill).
+    pub const fn with_sample_interval(inner: A, interval: usize) -> Self {
+        SamplingAllocator { inner, interval }
+    }
+
+    /// The mean number of bytes between samples.
+    pub const fn sample_interval(&self) -> usize {
+        self.interval
+    }
+
+    /// The wrapped allocator.
+    pub const fn inner(&self) -> &A {
+        &self.inner
+    }
+}
+
+/// Samples not recorded, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// The region for small sampled blocks was full or could not be reserved.
+    pub no_slot: u64,
+    /// The large-block address table had no room.
+    pub no_large_entry: u64,
+    /// The bucket table (distinct stack × size) was full.
+    pub no_bucket: u64,
+}
+
+static DROPPED_NO_SLOT: AtomicU64 = AtomicU64::new(0);
+static DROPPED_NO_LARGE: AtomicU64 = AtomicU64::new(0);
+static DROPPED_NO_BUCKET: AtomicU64 = AtomicU64::new(0);
+/// The interval of the allocator that took the last sample (0: none yet).
+static INTERVAL: AtomicUsize = AtomicUsize::new(0);
+/// Events seen: non-zero once a `SamplingAllocator` has served allocations.
+static EVENTS: AtomicU64 = AtomicU64::new(0);
+
+/// What the sampling allocator knows, process-wide.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllocatorStats {
+    /// Whether a `SamplingAllocator` has served allocations in this process.
+    pub active: bool,
+    /// The sampling interval in use (0 if sampling is off or not started).
+    pub sample_interval: u64,
+    /// Bytes allocated minus bytes freed, as folded by threads so far (each
+    /// live thread may hold up to 256 KiB of each unfolded).
+    pub in_use_bytes: u64,
+    pub allocated_bytes: u64,
+    pub freed_bytes: u64,
+    /// Sampled blocks alive now.
+    pub live_samples: u64,
+    /// Distinct (stack, size) buckets recorded.
+    pub buckets: usize,
+    /// Region slots ever used (each holds at most one resident page when free).
+    pub region_slots_used: usize,
+    pub dropped: Dropped,
+}
+
+/// Counters of the sampling allocator.
+pub fn stats() -> AllocatorStats {
+    let records = buckets::records();
+    let live: u64 = records.iter().map(|r| r.allocs - r.frees).sum();
+    let freed = countdown::FREED.load(Relaxed);
+    let allocated = countdown::ALLOCATED.load(Relaxed);
+    AllocatorStats {
+        active: EVENTS.load(Relaxed) != 0,
+        sample_interval: INTERVAL.load(Relaxed) as u64,
+        in_use_bytes: allocated.saturating_sub(freed),
+        allocated_bytes: allocated,
+        freed_bytes: freed,
+        live_samples: live,
+        buckets: records.len(),
+        region_slots_used: region::slots_used(),
+        dropped: Dropped {
+            no_slot: DROPPED_NO_SLOT.load(Relaxed),
+            no_large_entry: DROPPED_NO_LARGE.load(Relaxed),
+            no_bucket: DROPPED_NO_BUCKET.load(Relaxed),
+        },
+    }
+}
+
+/// Bytes in use through the sampling allocator (cheap: two loads).
+pub fn in_use_bytes() -> u64 {
+    countdown::in_use()
+}
+
+/// Every bucket with sampled allocations (for [`crate::heap`]).
+pub fn bucket_records() -> Vec<BucketRecord> {
+    buckets::records()
+}
+
+/// Whether the region for small sampled blocks could not be reserved.
+pub fn region_unavailable() -> bool {
+    region::failed()
+}
+
+/// Restarts the calling thread's sampling generator from `seed`, for
+/// reproducible tests. `interval` must be the allocator's.
+pub fn reseed_current_thread(seed: u64, interval: usize) {
+    countdown::reseed(seed, interval);
+}
+
+/// Small blocks (and their alignment) fit a region slot when sampled.
+#[inline(always)]
+fn fits_slot(size: usize, align: usize) -> bool {
+    size <= region::SLOT && align <= region::SLOT
+}
+
+/// Where a live sampled block is recorded.
+#[derive(Clone, Copy)]
+enum Sampled {
+    Slot(usize),
+    Large(u32),
+}
+
+/// Whether the block at `ptr` with `layout` was sampled (and where).
+#[inline(always)]
+fn sampled_block(ptr: *mut u8, layout: Layout) -> Option<Sampled> {
+    if fits_slot(layout.size(), layout.align()) {
+        if region::contains(ptr) {
+            return Some(Sampled::Slot(region::slot_of(ptr)));
+        }
+        None
+    } else if large::may_contain(ptr) {
+        large::remove(ptr).map(Sampled::Large)
+    } else {
+        None
+    }
+}
+
+/// Per-slot bucket of the block living in it.
+static SLOT_BUCKET: [std::sync::atomic::AtomicU32; region::SLOTS] =
+    [const { std::sync::atomic::AtomicU32::new(0) }; region::SLOTS];
+
+/// Records the death of a sampled block; a region slot is released.
+fn forget(block: Sampled, size: usize) {
+    match block {
+        Sampled::Slot(slot) => {
+            buckets::record_free(SLOT_BUCKET[slot].load(Relaxed));
+            region::release_slot(slot, size);
+        }
+        Sampled::Large(bucket) => buckets::record_free(bucket),
+    }
+}
+
+/// The stack of the allocation being sampled, interned with its size.
+/// `None` (and counted) when the bucket table is full.
+fn bucket_for(size: usize, interval: usize) -> Option<u32> {
+    let mut frames = [0u64; MAX_FRAMES];
+    let depth = countdown::COUNTDOWN.with(|c| {
+        let was_busy = c.busy.replace(true);
+        let depth = stack::capture(c, &mut frames);
+        c.busy.set(was_busy);
+        depth
+    });
+    INTERVAL.store(interval, Relaxed);
+    let bucket = buckets::intern(&frames[..depth], size, interval);
+    if bucket.is_none() {
+        DROPPED_NO_BUCKET.fetch_add(1, Relaxed);
+    }
+    bucket
+}
+
+/// A region slot for a sampled small block of `bucket`, or `None` (counted).
+fn slot_for(bucket: u32) -> Option<usize> {
+    let slot = region::take_slot();
+    match slot {
+        Some(slot) => SLOT_BUCKET[slot].store(bucket, Relaxed),
+        None => {
+            DROPPED_NO_SLOT.fetch_add(1, Relaxed);
+        }
+    }
+    slot
+}
+
+/// Records a sampled large block at `ptr`; `false` (counted) if no room.
+fn remember_large(ptr: *mut u8, bucket: u32) -> bool {
+    let ok = large::insert(ptr, bucket);
+    if !ok {
+        DROPPED_NO_LARGE.fetch_add(1, Relaxed);
+    }
+    ok
+}
+
+impl<A: GlobalAlloc> SamplingAllocator<A> {
+    /// An allocation that hit an event: fold, and maybe sample it.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_event(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        EVENTS.fetch_add(1, Relaxed);
+        let plain = |this: &Self| {
+            // SAFETY: the caller's contract for `alloc`/`alloc_zeroed`.
+            unsafe {
+                if zeroed {
+                    this.inner.alloc_zeroed(layout)
+                } else {
+                    this.inner.alloc(layout)
+                }
+            }
+        };
+        if countdown::on_event(self.interval) != Event::Sample {
+            return plain(self);
+        }
+        let Some(bucket) = bucket_for(layout.size(), self.interval) else {
+            return plain(self);
+        };
+        if fits_slot(layout.size(), layout.align()) {
+            let Some(slot) = slot_for(bucket) else {
+                return plain(self);
+            };
+            let ptr = region::block(slot);
+            if zeroed {
+                // SAFETY: the slot is ours and at least `SLOT` ≥ size bytes.
+                unsafe { ptr.write_bytes(0, layout.size()) };
+            }
+            buckets::record_alloc(bucket);
+            return ptr;
+        }
+        let ptr = plain(self);
+        if !ptr.is_null() && remember_large(ptr, bucket) {
+            buckets::record_alloc(bucket);
+        }
+        ptr
+    }
+
+    /// `realloc` as a free of the old block plus a sampled allocation of
+    /// `new_size`, for the cases where either side is sampled.
+    #[cold]
+    #[inline(never)]
+    unsafe fn realloc_sampled(
+        &self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+        old: Option<Sampled>,
+        event: bool,
+    ) -> *mut u8 {
+        // SAFETY (whole function): the caller's `realloc` contract: `ptr`
+        // is a live block of `layout`, `new_size` is valid for its align.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        let sample = event && countdown::on_event(self.interval) == Event::Sample;
+        let bucket = if sample {
+            bucket_for(new_size, self.interval)
+        } else {
+            None
+        };
+        let copy = layout.size().min(new_size);
+        match (old, bucket) {
+            // The old block stays in the inner allocator, the new is unsampled.
+            (None | Some(Sampled::Large(_)), None) => {
+                let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
+                if new.is_null() {
+                    self.restore(ptr, old);
+                } else if let Some(block) = old {
+                    forget(block, layout.size());
+                }
+                new
+            }
+            // A sampled small block moves out to the inner allocator.
+            (Some(Sampled::Slot(slot)), None) => {
+                let new = unsafe { self.inner.alloc(new_layout) };
+                if !new.is_null() {
+                    unsafe { std::ptr::copy_nonoverlapping(ptr, new, copy) };
+                    forget(Sampled::Slot(slot), layout.size());
+                }
+                new
+            }
+            (old, Some(bucket)) if fits_slot(new_size, layout.align()) => {
+                if let Some(Sampled::Slot(slot)) = old {
+                    // Stays in its slot, now counted under the new bucket.
+                    buckets::record_free(SLOT_BUCKET[slot].load(Relaxed));
+                    SLOT_BUCKET[slot].store(bucket, Relaxed);
+                    buckets::record_alloc(bucket);
+                    return ptr;
+                }
+                let Some(slot) = slot_for(bucket) else {
+                    let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
+                    if new.is_null() {
+                        self.restore(ptr, old);
+                    } else if let Some(block) = old {
+                        forget(block, layout.size());
+                    }
+                    return new;
+                };
+                let new = region::block(slot);
+                unsafe {
+                    std::ptr::copy_nonoverlapping(ptr, new, copy);
+                    self.inner.dealloc(ptr, layout);
+                }
+                if let Some(block) = old {
+                    forget(block, layout.size());
+                }
+                buckets::record_alloc(bucket);
+                new
+            }
+            (old, Some(bucket)) => {
+                // The new block is large: it lives in the inner allocator.
+                let new = match old {
+                    Some(Sampled::Slot(_)) => {
+                        let new = unsafe { self.inner.alloc(new_layout) };
+                        if !new.is_null() {
+                            unsafe { std::ptr::copy_nonoverlapping(ptr, new, copy) };
+                        }
+                        new
+                    }
+                    _ => unsafe { self.inner.realloc(ptr, layout, new_size) },
+                };
+                if new.is_null() {
+                    self.restore(ptr, old);
+                    return new;
+                }
+                if let Some(block) = old {
+                    forget(block, layout.size());
+                }
+                if remember_large(new, bucket) {
+                    buckets::record_alloc(bucket);
+                }
+                new
+            }
+        }
+    }
+
+    /// After a failed move, the old block is still live: a large sampled
+    /// block goes back into the address table (a slot never left it).
+    fn restore(&self, ptr: *mut u8, old: Option<Sampled>) {
+        if let Some(Sampled::Large(bucket)) = old {
+            if !remember_large(ptr, bucket) {
+                // Lost track: count its death now rather than never.
+                buckets::record_free(bucket);
+            }
+        }
+    }
+}
+
+// SAFETY: every method returns memory from `inner` under the caller's
+// layout, or a region slot (`SLOT`-sized and aligned, reserved for this
+// block alone until it is freed, so it satisfies any layout that
+// `fits_slot` admits); frees go back where the block came from.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for SamplingAllocator<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if countdown::take(layout.size()) {
+            // SAFETY: forwarded caller contract.
+            return unsafe { self.alloc_event(layout, false) };
+        }
+        // SAFETY: forwarded caller contract.
+        unsafe { self.inner.alloc(layout) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if countdown::take(layout.size()) {
+            // SAFETY: forwarded caller contract.
+            return unsafe { self.alloc_event(layout, true) };
+        }
+        // SAFETY: forwarded caller contract.
+        unsafe { self.inner.alloc_zeroed(layout) }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        countdown::give_back(layout.size());
+        match sampled_block(ptr, layout) {
+            Some(block) => {
+                let in_inner = matches!(block, Sampled::Large(_));
+                forget(block, layout.size());
+                if in_inner {
+                    // SAFETY: a large sampled block came from `inner`.
+                    unsafe { self.inner.dealloc(ptr, layout) }
+                }
+            }
+            // SAFETY: forwarded caller contract.
+            None => unsafe { self.inner.dealloc(ptr, layout) },
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        countdown::give_back(layout.size());
+        let event = countdown::take(new_size);
+        let old = sampled_block(ptr, layout);
+        if old.is_none() && !event {
+            // SAFETY: forwarded caller contract.
+            return unsafe { self.inner.realloc(ptr, layout, new_size) };
+        }
+        // SAFETY: forwarded caller contract.
+        unsafe { self.realloc_sampled(ptr, layout, new_size, old, event) }
+    }
+}
