@@ -26,6 +26,7 @@ fn retain_large_blocks(out: &mut Vec<Box<[u8]>>) {
 }
 
 #[inline(never)]
+#[allow(clippy::vec_box)] // 256-byte heap objects are the point
 fn retain_small_objects(out: &mut Vec<Box<[u8; 256]>>) {
     for _ in 0..(16 << 20) / 256 {
         out.push(black_box(Box::new([2u8; 256])));
