@@ -1,18 +1,34 @@
 //! A small service that links the agent the way a user would.
 //!
 //! ```text
-//! cargo run --release -p firewatch-agent --example service -- [--dir DIR] [--seconds N] [--threads N]
-//! kill -USR2 <pid>          # writes DIR/service.cpu.<time>.<pid>.<seq>.signal.pb.gz
+//! cargo run --release -p firewatch-agent --example service -- \
+//!     [--dir DIR] [--seconds N] [--threads N] [--leak-kib-per-sec N]
+//! kill -USR2 <pid>   # writes DIR/service.heap.<time>.<pid>.<seq>.signal.pb.gz now
+//!                    # and DIR/service.cpu.<time>.<pid>.<seq>.signal.pb.gz after 2 s
 //! firewatch analyze DIR/service.cpu.*.pb.gz
 //! ```
 //!
 //! Its worker threads spend most of their time in `checksum_orders`, so that
-//! is the function a profile should name.
+//! is the function a CPU profile should name. With `--leak-kib-per-sec`, a
+//! thread keeps that many KiB per second forever in `remember_session`, so
+//! that is the function a heap snapshot (and a diff of two) should name.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+// The allocator line a service adds for heap snapshots.
+#[global_allocator]
+static ALLOC: firewatch_agent::SamplingAllocator<std::alloc::System> =
+    firewatch_agent::SamplingAllocator::new(std::alloc::System);
+
+/// The leak: session records nobody ever removes.
+#[inline(never)]
+fn remember_session(sessions: &mut Vec<Vec<u8>>, id: u64) {
+    // 512-byte records, like small cache entries: sampled one in ~1000.
+    sessions.push(black_box(vec![id as u8; 512]));
+}
 
 #[inline(never)]
 fn checksum_orders(orders: &[u64]) -> u64 {
@@ -34,12 +50,15 @@ fn handle_request(i: u64) -> u64 {
 fn main() {
     env_logger_lite();
     let mut args = std::env::args().skip(1);
-    let (mut dir, mut seconds, mut threads) = (None, 600u64, 2usize);
+    let (mut dir, mut seconds, mut threads, mut leak_kib) = (None, 600u64, 2usize, 0u64);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--dir" => dir = args.next(),
             "--seconds" => seconds = args.next().and_then(|s| s.parse().ok()).unwrap_or(seconds),
             "--threads" => threads = args.next().and_then(|s| s.parse().ok()).unwrap_or(threads),
+            "--leak-kib-per-sec" => {
+                leak_kib = args.next().and_then(|s| s.parse().ok()).unwrap_or(0)
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -69,6 +88,22 @@ fn main() {
                 .unwrap()
         })
         .collect();
+    let leaker = (leak_kib > 0).then(|| {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sessions = Vec::new();
+            let mut id = 0;
+            // Ten rounds a second, each keeping a tenth of the rate.
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..leak_kib * 1024 / 512 / 10 {
+                    remember_session(&mut sessions, id);
+                    id += 1;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            sessions.len()
+        })
+    });
     println!(
         "ready pid={} dir={}",
         std::process::id(),
@@ -81,6 +116,9 @@ fn main() {
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
+    }
+    if let Some(leaker) = leaker {
+        leaker.join().unwrap();
     }
     drop(agent);
 }

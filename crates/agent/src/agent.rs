@@ -2,8 +2,9 @@
 //! capture pipeline ([`crate::capture`]).
 //!
 //! Signal handlers only set a flag (through `signal-hook`); the agent thread
-//! polls it every 100 ms, together with manual requests and, every
-//! `check_interval`, the thresholds. A capture runs on this thread (the CPU
+//! polls it every 100 ms, together with manual requests and the memory
+//! thresholds (heap in use, RSS), and, every `check_interval`, the CPU
+//! threshold. A capture runs on this thread (the CPU
 //! sampler adds its own thread while a CPU profile is being taken); requests
 //! that arrive meanwhile are merged by the gate and served once it ends.
 
@@ -20,8 +21,8 @@ use crate::capture::{
 };
 use crate::config::Config;
 use crate::cpu::CpuProfiler;
-use crate::process::process_cpu_time;
-use crate::trigger::{CpuMeter, SustainedThreshold};
+use crate::process::{memory_limit_bytes, process_cpu_time, rss_bytes};
+use crate::trigger::{CpuMeter, GrowthThreshold, SustainedThreshold};
 use crate::{Error, Result};
 
 const TICK: Duration = Duration::from_millis(100);
@@ -51,6 +52,8 @@ impl AgentBuilder {
         cpu_hz: u32 => |c, v| c.cpu_hz = v.clamp(1, crate::cpu::MAX_HZ);
         /// Heap in use that triggers a heap snapshot (needs the sampling allocator).
         heap_threshold_bytes: u64 => |c, v| c.heap_threshold_bytes = Some(v);
+        /// Growth above the last heap/RSS trigger level that fires it again.
+        heap_step_bytes: u64 => |c, v| c.heap_step_bytes = Some(v.max(1));
         /// RSS, in % of the memory limit, that triggers a heap snapshot (default 90).
         rss_threshold_percent: u32 => |c, v| c.rss_threshold_percent = Some(v.min(100));
         /// Process CPU, in % of one core, that triggers a CPU profile (default 80).
@@ -179,6 +182,8 @@ impl Agent {
             waiting: Vec::new(),
             cpu_meter: CpuMeter::default(),
             cpu_threshold: None,
+            heap_threshold: None,
+            rss_threshold: None,
         };
         let thread = std::thread::Builder::new()
             .name("firewatch-agent".into())
@@ -204,6 +209,17 @@ impl Agent {
     /// Takes a CPU profile of `duration` now (waiting for a running capture
     /// first) and returns the file written.
     pub fn capture_cpu(&self, duration: Duration) -> Result<PathBuf> {
+        self.ask(Kind::Cpu, Some(duration))
+    }
+
+    /// Writes a heap snapshot now (waiting for a running capture first) and
+    /// returns the file written. Needs [`crate::SamplingAllocator`] as the
+    /// global allocator.
+    pub fn capture_heap(&self) -> Result<PathBuf> {
+        self.ask(Kind::Heap, None)
+    }
+
+    fn ask(&self, kind: Kind, duration: Option<Duration>) -> Result<PathBuf> {
         let requests = self
             .requests
             .as_ref()
@@ -211,8 +227,8 @@ impl Agent {
         let (reply, answer) = mpsc::channel();
         requests
             .send(Request {
-                kind: Kind::Cpu,
-                duration: Some(duration),
+                kind,
+                duration,
                 reply,
             })
             .map_err(|_| Error::Skipped("the agent thread has stopped".into()))?;
@@ -245,6 +261,10 @@ struct Worker {
     waiting: Vec<Request>,
     cpu_meter: CpuMeter,
     cpu_threshold: Option<SustainedThreshold>,
+    /// Heap in use (the sampling allocator's counter), if set.
+    heap_threshold: Option<GrowthThreshold>,
+    /// RSS in bytes against its share of the memory limit, if set.
+    rss_threshold: Option<GrowthThreshold>,
 }
 
 impl Worker {
@@ -253,9 +273,23 @@ impl Worker {
             .config
             .cpu_threshold_percent
             .map(|t| SustainedThreshold::new(f64::from(t), self.config.cpu_threshold_checks, 10.0));
+        self.heap_threshold = self.config.heap_threshold_bytes.map(|t| {
+            let step = self.config.heap_step_bytes.unwrap_or(t / 4).max(1);
+            GrowthThreshold::new(t, t / 10, step)
+        });
+        self.rss_threshold = self.config.rss_threshold_percent.and_then(|percent| {
+            let limit = memory_limit_bytes()?;
+            let t = limit / 100 * u64::from(percent);
+            let step = self.config.heap_step_bytes.unwrap_or(limit / 20).max(1);
+            log::info!("firewatch: RSS threshold {t} bytes ({percent}% of {limit})");
+            Some(GrowthThreshold::new(t, limit / 20, step))
+        });
         let mut next_check = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
             let mut wanted: Vec<(Kind, Trigger)> = self.poll_requests();
+            // Memory can run out in seconds: these checks are a few loads and
+            // one small /proc read, so they run every tick.
+            wanted.extend(self.check_memory());
             if Instant::now() >= next_check {
                 next_check = Instant::now() + self.config.check_interval;
                 wanted.extend(self.check_thresholds());
@@ -276,11 +310,36 @@ impl Worker {
     fn poll_requests(&mut self) -> Vec<(Kind, Trigger)> {
         let mut wanted = Vec::new();
         if self.signalled.swap(false, Ordering::AcqRel) {
+            // The heap snapshot first: it is instant, the CPU profile takes
+            // `cpu_duration`. Without the sampling allocator there is none.
+            if crate::alloc::active() {
+                wanted.push((Kind::Heap, Trigger::Signal));
+            }
             wanted.push((Kind::Cpu, Trigger::Signal));
         }
         while let Ok(request) = self.inbox.try_recv() {
             wanted.push((request.kind, Trigger::Manual));
             self.waiting.push(request);
+        }
+        wanted
+    }
+
+    fn check_memory(&mut self) -> Vec<(Kind, Trigger)> {
+        let mut wanted = Vec::new();
+        if let Some(threshold) = self.heap_threshold.as_mut() {
+            let in_use = crate::heap::in_use_bytes();
+            if threshold.observe(in_use) {
+                log::info!("firewatch: heap in use {in_use} bytes: heap snapshot");
+                wanted.push((Kind::Heap, Trigger::HeapThreshold));
+            }
+        }
+        if let Some(threshold) = self.rss_threshold.as_mut() {
+            if let Some(rss) = rss_bytes() {
+                if threshold.observe(rss) {
+                    log::info!("firewatch: RSS {rss} bytes: heap snapshot");
+                    wanted.push((Kind::Heap, Trigger::RssThreshold));
+                }
+            }
         }
         wanted
     }
@@ -349,10 +408,40 @@ impl Worker {
     fn capture(&mut self, kind: Kind, trigger: Trigger) -> Result<PathBuf> {
         match kind {
             Kind::Cpu => self.capture_cpu(trigger),
-            Kind::Heap => Err(Error::Skipped(
-                "heap snapshots need the sampling allocator (not yet available)".into(),
-            )),
+            Kind::Heap => self.capture_heap(trigger),
         }
+    }
+
+    fn capture_heap(&mut self, trigger: Trigger) -> Result<PathBuf> {
+        let started = SystemTime::now();
+        let comments = vec![
+            format!("trigger: {trigger}"),
+            format!("service: {}", self.store.service()),
+        ];
+        let profile = crate::heap::snapshot_with_comments(&comments)?;
+        crate::symbolize::Symbolizer::release_debug_info();
+        self.write(Kind::Heap, trigger, started, &profile)
+    }
+
+    /// Compresses `profile`, stores it atomically, applies retention.
+    fn write(
+        &mut self,
+        kind: Kind,
+        trigger: Trigger,
+        started: SystemTime,
+        profile: &firewatch_profile::Profile,
+    ) -> Result<PathBuf> {
+        let mut bytes = Vec::new();
+        profile.write_gzip(&mut bytes).map_err(|source| Error::Io {
+            path: self.config.output_dir.clone(),
+            what: "compressing a profile",
+            source,
+        })?;
+        let path = self.store.write(kind, trigger, started, &bytes)?;
+        if let Err(e) = retention::enforce(&self.store, &self.retention, SystemTime::now()) {
+            log::warn!("firewatch: retention failed: {e}");
+        }
+        Ok(path)
     }
 
     fn capture_cpu(&mut self, trigger: Trigger) -> Result<PathBuf> {
@@ -388,16 +477,6 @@ impl Worker {
         let profile = capture.to_profile(&comments);
         // Parsed debug info is large; free it between captures.
         crate::symbolize::Symbolizer::release_debug_info();
-        let mut bytes = Vec::new();
-        profile.write_gzip(&mut bytes).map_err(|source| Error::Io {
-            path: self.config.output_dir.clone(),
-            what: "compressing a profile",
-            source,
-        })?;
-        let path = self.store.write(Kind::Cpu, trigger, started, &bytes)?;
-        if let Err(e) = retention::enforce(&self.store, &self.retention, SystemTime::now()) {
-            log::warn!("firewatch: retention failed: {e}");
-        }
-        Ok(path)
+        self.write(Kind::Cpu, trigger, started, &profile)
     }
 }

@@ -18,6 +18,10 @@ pub struct Config {
     pub cpu_hz: u32,
     /// Heap in use (from the sampling allocator) that triggers a heap snapshot.
     pub heap_threshold_bytes: Option<u64>,
+    /// Further growth, above the level a heap or RSS trigger last fired at,
+    /// that fires it again (default: a quarter of the heap threshold; for
+    /// RSS, 5% of the memory limit).
+    pub heap_step_bytes: Option<u64>,
     /// RSS as a percentage of the memory limit that triggers a heap snapshot.
     pub rss_threshold_percent: Option<u32>,
     /// Process CPU, in % of one core, that triggers a CPU profile.
@@ -50,6 +54,7 @@ impl Default for Config {
             cpu_duration: Duration::from_secs(10),
             cpu_hz: 100,
             heap_threshold_bytes: None,
+            heap_step_bytes: None,
             rss_threshold_percent: Some(90),
             cpu_threshold_percent: Some(80),
             cpu_threshold_checks: 2,
@@ -135,6 +140,9 @@ impl Config {
         }
         if let Some(t) = optional("FIREWATCH_HEAP_THRESHOLD")? {
             self.heap_threshold_bytes = t;
+        }
+        if let Some(t) = optional("FIREWATCH_HEAP_STEP")? {
+            self.heap_step_bytes = t;
         }
         if let Some(t) = optional("FIREWATCH_RSS_THRESHOLD_PERCENT")? {
             self.rss_threshold_percent = t.map(|p| p.min(100) as u32);

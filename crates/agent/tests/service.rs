@@ -87,6 +87,19 @@ fn captures(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Captures of one kind (`cpu` or `heap`).
+fn captures_of(dir: &Path, kind: &str) -> Vec<PathBuf> {
+    captures(dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .contains(&format!(".{kind}."))
+        })
+        .collect()
+}
+
 fn temp_files(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -129,12 +142,18 @@ fn sigusr2_writes_a_cpu_profile_that_names_the_hot_function() {
     );
     service.signal();
     assert!(
-        wait_for(|| !captures(&out).is_empty(), Duration::from_secs(30)),
+        wait_for(
+            || !captures_of(&out, "cpu").is_empty(),
+            Duration::from_secs(30)
+        ),
         "no capture written"
     );
     assert!(service.alive());
 
-    let files = captures(&out);
+    // The service links the sampling allocator: a heap snapshot comes too
+    // (its content is tested in the analyzer's heap_snapshots.rs).
+    assert_eq!(captures_of(&out, "heap").len(), 1, "{:?}", captures(&out));
+    let files = captures_of(&out, "cpu");
     assert_eq!(files.len(), 1, "{files:?}");
     let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
     let parts: Vec<&str> = name.split('.').collect();
@@ -190,18 +209,21 @@ fn sigusr2_writes_a_cpu_profile_that_names_the_hot_function() {
 }
 
 #[test]
-fn a_storm_of_fifty_signals_costs_at_most_two_captures() {
+fn a_storm_of_fifty_signals_costs_at_most_two_captures_of_each_kind() {
     let dir = tempdir();
     let mut service = Service::start(dir.path(), &[]);
     for _ in 0..50 {
         service.signal();
         std::thread::sleep(Duration::from_millis(20));
     }
-    // One capture runs (1 s); the other 49 signals merge into one more.
+    // One capture of each kind runs (the CPU one for 1 s); the other 49
+    // signals merge into one more of each.
     std::thread::sleep(Duration::from_secs(5));
     assert!(service.alive(), "the service survived");
-    let files = captures(dir.path());
-    assert!((1..=2).contains(&files.len()), "{files:?}");
+    for kind in ["cpu", "heap"] {
+        let files = captures_of(dir.path(), kind);
+        assert!((1..=2).contains(&files.len()), "{files:?}");
+    }
     assert!(
         temp_files(dir.path()).is_empty(),
         "{:?}",

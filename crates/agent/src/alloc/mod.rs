@@ -147,6 +147,12 @@ pub fn stats() -> AllocatorStats {
     }
 }
 
+/// Whether a `SamplingAllocator` has served allocations in this process
+/// (one load).
+pub fn active() -> bool {
+    EVENTS.load(Relaxed) != 0
+}
+
 /// Bytes in use through the sampling allocator (cheap: two loads).
 pub fn in_use_bytes() -> u64 {
     countdown::in_use()
@@ -215,12 +221,15 @@ fn forget(block: Sampled, size: usize) {
 /// `None` (and counted) when the bucket table is full.
 fn bucket_for(size: usize, interval: usize) -> Option<u32> {
     let mut frames = [0u64; MAX_FRAMES];
-    let depth = countdown::COUNTDOWN.with(|c| {
-        let was_busy = c.busy.replace(true);
-        let depth = stack::capture(c, &mut frames);
-        c.busy.set(was_busy);
-        depth
-    });
+    // The walk runs here, not inside a thread-local closure, so every frame
+    // above it is the allocator's or its caller's.
+    let (top, was_busy) =
+        countdown::COUNTDOWN.with(|c| (stack::stack_top(c), c.busy.replace(true)));
+    let depth = match top {
+        Some(top) => stack::capture(top, &mut frames),
+        None => 0,
+    };
+    countdown::COUNTDOWN.with(|c| c.busy.set(was_busy));
     INTERVAL.store(interval, Relaxed);
     let bucket = buckets::intern(&frames[..depth], size, interval);
     if bucket.is_none() {

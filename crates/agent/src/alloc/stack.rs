@@ -14,10 +14,7 @@ use super::countdown::ThreadCountdown;
 /// The return addresses above the caller, innermost first, into `frames`;
 /// returns how many. Skips the walk's own return address.
 #[inline(never)]
-pub fn capture(thread: &ThreadCountdown, frames: &mut [u64; MAX_FRAMES]) -> usize {
-    let Some(top) = stack_top(thread) else {
-        return 0;
-    };
+pub fn capture(top: usize, frames: &mut [u64; MAX_FRAMES]) -> usize {
     let mut fp = current_frame_pointer();
     let mut depth = 0;
     let mut skipped = false;
@@ -70,7 +67,7 @@ fn current_frame_pointer() -> usize {
 }
 
 /// The top (highest address) of this thread's stack, cached per thread.
-fn stack_top(thread: &ThreadCountdown) -> Option<usize> {
+pub fn stack_top(thread: &ThreadCountdown) -> Option<usize> {
     let cached = thread.stack_top.get();
     if cached != 0 {
         return Some(cached);

@@ -12,25 +12,44 @@ use crate::symbolize::Symbolizer;
 use crate::{Error, Result};
 
 /// Functions of the allocator itself, dropped by pprof (`drop_frames`) so the
-/// leaf of a heap sample is the code that asked for memory. Snapshots also
-/// cut these frames off the leaf end of each stack themselves
-/// ([`is_allocator_function`]), for readers that ignore `drop_frames`.
-pub const ALLOCATOR_FRAMES: &str = r".*firewatch_agent::alloc::.*|__rust_alloc.*|__rust_realloc.*|__rust_alloc_zeroed.*|__rdl_.*|__rg_.*|alloc::alloc::.*|alloc::raw_vec::.*|<alloc::alloc::Global as core::alloc::Allocator>::.*|<std::alloc::System as core::alloc::global::GlobalAlloc>::.*|std::sys::alloc::.*|malloc|calloc|realloc|posix_memalign|aligned_alloc";
+/// leaf of a heap sample is the code that asked for memory. Only functions
+/// that never call back into user code belong here: pprof prunes from the
+/// *rootmost* match down, so a pattern that also matched, say, `Vec`'s
+/// `collect` would drop the user closures it calls.
+pub const ALLOCATOR_FRAMES: &str = r".*firewatch_agent::alloc::.*|__rustc::__rust_.*|__rustc::__rdl_.*|__rustc::__rg_.*|__rust_alloc.*|__rust_realloc.*|__rust_alloc_zeroed.*|__rdl_.*|__rg_.*|alloc::alloc::.*|alloc::raw_vec::.*|<alloc::alloc::Global as core::alloc::Allocator>::.*|<std::alloc::System as core::alloc::global::GlobalAlloc>::.*|std::sys::alloc::.*|malloc|calloc|realloc|posix_memalign|aligned_alloc";
 
-/// Whether `name` is one of [`ALLOCATOR_FRAMES`]' functions.
-pub fn is_allocator_function(name: &str) -> bool {
+/// Whether `name` is allocation plumbing: the allocator ([`ALLOCATOR_FRAMES`])
+/// or the standard library code between a caller and the allocator (`Vec`
+/// and `String` growth, `Box::new`, `format!`, collections). Snapshots cut
+/// these off the leaf end of each stack, stopping at the first frame that is
+/// not plumbing, so the leaf is the service's own function.
+pub fn is_allocation_plumbing(name: &str) -> bool {
     const PREFIXES: &[&str] = &[
+        "__rustc::__rust_",
+        "__rustc::__rdl_",
+        "__rustc::__rg_",
         "__rust_alloc",
         "__rust_realloc",
         "__rdl_",
         "__rg_",
-        "alloc::alloc::",
-        "alloc::raw_vec::",
-        "<alloc::alloc::Global as core::alloc::Allocator>::",
+        "alloc::",
+        "<alloc::alloc::",
+        "<alloc::vec::",
+        "<alloc::string::",
+        "<alloc::collections::",
         "<std::alloc::System as core::alloc::global::GlobalAlloc>::",
         "std::sys::alloc::",
+        "core::fmt::",
+        "<core::fmt::",
+        "hashbrown::",
+        "<hashbrown::",
+        "std::collections::",
+        "<std::collections::",
     ];
+    // `<T as alloc::vec::spec_from_elem::SpecFromElem>::from_elem` and kin.
+    let trait_impl_in_alloc = name.starts_with('<') && name.contains(" as alloc::");
     name.contains("firewatch_agent::alloc::")
+        || trait_impl_in_alloc
         || PREFIXES.iter().any(|p| name.starts_with(p))
         || matches!(
             name,
@@ -128,7 +147,7 @@ fn describe(stats: &AllocatorStats) -> Vec<String> {
 /// `alloc_space/bytes`, `inuse_objects/count`, `inuse_space/bytes`,
 /// `period_type space/bytes` with `period` = the sampling interval,
 /// `default_sample_type` = `inuse_space`, allocator frames in
-/// `drop_frames` and cut off each stack's leaf end.
+/// `drop_frames`, allocation plumbing cut off each stack's leaf end.
 ///
 /// Each record (one stack × one size) is unsampled with Go's formula at its
 /// own size and its own interval, then records are summed by call stack.
@@ -183,17 +202,17 @@ pub fn heap_profile(
     build_profile(&samples, &spec, mappings, symbolizer)
 }
 
-/// Return addresses (innermost first) → the stack a profile stores: the
-/// allocator's own frames cut off the leaf end, and the new leaf given as
-/// an address inside its call instruction (`stack[0]` is stored as is).
+/// Return addresses (innermost first) → the stack a profile stores:
+/// allocation plumbing cut off the leaf end (a location counts as plumbing
+/// when its out-of-line function and every function inlined into it are),
+/// and the new leaf given as an address inside its call instruction
+/// (`stack[0]` is stored as is).
 fn caller_stack(frames: &[u64], symbolizer: &mut Symbolizer) -> Vec<u64> {
     let first_caller = frames
         .iter()
         .position(|&ret| {
             let resolved = symbolizer.resolve(ret.saturating_sub(1));
-            !resolved
-                .last()
-                .is_some_and(|f| is_allocator_function(&f.name))
+            resolved.is_empty() || !resolved.iter().all(|f| is_allocation_plumbing(&f.name))
         })
         .unwrap_or(frames.len());
     let mut stack = frames[first_caller..].to_vec();
@@ -222,11 +241,19 @@ mod tests {
         assert_eq!(bytes, 5_244_160);
         // Huge allocations are always sampled: no scaling.
         assert_eq!(unsample(2, 200 << 20, 512 * 1024), (2, 200 << 20));
-        assert!(is_allocator_function(
+        assert!(is_allocation_plumbing(
             "<firewatch_agent::alloc::SamplingAllocator<A> as core::alloc::global::GlobalAlloc>::alloc"
         ));
-        assert!(is_allocator_function("alloc::raw_vec::finish_grow"));
-        assert!(!is_allocator_function("service::leak_orders"));
+        assert!(is_allocation_plumbing("alloc::raw_vec::finish_grow"));
+        assert!(is_allocation_plumbing("__rustc::__rust_alloc"));
+        assert!(is_allocation_plumbing(
+            "<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem"
+        ));
+        assert!(!is_allocation_plumbing("service::leak_orders"));
+        // A thread's entry point is not plumbing, though it names `alloc::`.
+        assert!(!is_allocation_plumbing(
+            "<alloc::boxed::Box<dyn core::ops::function::FnOnce<()>> as core::ops::function::FnOnce<()>>::call_once"
+        ));
         assert_eq!(unsample(0, 0, 512 * 1024), (0, 0));
         assert_eq!(unsample(3, 300, 1), (3, 300));
     }
