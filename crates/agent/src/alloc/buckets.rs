@@ -166,6 +166,20 @@ pub fn records() -> Vec<BucketRecord> {
     out
 }
 
+/// Sampled blocks alive now (allocations minus frees over all buckets),
+/// without allocating.
+pub fn live_samples() -> u64 {
+    PUBLISHED[..used()]
+        .iter()
+        .filter_map(|p| p.load(Ordering::Acquire).checked_sub(1))
+        .map(|i| {
+            let b = &BUCKETS[i as usize];
+            let frees = b.frees.load(Ordering::Acquire);
+            b.allocs.load(Ordering::Acquire).saturating_sub(frees)
+        })
+        .sum()
+}
+
 /// Buckets in use (published).
 pub fn used() -> usize {
     PUBLISHED_COUNT.load(Ordering::Acquire).min(CAPACITY)

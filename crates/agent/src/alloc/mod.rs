@@ -124,10 +124,8 @@ pub struct AllocatorStats {
     pub dropped: Dropped,
 }
 
-/// Counters of the sampling allocator.
+/// Counters of the sampling allocator. Allocates nothing.
 pub fn stats() -> AllocatorStats {
-    let records = buckets::records();
-    let live: u64 = records.iter().map(|r| r.allocs - r.frees).sum();
     let freed = countdown::FREED.load(Relaxed);
     let allocated = countdown::ALLOCATED.load(Relaxed);
     AllocatorStats {
@@ -136,8 +134,8 @@ pub fn stats() -> AllocatorStats {
         in_use_bytes: allocated.saturating_sub(freed),
         allocated_bytes: allocated,
         freed_bytes: freed,
-        live_samples: live,
-        buckets: records.len(),
+        live_samples: buckets::live_samples(),
+        buckets: buckets::used(),
         region_slots_used: region::slots_used(),
         dropped: Dropped {
             no_slot: DROPPED_NO_SLOT.load(Relaxed),
