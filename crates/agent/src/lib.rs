@@ -1,25 +1,36 @@
 //! `firewatch-agent`: the in-process half of firewatch.
 //!
-//! A service links this crate and starts an [`Agent`]. The agent watches the
-//! process and writes **CPU profiles** as pprof files (gzip-compressed
-//! `profile.proto`, readable by `go tool pprof` and `firewatch analyze`) into a
-//! directory: when the process receives `SIGUSR2`, when its CPU use stays
-//! above a threshold, or when the service asks. Captures are throttled (one
+//! A service links this crate, installs [`SamplingAllocator`] as its global
+//! allocator (for heap snapshots) and starts an [`Agent`]. The agent watches
+//! the process and writes **CPU profiles** and **heap snapshots** as pprof
+//! files (gzip-compressed `profile.proto`, readable by `go tool pprof` and
+//! `firewatch analyze`) into a directory: when the process receives
+//! `SIGUSR2`, when its CPU use, heap in use or RSS crosses a threshold, or
+//! when the service asks. Captures are throttled (one
 //! at a time, minimum gaps, an hourly budget, a lifetime cap) and old files
 //! are deleted (max files, bytes, age), so the agent never hurts the service
 //! nor fills its disk.
 //!
 //! ```no_run
+//! #[global_allocator]
+//! static ALLOC: firewatch_agent::SamplingAllocator<std::alloc::System> =
+//!     firewatch_agent::SamplingAllocator::new(std::alloc::System);
+//!
 //! # fn main() -> Result<(), firewatch_agent::Error> {
 //! let _agent = firewatch_agent::Agent::builder()
 //!     .output_dir("/var/lib/myservice/profiles")
+//!     .heap_threshold_bytes(2 << 30)
 //!     .start()?; // FIREWATCH_* environment variables override the builder
-//! // ... the service runs; `kill -USR2 <pid>` writes a 10 s CPU profile.
+//! // ... the service runs; `kill -USR2 <pid>` writes a heap snapshot and a
+//! // 10 s CPU profile; 2 GiB in use writes a heap snapshot.
 //! # Ok(()) }
 //! ```
 //!
 //! Where things live:
 //!
+//! - [`alloc`]: the sampling allocator (per-thread countdowns, a reserved
+//!   address range for sampled small blocks, lock-free tables); [`heap`]:
+//!   snapshots of what it sampled, unsampled as Go does;
 //! - [`cpu`]: the sampler (per-thread CPU-time timers, the SIGPROF handler,
 //!   the frame-pointer walk, per-thread rings) and [`cpu::CpuProfiler`] for
 //!   profiles on demand, without an agent;
