@@ -1,6 +1,7 @@
-//! Helpers shared by the `cpu_accuracy` and `cpu_overhead` harnesses: process
-//! CPU time, environment knobs, machine description, a parked thread pool
-//! and small statistics.
+//! Helpers shared by the custom-harness benchmarks (`cpu_accuracy`,
+//! `cpu_overhead`, `heap_overhead`, `heap_accuracy`, `heap_snapshot`):
+//! process CPU time, environment knobs, machine description, a parked thread
+//! pool, small statistics, memory readings and child processes.
 
 // Each harness uses a different subset.
 #![allow(dead_code)]
@@ -188,4 +189,92 @@ pub fn finish_pprof_rs(guard: pprof::ProfilerGuard<'static>) -> Result<u64, BoxE
         .map_err(|e| format!("pprof-rs report: {e}"))?;
     drop(guard);
     Ok(report.data.values().map(|&c| c.max(0) as u64).sum())
+}
+
+/// Resident set size now, in bytes (`/proc/self/statm`).
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+/// Peak resident set size of this process so far, in bytes (`VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Resets this process's peak RSS (`VmHWM`) to its current RSS
+/// (`echo 5 > /proc/self/clear_refs`, Linux ≥ 4.0). `false` if refused.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Bytes in use in glibc malloc (`mallinfo2`: `uordblks + hblkhd`, chunk
+/// overheads included), over all arenas.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn glibc_in_use_bytes() -> u64 {
+    // SAFETY: mallinfo2 has no preconditions (it takes the arena locks).
+    let info = unsafe { libc::mallinfo2() };
+    (info.uordblks + info.hblkhd) as u64
+}
+
+pub fn mib(bytes: f64) -> f64 {
+    bytes / (1024.0 * 1024.0)
+}
+
+/// Runs this benchmark binary again as a child with `env` added, standard
+/// error passed through, and returns the fields of its last line that
+/// starts with `RESULT ` (`key=value` pairs separated by spaces).
+pub fn run_child(
+    env: &[(&str, String)],
+) -> Result<std::collections::HashMap<String, String>, BoxError> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = cmd
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!("child {env:?} failed: {}\n{stdout}", output.status).into());
+    }
+    let line = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .ok_or_else(|| format!("child {env:?} printed no RESULT line:\n{stdout}"))?;
+    Ok(line
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+/// A field of [`run_child`]'s result, parsed.
+pub fn field<T: std::str::FromStr>(
+    fields: &std::collections::HashMap<String, String>,
+    key: &str,
+) -> Result<T, BoxError>
+where
+    T::Err: std::fmt::Display,
+{
+    let v = fields
+        .get(key)
+        .ok_or_else(|| format!("child result has no {key}"))?;
+    v.parse()
+        .map_err(|e| format!("child result {key}={v}: {e}").into())
 }

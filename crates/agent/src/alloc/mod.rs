@@ -6,17 +6,17 @@
 //! The costs, by path:
 //!
 //! - **unsampled allocation**: a thread-local subtraction and a branch
-//!   ([`countdown::take`]), then the inner allocator. No atomics, no
+//!   (`countdown::take`), then the inner allocator. No atomics, no
 //!   floating point, no shared cache line written.
 //! - **unsampled free**: a compare of the layout against the region's slot
-//!   size, then either one load and compare ([`region::contains`]) or, for
+//!   size, then either one load and compare (`region::contains`) or, for
 //!   large layouts, one load from a small counting filter
-//!   ([`large::may_contain`]); a thread-local subtraction and a branch for
+//!   (`large::may_contain`); a thread-local subtraction and a branch for
 //!   the in-use accounting; then the inner allocator.
-//! - **an event** (every [`countdown::FOLD_BYTES`] or at a sample point):
+//! - **an event** (every `countdown::FOLD_BYTES` or at a sample point):
 //!   an atomic add, and at a sample point a frame-pointer walk, a bucket
 //!   lookup and the placement of the block (a region slot for blocks up to
-//!   [`region::SLOT`] bytes, the inner allocator plus an address table
+//!   `region::SLOT` bytes, the inner allocator plus an address table
 //!   above that).
 //!
 //! Nothing here locks, allocates through the global allocator, or panics:
