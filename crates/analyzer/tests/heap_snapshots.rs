@@ -326,3 +326,60 @@ fn crossing_the_heap_threshold_writes_one_snapshot_not_a_flood() {
         "the snapshot holds the heap that crossed 24 MiB: {in_use}"
     );
 }
+
+#[test]
+fn crossing_the_rss_threshold_writes_one_snapshot() {
+    // 1% of this machine's memory limit (cgroup, else RAM), reached by
+    // leaking 64 MiB/s; skipped where 1% is more than this test should leak.
+    let Some(limit) = firewatch_agent::process::memory_limit_bytes() else {
+        eprintln!("no memory limit known: skipping");
+        return;
+    };
+    let one_percent = limit / 100;
+    if one_percent > 1 << 30 {
+        eprintln!("1% of {limit} bytes is over 1 GiB: skipping");
+        return;
+    }
+    let dir = tempdir();
+    let mut service = Service::start(
+        dir.path(),
+        64 * 1024,
+        &[
+            ("FIREWATCH_RSS_THRESHOLD_PERCENT", "1"),
+            ("FIREWATCH_MIN_INTERVAL", "1h"),
+            ("FIREWATCH_CPU_THRESHOLD_PERCENT", "off"),
+        ],
+    );
+    let seconds = 10 + one_percent / (64 << 20);
+    assert!(
+        wait_for(
+            || !files(dir.path(), "heap").is_empty(),
+            Duration::from_secs(seconds)
+        ),
+        "no rss-threshold snapshot within {seconds} s (threshold {one_percent} bytes)"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(service.alive());
+    let heaps = files(dir.path(), "heap");
+    assert_eq!(heaps.len(), 1, "{heaps:?}");
+    assert!(
+        heaps[0].to_string_lossy().ends_with(".rss-threshold.pb.gz"),
+        "{heaps:?}"
+    );
+    let profile = Profile::decode(&std::fs::read(&heaps[0]).unwrap()).unwrap();
+    let rss: u64 = profile
+        .comment
+        .iter()
+        .map(|&c| profile.string(c))
+        .find_map(|c| {
+            c.strip_prefix("rss: ")?
+                .strip_suffix(" bytes")?
+                .parse()
+                .ok()
+        })
+        .expect("an rss comment");
+    assert!(
+        rss >= one_percent,
+        "RSS {rss} at the snapshot, threshold {one_percent}"
+    );
+}
