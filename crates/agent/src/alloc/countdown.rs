@@ -53,7 +53,8 @@ pub struct ThreadCountdown {
     pub busy: Cell<bool>,
     /// The thread has folded its counters at exit: fold everything at once.
     exited: Cell<bool>,
-    /// Top of this thread's stack (0 until looked up), bounds the walk.
+    /// This thread's stack (top 0 until looked up), bounds the walk.
+    pub stack_bottom: Cell<usize>,
     pub stack_top: Cell<usize>,
 }
 
@@ -68,6 +69,7 @@ thread_local! {
             rng: Cell::new(0),
             busy: Cell::new(false),
             exited: Cell::new(false),
+            stack_bottom: Cell::new(0),
             stack_top: Cell::new(0),
         }
     };
@@ -252,6 +254,7 @@ mod tests {
             rng: Cell::new(splitmix(7) | 1),
             busy: Cell::new(false),
             exited: Cell::new(false),
+            stack_bottom: Cell::new(0),
             stack_top: Cell::new(0),
         };
         let n = 200_000;

@@ -221,10 +221,10 @@ fn bucket_for(size: usize, interval: usize) -> Option<u32> {
     let mut frames = [0u64; MAX_FRAMES];
     // The walk runs here, not inside a thread-local closure, so every frame
     // above it is the allocator's or its caller's.
-    let (top, was_busy) =
-        countdown::COUNTDOWN.with(|c| (stack::stack_top(c), c.busy.replace(true)));
-    let depth = match top {
-        Some(top) => stack::capture(top, &mut frames),
+    let (bounds, was_busy) =
+        countdown::COUNTDOWN.with(|c| (stack::stack_bounds(c), c.busy.replace(true)));
+    let depth = match bounds {
+        Some(bounds) => stack::capture(bounds, &mut frames),
         None => 0,
     };
     countdown::COUNTDOWN.with(|c| c.busy.set(was_busy));

@@ -6,7 +6,9 @@
 //! `pthread_getattr_np`), frame pointers must be aligned and strictly
 //! increasing: everything between the current stack pointer and the top is
 //! mapped, so a broken chain (a frame built without frame pointers, whose
-//! register holds anything) ends the walk instead of faulting.
+//! register holds anything) ends the walk instead of faulting. Code running
+//! on another stack (a coroutine's, a C library's own) is not walked at all:
+//! between that stack and the thread's there may be unmapped memory.
 
 use super::buckets::MAX_FRAMES;
 use super::countdown::ThreadCountdown;
@@ -14,8 +16,11 @@ use super::countdown::ThreadCountdown;
 /// The return addresses above the caller, innermost first, into `frames`;
 /// returns how many. Skips the walk's own return address.
 #[inline(never)]
-pub fn capture(top: usize, frames: &mut [u64; MAX_FRAMES]) -> usize {
+pub fn capture((bottom, top): (usize, usize), frames: &mut [u64; MAX_FRAMES]) -> usize {
     let mut fp = current_frame_pointer();
+    if fp < bottom || fp >= top {
+        return 0;
+    }
     let mut depth = 0;
     let mut skipped = false;
     while depth < MAX_FRAMES {
@@ -66,19 +71,20 @@ fn current_frame_pointer() -> usize {
     fp
 }
 
-/// The top (highest address) of this thread's stack, cached per thread.
-pub fn stack_top(thread: &ThreadCountdown) -> Option<usize> {
-    let cached = thread.stack_top.get();
-    if cached != 0 {
+/// This thread's stack, `[bottom, top)`, cached per thread.
+pub fn stack_bounds(thread: &ThreadCountdown) -> Option<(usize, usize)> {
+    let cached = (thread.stack_bottom.get(), thread.stack_top.get());
+    if cached.1 != 0 {
         return Some(cached);
     }
-    let top = query_stack_top()?;
+    let (bottom, top) = query_stack_bounds()?;
+    thread.stack_bottom.set(bottom);
     thread.stack_top.set(top);
-    Some(top)
+    Some((bottom, top))
 }
 
 #[cfg(target_os = "linux")]
-fn query_stack_top() -> Option<usize> {
+fn query_stack_bounds() -> Option<(usize, usize)> {
     // SAFETY: `attr` is initialised by pthread_getattr_np before use and
     // destroyed after; the out-pointers are valid locals. glibc may call
     // malloc here for the main thread (reading /proc/self/maps): that is
@@ -93,11 +99,11 @@ fn query_stack_top() -> Option<usize> {
         let mut size: libc::size_t = 0;
         let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
         libc::pthread_attr_destroy(&mut attr);
-        (rc == 0 && !addr.is_null()).then(|| addr as usize + size)
+        (rc == 0 && !addr.is_null()).then(|| (addr as usize, addr as usize + size))
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn query_stack_top() -> Option<usize> {
+fn query_stack_bounds() -> Option<(usize, usize)> {
     None
 }
