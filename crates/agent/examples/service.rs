@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p firewatch-agent --example service -- \
 //!     [--dir DIR] [--seconds N] [--threads N] [--leak-kib-per-sec N]
+//!     [--own-usr2 before|after]
 //! kill -USR2 <pid>   # writes DIR/service.heap.<time>.<pid>.<seq>.signal.pb.gz now
 //!                    # and DIR/service.cpu.<time>.<pid>.<seq>.signal.pb.gz after 2 s
 //! firewatch analyze DIR/service.cpu.*.pb.gz
@@ -12,9 +13,12 @@
 //! is the function a CPU profile should name. With `--leak-kib-per-sec`, a
 //! thread keeps that many KiB per second forever in `remember_session`, so
 //! that is the function a heap snapshot (and a diff of two) should name.
+//! With `--own-usr2`, the service installs a `SIGUSR2` handler of its own
+//! (raw `sigaction`) before or after starting the agent, and at exit writes
+//! how many signals it saw into `DIR/own-usr2.count`.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +32,27 @@ static ALLOC: firewatch_agent::SamplingAllocator<std::alloc::System> =
 fn remember_session(sessions: &mut Vec<Vec<u8>>, id: u64) {
     // 512-byte records, like small cache entries: sampled one in ~1000.
     sessions.push(black_box(vec![id as u8; 512]));
+}
+
+/// Signals seen by the service's own `SIGUSR2` handler.
+static OWN_USR2: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn own_usr2(_: libc::c_int) {
+    OWN_USR2.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What a service that uses `SIGUSR2` itself does: a plain `sigaction`.
+fn install_own_usr2() {
+    // SAFETY: a valid handler that only touches an atomic, empty mask.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = own_usr2 as *const () as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()),
+            0
+        );
+    }
 }
 
 #[inline(never)]
@@ -51,11 +76,13 @@ fn main() {
     env_logger_lite();
     let mut args = std::env::args().skip(1);
     let (mut dir, mut seconds, mut threads, mut leak_kib) = (None, 600u64, 2usize, 0u64);
+    let mut own_usr2 = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--dir" => dir = args.next(),
             "--seconds" => seconds = args.next().and_then(|s| s.parse().ok()).unwrap_or(seconds),
             "--threads" => threads = args.next().and_then(|s| s.parse().ok()).unwrap_or(threads),
+            "--own-usr2" => own_usr2 = args.next(),
             "--leak-kib-per-sec" => {
                 leak_kib = args.next().and_then(|s| s.parse().ok()).unwrap_or(0)
             }
@@ -67,10 +94,16 @@ fn main() {
     let mut builder = firewatch_agent::Agent::builder()
         .service_name("service")
         .cpu_duration(Duration::from_secs(2));
-    if let Some(dir) = dir {
+    if let Some(dir) = &dir {
         builder = builder.output_dir(dir);
     }
+    if own_usr2.as_deref() == Some("before") {
+        install_own_usr2();
+    }
     let agent = builder.start().expect("starting the firewatch agent");
+    if own_usr2.as_deref() == Some("after") {
+        install_own_usr2();
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..threads)
@@ -119,6 +152,10 @@ fn main() {
     }
     if let Some(leaker) = leaker {
         leaker.join().unwrap();
+    }
+    if own_usr2.is_some() {
+        let count = OWN_USR2.load(Ordering::Relaxed).to_string();
+        std::fs::write(agent.output_dir().join("own-usr2.count"), count).unwrap();
     }
     drop(agent);
 }

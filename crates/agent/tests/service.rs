@@ -33,8 +33,14 @@ struct Service {
 
 impl Service {
     fn start(dir: &Path, env: &[(&str, &str)]) -> Service {
+        Service::start_with(dir, &[], env)
+    }
+
+    /// With extra arguments (later ones override, e.g. `--seconds`).
+    fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Service {
         let mut cmd = Command::new(service_binary());
         cmd.args(["--dir", dir.to_str().unwrap(), "--seconds", "120"])
+            .args(args)
             .env("FIREWATCH_CPU_DURATION", "1s")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -58,6 +64,18 @@ impl Service {
 
     fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for the service to exit by itself; its exit code.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 }
 
@@ -352,4 +370,133 @@ fn sustained_cpu_use_triggers_one_profile_not_a_flood() {
         "{files:?}"
     );
     assert!(service.alive());
+}
+
+// ---- Faults (issue 5): the directory, the filesystem, the process's end,
+// ---- and other owners of SIGUSR2.
+
+#[test]
+fn an_output_directory_removed_while_running_is_made_again() {
+    let dir = tempdir();
+    let out = dir.path().join("profiles");
+    let mut service = Service::start(&out, &[]);
+    std::fs::remove_dir_all(&out).unwrap();
+    service.signal();
+    assert!(
+        wait_for(
+            || captures_of(&out, "cpu").len() == 1,
+            Duration::from_secs(30)
+        ),
+        "no capture after the directory was removed"
+    );
+    assert!(service.alive());
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert!(temp_files(&out).is_empty(), "{:?}", temp_files(&out));
+}
+
+#[test]
+fn a_filesystem_made_read_only_while_running_skips_then_recovers() {
+    let dir = tempdir();
+    let fs_dir = dir.path().join("fs");
+    std::fs::create_dir(&fs_dir).unwrap();
+    let Some(_mount) = Mount::tmpfs(&fs_dir, "size=64m,mode=0700") else {
+        return;
+    };
+    let mut service = Service::start(&fs_dir, &[]);
+    let remount = |mode: &str| {
+        assert!(Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&fs_dir)
+            .status()
+            .unwrap()
+            .success());
+    };
+    remount("ro");
+    service.signal();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(service.alive());
+    assert!(captures(&fs_dir).is_empty(), "{:?}", captures(&fs_dir));
+    remount("rw");
+    assert!(temp_files(&fs_dir).is_empty(), "{:?}", temp_files(&fs_dir));
+    service.signal();
+    assert!(
+        wait_for(
+            || captures_of(&fs_dir, "cpu").len() == 1,
+            Duration::from_secs(30)
+        ),
+        "no capture once writable again"
+    );
+    assert!(service.alive());
+}
+
+#[test]
+fn exiting_during_a_capture_leaves_no_partial_file() {
+    let dir = tempdir();
+    // A 10 s CPU profile asked for 1 s before the service ends by itself.
+    let mut service = Service::start_with(
+        dir.path(),
+        &["--seconds", "2"],
+        &[("FIREWATCH_CPU_DURATION", "10s")],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    service.signal();
+    assert_eq!(
+        service.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "the service exits on time, cleanly, with a capture running"
+    );
+    assert!(captures_of(dir.path(), "cpu").is_empty());
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "{:?}",
+        temp_files(dir.path())
+    );
+}
+
+fn own_usr2_count(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("own-usr2.count"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_services_sigusr2_handler_installed_before_the_agent_still_runs() {
+    let dir = tempdir();
+    let mut service =
+        Service::start_with(dir.path(), &["--seconds", "4", "--own-usr2", "before"], &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    service.signal();
+    assert_eq!(service.wait_exit(Duration::from_secs(30)), Some(0));
+    // signal-hook chains to the handler it found: both see the signal.
+    assert_eq!(own_usr2_count(dir.path()), 1);
+    assert_eq!(
+        captures_of(dir.path(), "cpu").len(),
+        1,
+        "{:?}",
+        captures(dir.path())
+    );
+}
+
+#[test]
+fn a_services_sigusr2_handler_installed_after_the_agent_replaces_it() {
+    let dir = tempdir();
+    let mut service =
+        Service::start_with(dir.path(), &["--seconds", "3", "--own-usr2", "after"], &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    service.signal();
+    assert_eq!(service.wait_exit(Duration::from_secs(30)), Some(0));
+    // A raw sigaction after the agent replaces its handler (the documented
+    // rule: use another signal for the agent, or register through
+    // signal-hook); the service's handler runs, the agent sees nothing.
+    assert_eq!(own_usr2_count(dir.path()), 1);
+    assert!(
+        captures(dir.path()).is_empty(),
+        "{:?}",
+        captures(dir.path())
+    );
 }

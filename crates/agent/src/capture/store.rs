@@ -254,6 +254,15 @@ impl Store {
         time: SystemTime,
         bytes: &[u8],
     ) -> Result<PathBuf> {
+        // Someone cleaned up the directory while the service ran (a tmp
+        // cleaner, an operator): make it again rather than lose captures.
+        if fs::symlink_metadata(&self.dir).is_err() {
+            log::warn!(
+                "firewatch: {} is gone; creating it again",
+                self.dir.display()
+            );
+            ensure_dir(&self.dir)?;
+        }
         let usage = DiskUsage::of(&self.dir)?;
         let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         if let Err(reason) = usage.check(len, &self.options) {
@@ -684,6 +693,20 @@ mod tests {
         }
         // The pre-existing parent is left alone.
         assert_eq!(mode(tmp.path()), 0o755);
+    }
+
+    #[test]
+    fn a_directory_removed_while_running_is_made_again() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("profiles");
+        let store = open(&dir, "api");
+        fs::remove_dir_all(&dir).expect("rm -r");
+        let path = store
+            .write(Kind::Heap, Trigger::Signal, at(T0), b"profile")
+            .expect("write after removal");
+        assert_eq!(path.parent(), Some(dir.as_path()));
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(fs::read(&path).expect("read"), b"profile");
     }
 
     #[test]
