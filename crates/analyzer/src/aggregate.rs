@@ -417,7 +417,7 @@ fn plan<'s>(
 
     let mut intern = |key: FrameKey<'s>, display: &dyn Fn() -> String| -> u32 {
         *keys.entry(key).or_insert_with(|| {
-            names.push(display());
+            names.push(bounded_name(display()));
             (names.len() - 1) as u32
         })
     };
@@ -517,6 +517,25 @@ fn plan<'s>(
         prune,
         filter,
     })
+}
+
+/// Longest function name shown, in bytes. Frames are still told apart by
+/// their full names; only what reports, JSON and flamegraphs print is cut,
+/// so a hostile 64 MiB name cannot make every output line 64 MiB.
+pub const MAX_NAME_BYTES: usize = 4096;
+
+fn bounded_name(mut name: String) -> String {
+    if name.len() <= MAX_NAME_BYTES {
+        return name;
+    }
+    let total = name.len();
+    let mut cut = MAX_NAME_BYTES;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    name.truncate(cut);
+    name.push_str(&format!("…[{total} bytes]"));
+    name
 }
 
 fn object_name(object: &str) -> String {

@@ -18,10 +18,23 @@ fn folded_frame(name: &str) -> String {
     name.replace(';', ":").replace(['\n', '\r'], " ")
 }
 
+/// The frame that stands for samples without any frame (they count in the
+/// total, and folded lines need at least one frame).
+pub const NO_FRAMES: &str = "[no frames]";
+
+/// Deepest stack a flamegraph draws: deeper ones keep their root-most and
+/// leaf-most halves around one frame that counts what was left out, so a
+/// million-frame stack cannot make a 200 MB SVG.
+pub const MAX_FLAMEGRAPH_DEPTH: usize = 1024;
+
 /// Folded stacks, sorted, one line per distinct stack. Stacks with a
 /// negative value (possible only in odd profiles) are left out of a
 /// single-column flamegraph, which cannot draw them.
 pub fn folded_lines(agg: &Aggregate) -> Vec<String> {
+    folded_lines_up_to(agg, usize::MAX)
+}
+
+fn folded_lines_up_to(agg: &Aggregate, max_depth: usize) -> Vec<String> {
     let names: Vec<String> = agg
         .functions
         .iter()
@@ -37,12 +50,32 @@ pub fn folded_lines(agg: &Aggregate) -> Vec<String> {
             }
         })
         .map(|s| {
-            let mut line = String::with_capacity(s.frames.len() * 24);
-            for (i, &f) in s.frames.iter().enumerate() {
-                if i > 0 {
+            let depth = s.frames.len().min(max_depth);
+            let mut line = String::with_capacity(depth * 24);
+            let (head, tail) = if s.frames.len() > max_depth {
+                let head = max_depth / 2;
+                (head, max_depth - head - 1)
+            } else {
+                (s.frames.len(), 0)
+            };
+            let push = |line: &mut String, name: &str| {
+                if !line.is_empty() {
                     line.push(';');
                 }
-                line.push_str(&names[f as usize]);
+                line.push_str(name);
+            };
+            for &f in &s.frames[..head] {
+                push(&mut line, &names[f as usize]);
+            }
+            if tail > 0 {
+                let elided = s.frames.len() - head - tail;
+                push(&mut line, &format!("[{elided} frames not drawn]"));
+                for &f in &s.frames[s.frames.len() - tail..] {
+                    push(&mut line, &names[f as usize]);
+                }
+            }
+            if line.is_empty() {
+                line.push_str(NO_FRAMES);
             }
             if agg.has_base {
                 let before = s.base.max(0);
@@ -73,7 +106,7 @@ pub fn write_flamegraph(
     base: &[String],
     out: impl Write,
 ) -> std::io::Result<()> {
-    let mut lines = folded_lines(agg);
+    let mut lines = folded_lines_up_to(agg, MAX_FLAMEGRAPH_DEPTH);
     let unit = agg.sample_type.unit.as_str();
     let kind = &agg.sample_type.r#type;
     let mut options = Options::default();
