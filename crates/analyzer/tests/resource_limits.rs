@@ -198,6 +198,7 @@ fn analyze(input: &Path, args: &[&str], svg: Option<&Path>) -> Run {
     let err_path = input.with_extension("err");
     cmd.stdout(Stdio::from(std::fs::File::create(&out_path).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(&err_path).unwrap()));
+    #[allow(clippy::zombie_processes)] // reaped by waitpid below, after reading VmHWM
     let child = cmd.spawn().unwrap();
     let pid = child.id() as libc::pid_t;
     let deadline = Instant::now() + Duration::from_secs(120);
