@@ -244,14 +244,18 @@ pub fn aggregate_samples(prepared: Prepared, blocks: &[&[SampleBlock]]) -> Aggre
     let mut partial = Partial::merge_all(partials, node_count, track_unfiltered);
     // pprof merges a base into the profile sample by sample, so identical
     // stacks cancel before it sums |values|: do the same with our stacks.
+    // Sums wrap like Go's int64 (pprof's), here as everywhere else.
     let total = match (&partial.unfiltered, has_base) {
-        (Some(unfiltered), _) => unfiltered.values().map(|v| v.wrapping_abs()).sum(),
+        (Some(unfiltered), _) => unfiltered
+            .values()
+            .map(|v| v.wrapping_abs())
+            .fold(0i64, i64::wrapping_add),
         (None, true) => partial
             .stacks
             .iter()
             .flat_map(|s| s.entries())
             .map(|e| e.value.wrapping_abs())
-            .sum(),
+            .fold(0i64, i64::wrapping_add),
         (None, false) => partial.total,
     };
 

@@ -116,7 +116,7 @@ pub fn render_markdown(report: &Report) -> String {
     );
     let mut sum = 0i64;
     for f in &report.functions {
-        sum += f.flat;
+        sum = sum.wrapping_add(f.flat);
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {}{} |",

@@ -156,7 +156,7 @@ impl Metadata {
                 continue;
             }
             meta.inputs.push(name.to_string());
-            meta.duration_nanos += view.duration_nanos;
+            meta.duration_nanos = meta.duration_nanos.wrapping_add(view.duration_nanos);
             if view.time_nanos != 0 && (meta.time_nanos == 0 || view.time_nanos < meta.time_nanos) {
                 meta.time_nanos = view.time_nanos;
             }

@@ -56,7 +56,10 @@ pub fn render_text(report: &Report) -> String {
             line(format!("   {f}"));
         }
     }
-    let shown: i64 = report.functions.iter().map(|f| f.flat).sum();
+    let shown = report
+        .functions
+        .iter()
+        .fold(0i64, |sum, f| sum.wrapping_add(f.flat));
     line(format!(
         "Showing nodes accounting for {}, {} of {} total",
         fmt(shown),
@@ -76,7 +79,7 @@ pub fn render_text(report: &Report) -> String {
     ));
     let mut sum = 0i64;
     for f in &report.functions {
-        sum += f.flat;
+        sum = sum.wrapping_add(f.flat);
         let inline = f.inlining.suffix();
         line(format!(
             "{:>10} {} {} {:>10} {}  {}{inline}",

@@ -1,0 +1,59 @@
+//! Inputs the fuzzers (and review while fuzzing) found, kept under
+//! `fuzz/regressions/` (made by `fuzz/regressions/analyze/gen.py`, our
+//! own files) and run through the real binary. Test builds check integer
+//! overflow, so each of these panicked before its fix; sums now wrap as
+//! Go's int64 does in pprof.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn regression(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/regressions/analyze")
+        .join(name);
+    assert!(path.exists(), "{} missing", path.display());
+    path.to_str().unwrap().to_string()
+}
+
+fn analyze_ok(args: &[&str]) {
+    for format in ["text", "json", "markdown"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_firewatch"))
+            .arg("analyze")
+            .args(args)
+            .args(["--format", format])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !stderr.contains("panicked"),
+            "{args:?} --format {format}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn flat_values_summing_past_i64_max() {
+    analyze_ok(&[&regression("flat-sum-overflow.pb")]);
+}
+
+#[test]
+fn filtered_diff_whose_absolute_total_passes_i64_max() {
+    let p = regression("filtered-diff-total-overflow.pb");
+    analyze_ok(&[&p, &p, "--base", &p, "--focus", "a"]);
+    analyze_ok(&[&p, &p, "--base", &p, "--ignore", "b"]);
+}
+
+#[test]
+fn durations_summing_past_i64_max() {
+    let p = regression("duration-sum-overflow.pb");
+    analyze_ok(&[&p, &p]);
+}
+
+#[test]
+fn diff_whose_total_passes_i64_max() {
+    analyze_ok(&[
+        &regression("diff-total-overflow.input.pb"),
+        "--base",
+        &regression("diff-total-overflow.base.pb"),
+    ]);
+}
