@@ -79,7 +79,7 @@ fn folded_lines_up_to(agg: &Aggregate, max_depth: usize) -> Vec<String> {
             }
             if agg.has_base {
                 let before = s.base.max(0);
-                let after = (s.value + s.base).max(0);
+                let after = s.value.wrapping_add(s.base).max(0);
                 line.push_str(&format!(" {before} {after}"));
             } else {
                 line.push_str(&format!(" {}", s.value));

@@ -57,3 +57,21 @@ fn diff_whose_total_passes_i64_max() {
         &regression("diff-total-overflow.base.pb"),
     ]);
 }
+
+#[test]
+fn differential_folded_line_past_i64_max() {
+    let p = regression("folded-diff-overflow.pb");
+    let dir = tempfile::tempdir().unwrap();
+    let folded = dir.path().join("diff.folded");
+    let svg = dir.path().join("diff.svg");
+    analyze_ok(&[
+        &p,
+        &p,
+        "--base",
+        &p,
+        "--folded",
+        folded.to_str().unwrap(),
+        "--flamegraph",
+        svg.to_str().unwrap(),
+    ]);
+}

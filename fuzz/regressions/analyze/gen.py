@@ -12,6 +12,9 @@ panics with "attempt to add with overflow" in a build with overflow checks
                                    report/mod.rs:159
   diff-total-overflow.{input,base}.pb  input a=MAX, base b=MAX
                                    (`firewatch analyze INPUT --base BASE`): aggregate.rs:254
+  folded-diff-overflow.pb          one sample of i64::MAX; merged with itself minus
+                                   itself, folded output: flamegraph.rs:82
+                                   (`value + base` of a differential folded line)
 """
 import os
 import sys
@@ -61,6 +64,7 @@ files = {
     "duration-sum-overflow.pb": profile([1, 1], duration=MAX),
     "diff-total-overflow.input.pb": profile([MAX, 0]),
     "diff-total-overflow.base.pb": profile([0, MAX]),
+    "folded-diff-overflow.pb": profile([MAX]),
 }
 for name, data in files.items():
     with open(os.path.join(out, name), "wb") as f:
