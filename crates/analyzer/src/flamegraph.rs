@@ -132,6 +132,17 @@ pub fn write_flamegraph(
         BasicPalette::Hot
     };
     options.colors = Palette::Basic(palette);
+    // inferno draws widths from the last column and refuses input where
+    // they are all zero (a diff whose newer side is empty): same as empty.
+    let drawable = lines.iter().any(|l| {
+        l.rsplit(' ')
+            .next()
+            .and_then(|n| n.parse::<i64>().ok())
+            .is_some_and(|n| n > 0)
+    });
+    if !drawable {
+        lines.clear();
+    }
     if lines.is_empty() {
         // inferno refuses empty input; an empty profile still gets a valid
         // SVG, with one frame that says so.

@@ -262,9 +262,12 @@ fn two_snapshots_show_what_grew() {
     assert!(line.contains("`service::remember_session`"), "{line}");
     assert!(line.contains("call path"), "{line}");
 
-    // The leak between the two snapshots, as go tool pprof sees it: at
-    // least the time between the second capture request and the first
-    // snapshot (8 MiB/s), at most the time the test waited.
+    // The growth as go tool pprof sees it, against an independent truth
+    // the files carry: the allocator's exact in-use counter in each
+    // snapshot's comments (the workers' churn is freed, so the difference
+    // is the leak). Sampling error at 512 KiB for ~25+ MiB of 512-byte
+    // records is about ±10% (one sigma); allow ±40%. Timing plays no part,
+    // so a starved leaking thread cannot fail the test.
     if go_available() {
         let table = go_pprof(&["-top", "-sample_index=inuse_space", "-base", old, new]);
         let row = table
@@ -272,10 +275,27 @@ fn two_snapshots_show_what_grew() {
             .find(|l| l.ends_with("service::remember_session"))
             .unwrap_or_else(|| panic!("{table}"));
         let flat = bytes(row.split_whitespace().next().unwrap());
-        let most = LEAK_KIB_PER_SEC as f64 * 1024.0 * (elapsed.as_secs_f64() + 0.5);
+        let counted = |path: &str| -> f64 {
+            let p = Profile::decode(&std::fs::read(path).unwrap()).unwrap();
+            p.comment
+                .iter()
+                .map(|&c| p.string(c))
+                .find_map(|c| {
+                    c.strip_prefix("heap in use (allocator counter): ")?
+                        .strip_suffix(" bytes")?
+                        .parse::<f64>()
+                        .ok()
+                })
+                .expect("an in-use comment")
+        };
+        let truth = counted(new) - counted(old);
         assert!(
-            flat > 0.5 * 3.0 * LEAK_KIB_PER_SEC as f64 * 1024.0 && flat < 1.3 * most,
-            "grew by {flat} bytes in {elapsed:?}:\n{table}"
+            truth > 8.0 * 1024.0 * 1024.0,
+            "the leak ran between the snapshots: {truth} bytes in {elapsed:?}"
+        );
+        assert!(
+            (flat / truth - 1.0).abs() <= 0.4,
+            "grew by {flat} bytes per pprof, {truth} per the allocator's counter:\n{table}"
         );
         let ours = line.trim_start_matches("- grew by ");
         let ours = bytes(ours.split_whitespace().next().unwrap());
