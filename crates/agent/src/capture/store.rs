@@ -1030,17 +1030,21 @@ mod tests {
     }
 
     #[test]
-    fn write_into_a_vanished_directory_fails_cleanly() {
+    fn write_into_a_directory_replaced_by_a_file_fails_cleanly() {
+        // A removed directory is made again (see above); one replaced by a
+        // file cannot be, and the write fails without touching the file.
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("gone");
         let store = open(&dir, "api");
         fs::remove_dir(&dir).expect("rmdir");
+        fs::write(&dir, b"not a directory").expect("write");
         let err = store
             .write(Kind::Heap, Trigger::Signal, at(T0), b"x")
             .expect_err("no dir");
         assert!(matches!(err, Error::Sys { .. } | Error::Io { .. }), "{err}");
         assert!(store.list().is_err());
         assert_eq!(store.remove_stale_temps(at(T0)), 0);
+        assert_eq!(fs::read(&dir).expect("read"), b"not a directory");
     }
 
     #[test]
