@@ -42,41 +42,42 @@ fn live_samples() -> u64 {
 }
 
 fn realloc_moves_between_slots_the_large_table_and_back() {
+    // At interval 1 any other thread's allocation (the test harness's) is
+    // sampled too, so the count may drift by a few; the sequence runs 50
+    // times, so a bookkeeping leak on any transition would add 50 or more.
+    const ROUNDS: u64 = 50;
+    const SLACK: u64 = 8;
     let before = live_samples();
     // 100 B (slot) → 60 KiB (same slot) → 200 KiB (large) → 1 MiB (large)
     // → 10 KiB (slot) → 50 B (slot) → freed; alignment 16 and 4096.
     let sizes = [100usize, 60 << 10, 200 << 10, 1 << 20, 10 << 10, 50];
-    let mut trace = [(0usize, 0usize, 0u64); 16];
-    let mut n = 0;
-    for align in [16usize, 4096] {
-        let mut layout = Layout::from_size_align(sizes[0], align).unwrap();
-        // SAFETY: non-zero size.
-        let mut ptr = unsafe { ALLOC.alloc(layout) };
-        assert!(!ptr.is_null());
-        assert_eq!(ptr as usize % align, 0);
-        fill(ptr, layout.size(), 7);
-        for &size in &sizes[1..] {
-            // SAFETY: `ptr` is live with `layout`; `size` is non-zero.
-            let new = unsafe { ALLOC.realloc(ptr, layout, size) };
-            assert!(!new.is_null());
-            assert_eq!(new as usize % align, 0);
-            let kept = layout.size().min(size);
-            check(new, kept, 7);
-            layout = Layout::from_size_align(size, align).unwrap();
-            fill(new, size, 7);
-            ptr = new;
-            trace[n] = (align, size, live_samples());
-            n += 1;
+    for round in 0..ROUNDS {
+        for align in [16usize, 4096] {
+            let mut layout = Layout::from_size_align(sizes[0], align).unwrap();
+            // SAFETY: non-zero size.
+            let mut ptr = unsafe { ALLOC.alloc(layout) };
+            assert!(!ptr.is_null());
+            assert_eq!(ptr as usize % align, 0);
+            let seed = round as u8;
+            fill(ptr, layout.size(), seed);
+            for &size in &sizes[1..] {
+                // SAFETY: `ptr` is live with `layout`; `size` is non-zero.
+                let new = unsafe { ALLOC.realloc(ptr, layout, size) };
+                assert!(!new.is_null());
+                assert_eq!(new as usize % align, 0);
+                check(new, layout.size().min(size), seed);
+                layout = Layout::from_size_align(size, align).unwrap();
+                fill(new, size, seed);
+                ptr = new;
+            }
+            // SAFETY: live with `layout`.
+            unsafe { ALLOC.dealloc(ptr, layout) };
         }
-        // SAFETY: live with `layout`.
-        unsafe { ALLOC.dealloc(ptr, layout) };
     }
     let after = live_samples();
-    assert_eq!(
-        after,
-        before,
-        "every sampled block was forgotten: {before} {:?}",
-        &trace[..n]
+    assert!(
+        after <= before + SLACK,
+        "sampled blocks were not forgotten: {before} → {after} after {ROUNDS} rounds"
     );
 }
 
