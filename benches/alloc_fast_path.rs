@@ -85,7 +85,16 @@ fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 8).expect("layout")
 }
 
+/// Sampled allocations so far (all buckets).
+fn sampled_so_far() -> u64 {
+    firewatch_agent::alloc::bucket_records()
+        .iter()
+        .map(|r| r.allocs)
+        .sum()
+}
+
 fn fast_path(c: &mut Criterion) {
+    let before = sampled_so_far();
     let mut group = c.benchmark_group("alloc_free");
     for size in SIZES {
         let l = layout(size);
@@ -102,6 +111,7 @@ fn fast_path(c: &mut Criterion) {
         });
     }
     group.finish();
+    let after_alloc_free = sampled_so_far();
 
     let mut group = c.benchmark_group("realloc_grow");
     for (from, to) in REALLOCS {
@@ -116,6 +126,7 @@ fn fast_path(c: &mut Criterion) {
         });
     }
     group.finish();
+    let after_realloc = sampled_so_far();
 
     let mut group = c.benchmark_group("sampled_path");
     let l = layout(64);
@@ -125,16 +136,18 @@ fn fast_path(c: &mut Criterion) {
     });
     group.finish();
 
-    // Evidence that the sampling benches did sample.
+    // Evidence that the 512 KiB benches did sample (sampling-off never does).
     let stats = firewatch_agent::heap::stats();
-    let sampled: u64 = firewatch_agent::alloc::bucket_records()
-        .iter()
-        .map(|r| r.allocs)
-        .sum();
     eprintln!(
-        "alloc_fast_path: after the run: {sampled} sampled allocations in {} buckets, \
-         {} live samples, {} region slots used, dropped {:?}",
-        stats.buckets, stats.live_samples, stats.region_slots_used, stats.dropped
+        "alloc_fast_path: sampled allocations: {} in alloc_free, {} in realloc_grow, {} in \
+         sampled_path; {} buckets, {} live samples, {} region slots used, dropped {:?}",
+        after_alloc_free - before,
+        after_realloc - after_alloc_free,
+        sampled_so_far() - after_realloc,
+        stats.buckets,
+        stats.live_samples,
+        stats.region_slots_used,
+        stats.dropped
     );
 }
 

@@ -4,7 +4,7 @@
 //! kept in a ring of 256Ki, a `format!`ed `String` inserted into a
 //! `HashMap<u64, String>` of up to 256Ki keys, replacing an older one),
 //! sized to about 1.5 s at start-up. The rings and maps are what stays live:
-//! ~115 MiB at the retention point (the end of the workload, before anything
+//! ~150 MiB at the retention point (the end of the workload, before anything
 //! is dropped).
 //!
 //! The global allocator dispatches on a mode read once (lazily, with
