@@ -2,17 +2,20 @@
 //! Go runtime's profiles are covered by the conformance test against
 //! `go tool pprof`, in crates/analyzer/tests).
 
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use firewatch_analyzer::{aggregate, Input, Options};
 use firewatch_profile::{Profile, ProfileView};
 use pprof::protos::Message;
 
 #[inline(never)]
-fn spin_for_pprof_rs(until: Instant) -> u64 {
+fn spin_for_pprof_rs(cpu: Duration) -> u64 {
+    let until = common::thread_cpu() + cpu;
     let mut x = 3u64;
-    while Instant::now() < until {
+    while common::thread_cpu() < until {
         for _ in 0..20_000 {
             x = black_box(x.wrapping_mul(0x2545_F491_4F6C_DD1D).rotate_left(11));
         }
@@ -26,7 +29,7 @@ fn a_pprof_rs_profile_decodes_and_names_its_functions() {
         .frequency(250)
         .build()
         .unwrap();
-    spin_for_pprof_rs(Instant::now() + Duration::from_millis(600));
+    spin_for_pprof_rs(Duration::from_millis(600));
     let report = guard.report().build().unwrap();
     drop(guard);
     let bytes = report.pprof().unwrap().write_to_bytes().unwrap();

@@ -347,6 +347,7 @@ impl Worker {
     fn check_thresholds(&mut self) -> Vec<(Kind, Trigger)> {
         let mut wanted = Vec::new();
         if let Some(percent) = self.cpu_meter.observe(Instant::now(), process_cpu_time()) {
+            log::debug!("firewatch: CPU check: process CPU at {percent:.0}% of a core");
             if self
                 .cpu_threshold
                 .as_mut()
@@ -372,6 +373,9 @@ impl Worker {
                 next.extend(self.gate.take_pending());
                 continue;
             }
+            // Said so an operator (or a test) knows a capture is under way:
+            // a CPU profile takes `cpu_duration` before anything is written.
+            log::info!("firewatch: {kind} capture ({trigger}) started");
             let waiting_before = self.waiting.len();
             // A bug in a capture (symbolizing, encoding) must not take the
             // agent thread down with it: it becomes a failed capture.

@@ -1,16 +1,19 @@
 //! A CPU profile as a file: symbolized, with mappings and build IDs, readable
 //! by our decoder and by `go tool pprof` (when Go is installed).
 
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use firewatch_agent::cpu::CpuProfiler;
 use firewatch_profile::Profile;
 
 #[inline(never)]
-fn hot_function_for_the_profile_test(until: Instant) -> u64 {
+fn hot_function_for_the_profile_test(cpu: Duration) -> u64 {
+    let until = common::thread_cpu() + cpu;
     let mut x = 7u64;
-    while Instant::now() < until {
+    while common::thread_cpu() < until {
         for _ in 0..20_000 {
             x = black_box(x.rotate_left(5) ^ 0x9E37_79B9_7F4A_7C15).wrapping_mul(31);
         }
@@ -46,7 +49,7 @@ fn cum_by_function(p: &Profile) -> Vec<(String, i64)> {
 #[test]
 fn profile_names_the_hot_function_and_opens_in_pprof() {
     let profiler = CpuProfiler::start(250).unwrap();
-    hot_function_for_the_profile_test(Instant::now() + Duration::from_millis(800));
+    hot_function_for_the_profile_test(Duration::from_millis(800));
     let profile = profiler.stop().unwrap();
     profile.validate().unwrap();
 

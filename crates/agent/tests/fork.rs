@@ -5,6 +5,8 @@
 //! inherited), and the parent's profile must still complete.
 
 use std::alloc::System;
+mod common;
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,23 +20,12 @@ static ALLOC: SamplingAllocator<System> = SamplingAllocator::with_sample_interva
 
 const FORKS: usize = 10;
 
-fn burn(for_: Duration) -> u64 {
-    let until = Instant::now() + for_;
-    let mut x = 1u64;
-    while Instant::now() < until {
-        for _ in 0..10_000 {
-            x = black_box(x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(7));
-        }
-    }
-    x
-}
-
 /// The child's work: allocate (sampled at 4 KiB, so the slow path runs),
 /// burn CPU, take a heap snapshot. Exit code 0 when all of it worked.
 fn child() -> i32 {
     let ok = std::panic::catch_unwind(|| {
         let blocks: Vec<Vec<u8>> = (0..20_000).map(|i| vec![i as u8; 200]).collect();
-        burn(Duration::from_millis(50));
+        common::burn_cpu(Duration::from_millis(50));
         let profile = firewatch_agent::heap::snapshot().ok()?;
         black_box(&blocks);
         (!profile.sample.is_empty()).then_some(())
@@ -72,7 +63,7 @@ fn fork_while_profiling_and_allocating() {
         .collect();
 
     for round in 0..FORKS {
-        burn(Duration::from_millis(20));
+        common::burn_cpu(Duration::from_millis(20));
         // SAFETY: the child only runs code that is safe after fork in a
         // multi-threaded process for this crate's purposes (the allocator
         // is lock-free; glibc's malloc handles fork itself) and leaves with
@@ -84,7 +75,7 @@ fn fork_while_profiling_and_allocating() {
             // SAFETY: ends the child without unwinding into the test harness.
             unsafe { libc::_exit(code) };
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(180);
         let status = loop {
             let mut status = 0;
             // SAFETY: waiting for our own child.

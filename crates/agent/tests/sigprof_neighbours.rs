@@ -3,9 +3,12 @@
 //! that displaced ours (pprof-rs sets SIG_IGN when it stops) does not leave
 //! later profiles empty.
 
-use std::hint::black_box;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::burn_cpu;
 
 use firewatch_agent::cpu::CpuProfiler;
 
@@ -28,22 +31,11 @@ fn set_sigprof(handler: usize) {
     }
 }
 
-fn burn(for_: Duration) -> u64 {
-    let until = Instant::now() + for_;
-    let mut x = 1u64;
-    while Instant::now() < until {
-        for _ in 0..10_000 {
-            x = black_box(x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(7));
-        }
-    }
-    x
-}
-
 #[test]
 fn foreign_signals_are_forwarded_and_a_displaced_handler_is_restored() {
     set_sigprof(foreign_handler as *const () as usize);
     let profiler = CpuProfiler::start(250).unwrap();
-    burn(Duration::from_millis(400));
+    burn_cpu(Duration::from_millis(400));
     // SAFETY: a SIGPROF sent by the process itself, not by our timers.
     unsafe { libc::kill(libc::getpid(), libc::SIGPROF) };
     let capture = profiler.stop_raw().unwrap();
@@ -57,7 +49,7 @@ fn foreign_signals_are_forwarded_and_a_displaced_handler_is_restored() {
     // Another profiler takes SIGPROF and, stopping, leaves it ignored.
     set_sigprof(libc::SIG_IGN);
     let profiler = CpuProfiler::start(250).unwrap();
-    burn(Duration::from_millis(400));
+    burn_cpu(Duration::from_millis(400));
     let capture = profiler.stop_raw().unwrap();
     assert!(
         capture.samples > 20,

@@ -139,11 +139,12 @@ impl CpuProfiler {
         let period_ns = 1_000_000_000 / u64::from(hz);
         let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();
+        let (ready, armed) = std::sync::mpsc::channel();
         let worker = std::thread::Builder::new()
             .name("firewatch-cpu".into())
             .spawn(move || {
                 let mut sampler = Sampler::new(period_ns, previous_handler);
-                sampler.run(&worker_stop);
+                sampler.run(&worker_stop, ready);
                 sampler.finish()
             })
             .map_err(|source| {
@@ -153,6 +154,10 @@ impl CpuProfiler {
                     source,
                 }
             })?;
+        // The profile's window starts once every thread that exists now has
+        // its timer: CPU they use after `start` returns is all counted. (A
+        // profiler thread that died first has sent nothing; `stop` reports it.)
+        let _ = armed.recv();
         Ok(CpuProfiler {
             stop,
             worker: Some(worker),
@@ -253,13 +258,19 @@ impl Sampler {
         }
     }
 
-    fn run(&mut self, stop: &AtomicBool) {
+    /// Samples until `stop`; says on `ready` once the threads that existed
+    /// at the start have their timers.
+    fn run(&mut self, stop: &AtomicBool, ready: std::sync::mpsc::Sender<()>) {
         self.refresh_readable();
         ENABLED.store(true, Ordering::Release);
+        let mut ready = Some(ready);
         while !stop.load(Ordering::Acquire) {
             // Listing /proc/self/task costs tens of microseconds: doing it
             // every round finds new threads within 20 ms.
             self.track_threads();
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(());
+            }
             self.drain_all();
             std::thread::sleep(DRAIN_EVERY);
         }

@@ -1,169 +1,28 @@
-//! End to end: the example service (`examples/service.rs`) as a child
-//! process, driven the way an on-call engineer drives it.
+//! End to end: the agent's example service (`crates/agent/examples/service.rs`)
+//! as a child process, driven the way an on-call engineer drives it. Every
+//! wait is for an event (a log line, a file), never for a fixed time.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::{captures, captures_of, go_available, other_files, tempdir, wait_for, Service};
 use firewatch_profile::Profile;
-
-fn service_binary() -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/service
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/service");
-    assert!(
-        path.exists(),
-        "{} missing: cargo test builds examples",
-        path.display()
-    );
-    path
-}
-
-struct Service {
-    child: Child,
-    pid: i32,
-}
-
-impl Service {
-    fn start(dir: &Path, env: &[(&str, &str)]) -> Service {
-        Service::start_with(dir, &[], env)
-    }
-
-    /// With extra arguments (later ones override, e.g. `--seconds`).
-    fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Service {
-        let mut cmd = Command::new(service_binary());
-        cmd.args(["--dir", dir.to_str().unwrap(), "--seconds", "120"])
-            .args(args)
-            .env("FIREWATCH_CPU_DURATION", "1s")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("ready pid="), "{line}");
-        let pid = child.id() as i32;
-        Service { child, pid }
-    }
-
-    fn signal(&self) {
-        // SAFETY: sending a signal to our own child.
-        assert_eq!(unsafe { libc::kill(self.pid, libc::SIGUSR2) }, 0);
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Waits for the service to exit by itself; its exit code.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let until = Instant::now() + timeout;
-        while Instant::now() < until {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("firewatch-e2e")
-        .tempdir()
-        .unwrap()
-}
-
-fn captures(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.map(|e| e.unwrap().path())
-                .filter(|p| p.to_string_lossy().ends_with(".pb.gz"))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// Captures of one kind (`cpu` or `heap`).
-fn captures_of(dir: &Path, kind: &str) -> Vec<PathBuf> {
-    captures(dir)
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .contains(&format!(".{kind}."))
-        })
-        .collect()
-}
-
-fn temp_files(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| !p.to_string_lossy().ends_with(".pb.gz"))
-        .collect()
-}
-
-fn wait_for(mut done: impl FnMut() -> bool, timeout: Duration) -> bool {
-    let until = Instant::now() + timeout;
-    while Instant::now() < until {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
-}
-
-fn go_available() -> bool {
-    let ok = Command::new("go")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok || std::env::var_os("FIREWATCH_REQUIRE_GO").is_none(),
-        "FIREWATCH_REQUIRE_GO set but no go"
-    );
-    ok
-}
 
 #[test]
 fn sigusr2_writes_a_cpu_profile_that_names_the_hot_function() {
     let dir = tempdir();
     let out = dir.path().join("profiles");
-    let mut service = Service::start(&out, &[]);
+    let mut service = Service::start(&out, &[], &[]);
     assert_eq!(
         std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
         0o700
     );
     service.signal();
     assert!(
-        wait_for(
-            || !captures_of(&out, "cpu").is_empty(),
-            Duration::from_secs(30)
-        ),
+        wait_for(|| !captures_of(&out, "cpu").is_empty()),
         "no capture written"
     );
     assert!(service.alive());
@@ -229,23 +88,34 @@ fn sigusr2_writes_a_cpu_profile_that_names_the_hot_function() {
 #[test]
 fn a_storm_of_fifty_signals_costs_at_most_two_captures_of_each_kind() {
     let dir = tempdir();
-    let mut service = Service::start(dir.path(), &[]);
-    for _ in 0..50 {
+    let mut service = Service::start(dir.path(), &[], &[("FIREWATCH_CPU_DURATION", "3s")]);
+    service.signal();
+    // The first round is under way: its heap snapshot is written and its
+    // CPU profile runs for 3 s. The other 49 signals arrive meanwhile and
+    // merge into one more round.
+    service.wait_for_lines(&["cpu capture (signal) started"], 1);
+    for _ in 0..49 {
         service.signal();
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    // One capture of each kind runs (the CPU one for 1 s); the other 49
-    // signals merge into one more of each.
-    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        service.count(&["wrote", ".cpu."]),
+        0,
+        "the storm (49 signals) outlasted a 3 s CPU profile: the test's premise fails"
+    );
+    // The merged round: one more capture of each kind, then nothing.
+    service.wait_for_lines(&["wrote", ".cpu."], 2);
     assert!(service.alive(), "the service survived");
+    service.shut_down();
     for kind in ["cpu", "heap"] {
         let files = captures_of(dir.path(), kind);
-        assert!((1..=2).contains(&files.len()), "{files:?}");
+        assert_eq!(files.len(), 2, "{files:?}");
     }
+    assert_eq!(service.count(&["capture (signal) started"]), 4);
     assert!(
-        temp_files(dir.path()).is_empty(),
+        other_files(dir.path()).is_empty(),
         "{:?}",
-        temp_files(dir.path())
+        other_files(dir.path())
     );
 }
 
@@ -259,8 +129,10 @@ fn retention_keeps_the_newest_files_within_the_cap() {
     }
     let mut service = Service::start(
         dir.path(),
+        &[],
         &[("FIREWATCH_MAX_FILES", "3"), ("FIREWATCH_MAX_AGE", "off")],
     );
+    // Retention ran at start, before the service said it was ready.
     let left = captures(dir.path());
     assert_eq!(left.len(), 3, "{left:?}");
     assert!(
@@ -270,15 +142,22 @@ fn retention_keeps_the_newest_files_within_the_cap() {
         "{left:?}"
     );
     service.signal();
-    assert!(wait_for(
-        || captures(dir.path())
-            .iter()
-            .any(|p| p.to_string_lossy().contains(&format!(".{}.", service.pid))),
-        Duration::from_secs(30)
-    ));
-    std::thread::sleep(Duration::from_millis(300));
-    let left = captures(dir.path());
-    assert_eq!(left.len(), 3, "{left:?}");
+    // Each new capture pushes the oldest out: in the end the newest old
+    // file and this run's heap snapshot and CPU profile.
+    let ours = format!(".{}.", service.pid);
+    let settled = || {
+        let left = captures(dir.path());
+        let name = |p: &PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
+        left.len() == 3
+            && left.iter().any(|p| name(p).contains("T05"))
+            && left
+                .iter()
+                .any(|p| name(p).contains(".heap.") && name(p).contains(&ours))
+            && left
+                .iter()
+                .any(|p| name(p).contains(".cpu.") && name(p).contains(&ours))
+    };
+    assert!(wait_for(settled), "{:?}", captures(dir.path()));
     assert!(service.alive());
 }
 
@@ -320,16 +199,18 @@ fn full_and_read_only_filesystems_skip_the_capture_and_spare_the_service() {
         return;
     };
     std::fs::write(full.join("ballast"), vec![0u8; 200 * 1024]).unwrap();
-    let mut service = Service::start(&full, &[]);
+    let mut service = Service::start(&full, &[], &[]);
     service.signal();
-    std::thread::sleep(Duration::from_secs(4));
+    // The CPU profile is the round's last capture; its failure ends it.
+    service.wait_for_lines(&["cpu capture (signal) failed"], 1);
+    assert_eq!(service.count(&["heap capture (signal) failed"]), 1);
     assert!(service.alive());
     assert!(captures(&full).is_empty(), "{:?}", captures(&full));
     assert_eq!(
-        temp_files(&full).len(),
+        other_files(&full).len(),
         1,
         "only the ballast: {:?}",
-        temp_files(&full)
+        other_files(&full)
     );
     drop(service);
 
@@ -338,9 +219,10 @@ fn full_and_read_only_filesystems_skip_the_capture_and_spare_the_service() {
     let Some(_ro) = Mount::tmpfs(&read_only, "size=64m,ro,mode=0700") else {
         return;
     };
-    let mut service = Service::start(&read_only, &[]);
+    let mut service = Service::start(&read_only, &[], &[]);
     service.signal();
-    std::thread::sleep(Duration::from_secs(4));
+    service.wait_for_lines(&["cpu capture (signal) failed"], 1);
+    assert_eq!(service.count(&["heap capture (signal) failed"]), 1);
     assert!(service.alive());
     assert!(captures(&read_only).is_empty());
 }
@@ -351,50 +233,46 @@ fn sustained_cpu_use_triggers_one_profile_not_a_flood() {
     // Two busy workers keep the process near 200% of a core.
     let mut service = Service::start(
         dir.path(),
+        &[],
         &[
             ("FIREWATCH_CPU_THRESHOLD_PERCENT", "50"),
             ("FIREWATCH_CHECK_INTERVAL", "300ms"),
             ("FIREWATCH_MIN_INTERVAL", "1h"),
         ],
     );
-    assert!(
-        wait_for(|| !captures(dir.path()).is_empty(), Duration::from_secs(20)),
-        "no cpu-threshold capture"
-    );
-    // The threshold stays crossed, but the minimum gap allows no second one.
-    std::thread::sleep(Duration::from_secs(4));
+    service.wait_for_lines(&["wrote", ".cpu-threshold."], 1);
+    // The threshold stays crossed for five more checks after the profile
+    // was written; none of them starts another capture.
+    let checks = service.count(&["CPU check"]);
+    service.wait_for_lines(&["CPU check"], checks + 5);
+    service.shut_down();
+    assert_eq!(service.count(&["capture (cpu-threshold) started"]), 1);
     let files = captures(dir.path());
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(
         files[0].to_string_lossy().ends_with(".cpu-threshold.pb.gz"),
         "{files:?}"
     );
-    assert!(service.alive());
 }
 
-// ---- Faults (issue 5): the directory, the filesystem, the process's end,
-// ---- and other owners of SIGUSR2.
+// ---- Faults: the directory, the filesystem, the process's end, and other
+// ---- owners of SIGUSR2.
 
 #[test]
 fn an_output_directory_removed_while_running_is_made_again() {
     let dir = tempdir();
     let out = dir.path().join("profiles");
-    let mut service = Service::start(&out, &[]);
+    let mut service = Service::start(&out, &[], &[]);
     std::fs::remove_dir_all(&out).unwrap();
     service.signal();
-    assert!(
-        wait_for(
-            || captures_of(&out, "cpu").len() == 1,
-            Duration::from_secs(30)
-        ),
-        "no capture after the directory was removed"
-    );
+    service.wait_for_lines(&["wrote", ".cpu."], 1);
     assert!(service.alive());
+    assert_eq!(captures_of(&out, "cpu").len(), 1);
     assert_eq!(
         std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
         0o700
     );
-    assert!(temp_files(&out).is_empty(), "{:?}", temp_files(&out));
+    assert!(other_files(&out).is_empty(), "{:?}", other_files(&out));
 }
 
 #[test]
@@ -405,7 +283,7 @@ fn a_filesystem_made_read_only_while_running_skips_then_recovers() {
     let Some(_mount) = Mount::tmpfs(&fs_dir, "size=64m,mode=0700") else {
         return;
     };
-    let mut service = Service::start(&fs_dir, &[]);
+    let mut service = Service::start(&fs_dir, &[], &[]);
     let remount = |mode: &str| {
         assert!(Command::new("mount")
             .args(["-o", &format!("remount,{mode}")])
@@ -416,43 +294,34 @@ fn a_filesystem_made_read_only_while_running_skips_then_recovers() {
     };
     remount("ro");
     service.signal();
-    std::thread::sleep(Duration::from_secs(3));
+    service.wait_for_lines(&["cpu capture (signal) failed"], 1);
     assert!(service.alive());
     assert!(captures(&fs_dir).is_empty(), "{:?}", captures(&fs_dir));
     remount("rw");
-    assert!(temp_files(&fs_dir).is_empty(), "{:?}", temp_files(&fs_dir));
-    service.signal();
     assert!(
-        wait_for(
-            || captures_of(&fs_dir, "cpu").len() == 1,
-            Duration::from_secs(30)
-        ),
-        "no capture once writable again"
+        other_files(&fs_dir).is_empty(),
+        "{:?}",
+        other_files(&fs_dir)
     );
+    service.signal();
+    service.wait_for_lines(&["wrote", ".cpu."], 1);
+    assert_eq!(captures_of(&fs_dir, "cpu").len(), 1);
     assert!(service.alive());
 }
 
 #[test]
 fn exiting_during_a_capture_leaves_no_partial_file() {
     let dir = tempdir();
-    // A 10 s CPU profile asked for 1 s before the service ends by itself.
-    let mut service = Service::start_with(
-        dir.path(),
-        &["--seconds", "2"],
-        &[("FIREWATCH_CPU_DURATION", "10s")],
-    );
-    std::thread::sleep(Duration::from_secs(1));
+    // A 10-minute CPU profile, and a shutdown while it runs.
+    let mut service = Service::start(dir.path(), &[], &[("FIREWATCH_CPU_DURATION", "10m")]);
     service.signal();
-    assert_eq!(
-        service.wait_exit(Duration::from_secs(20)),
-        Some(0),
-        "the service exits on time, cleanly, with a capture running"
-    );
+    service.wait_for_lines(&["cpu capture (signal) started"], 1);
+    service.shut_down();
     assert!(captures_of(dir.path(), "cpu").is_empty());
     assert!(
-        temp_files(dir.path()).is_empty(),
+        other_files(dir.path()).is_empty(),
         "{:?}",
-        temp_files(dir.path())
+        other_files(dir.path())
     );
 }
 
@@ -467,11 +336,10 @@ fn own_usr2_count(dir: &Path) -> usize {
 #[test]
 fn a_services_sigusr2_handler_installed_before_the_agent_still_runs() {
     let dir = tempdir();
-    let mut service =
-        Service::start_with(dir.path(), &["--seconds", "4", "--own-usr2", "before"], &[]);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut service = Service::start(dir.path(), &["--own-usr2", "before"], &[]);
     service.signal();
-    assert_eq!(service.wait_exit(Duration::from_secs(30)), Some(0));
+    service.wait_for_lines(&["wrote", ".cpu."], 1);
+    service.shut_down();
     // signal-hook chains to the handler it found: both see the signal.
     assert_eq!(own_usr2_count(dir.path()), 1);
     assert_eq!(
@@ -485,15 +353,14 @@ fn a_services_sigusr2_handler_installed_before_the_agent_still_runs() {
 #[test]
 fn a_services_sigusr2_handler_installed_after_the_agent_replaces_it() {
     let dir = tempdir();
-    let mut service =
-        Service::start_with(dir.path(), &["--seconds", "3", "--own-usr2", "after"], &[]);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut service = Service::start(dir.path(), &["--own-usr2", "after"], &[]);
     service.signal();
-    assert_eq!(service.wait_exit(Duration::from_secs(30)), Some(0));
+    service.shut_down();
     // A raw sigaction after the agent replaces its handler (the documented
     // rule: use another signal for the agent, or register through
     // signal-hook); the service's handler runs, the agent sees nothing.
     assert_eq!(own_usr2_count(dir.path()), 1);
+    assert_eq!(service.count(&["capture (signal) started"]), 0);
     assert!(
         captures(dir.path()).is_empty(),
         "{:?}",

@@ -1,132 +1,29 @@
 //! End to end for heap snapshots: the agent's example service (with
 //! `SamplingAllocator` as its global allocator and a leak in
 //! `remember_session`) as a child process; its snapshots read by
-//! `firewatch analyze` and, independently, by `go tool pprof`.
+//! `firewatch analyze` and, independently, by `go tool pprof`. Every wait is
+//! for an event (the leak reaching a size, a file, a log line).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::{Command, Output};
+
+use common::{captures_of, go_available, tempdir, wait_for, Service};
 use firewatch_profile::Profile;
 
 const LEAK_KIB_PER_SEC: u64 = 8192;
 
-/// `target/<profile>/examples/service`, (re)built here: testing only this
-/// package would not rebuild another package's example.
-fn service_binary() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    let firewatch = PathBuf::from(env!("CARGO_BIN_EXE_firewatch"));
-    let profile_dir = firewatch.parent().unwrap();
-    BUILT.call_once(|| {
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build.args([
-            "build",
-            "-q",
-            "-p",
-            "firewatch-agent",
-            "--example",
-            "service",
-        ]);
-        if profile_dir.ends_with("release") {
-            build.arg("--release");
-        }
-        assert!(build.status().unwrap().success(), "building the service");
-    });
-    profile_dir.join("examples/service")
-}
-
-struct Service {
-    child: Child,
-    pid: i32,
-}
-
-impl Service {
-    fn start(dir: &Path, leak_kib: u64, env: &[(&str, &str)]) -> Service {
-        let mut cmd = Command::new(service_binary());
-        cmd.args(["--dir", dir.to_str().unwrap(), "--seconds", "120"])
-            .args([
-                "--threads",
-                "1",
-                "--leak-kib-per-sec",
-                &leak_kib.to_string(),
-            ])
-            .env("FIREWATCH_CPU_DURATION", "1s")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("ready pid="), "{line}");
-        let pid = child.id() as i32;
-        Service { child, pid }
-    }
-
-    fn signal(&self) {
-        // SAFETY: sending a signal to our own child.
-        assert_eq!(unsafe { libc::kill(self.pid, libc::SIGUSR2) }, 0);
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn files(dir: &Path, kind: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.map(|e| e.unwrap().path())
-                .filter(|p| {
-                    let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                    name.ends_with(".pb.gz") && name.contains(&format!(".{kind}."))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-fn wait_for(mut done: impl FnMut() -> bool, timeout: Duration) -> bool {
-    let until = Instant::now() + timeout;
-    while Instant::now() < until {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
+/// The service with one worker and a leak of `leak_kib` KiB a second.
+fn leaking_service(dir: &std::path::Path, leak_kib: u64, env: &[(&str, &str)]) -> Service {
+    let leak = leak_kib.to_string();
+    Service::start(dir, &["--threads", "1", "--leak-kib-per-sec", &leak], env)
 }
 
 fn firewatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_firewatch"))
+    Command::new(common::firewatch_binary())
         .args(args)
         .output()
         .unwrap()
-}
-
-fn go_available() -> bool {
-    let ok = Command::new("go")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok || std::env::var_os("FIREWATCH_REQUIRE_GO").is_none(),
-        "FIREWATCH_REQUIRE_GO set but no go"
-    );
-    ok
 }
 
 fn go_pprof(args: &[&str]) -> String {
@@ -167,28 +64,20 @@ fn bytes(text: &str) -> f64 {
     number.parse::<f64>().unwrap() * scale
 }
 
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("firewatch-heap")
-        .tempdir()
-        .unwrap()
-}
-
 #[test]
 fn sigusr2_writes_a_heap_snapshot_that_names_the_leak() {
     let dir = tempdir();
-    let mut service = Service::start(dir.path(), LEAK_KIB_PER_SEC, &[]);
-    std::thread::sleep(Duration::from_secs(2));
+    let mut service = leaking_service(dir.path(), LEAK_KIB_PER_SEC, &[]);
+    // Enough kept that the leak dominates what is in use.
+    service.wait_for_leak(16);
     service.signal();
     assert!(
-        wait_for(
-            || !files(dir.path(), "heap").is_empty() && !files(dir.path(), "cpu").is_empty(),
-            Duration::from_secs(30)
-        ),
+        wait_for(|| !captures_of(dir.path(), "heap").is_empty()
+            && !captures_of(dir.path(), "cpu").is_empty()),
         "SIGUSR2 writes a heap snapshot and a CPU profile"
     );
     assert!(service.alive());
-    let heap = &files(dir.path(), "heap")[0];
+    let heap = &captures_of(dir.path(), "heap")[0];
     let name = heap.file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.ends_with(".signal.pb.gz"), "{name}");
 
@@ -233,23 +122,20 @@ fn sigusr2_writes_a_heap_snapshot_that_names_the_leak() {
 #[test]
 fn two_snapshots_show_what_grew() {
     let dir = tempdir();
-    let mut service = Service::start(dir.path(), LEAK_KIB_PER_SEC, &[]);
-    std::thread::sleep(Duration::from_secs(1));
+    let mut service = leaking_service(dir.path(), LEAK_KIB_PER_SEC, &[]);
+    service.wait_for_leak(8);
     service.signal();
-    assert!(wait_for(
-        || files(dir.path(), "cpu").len() == 1,
-        Duration::from_secs(30)
-    ));
-    let first = Instant::now();
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(wait_for(|| captures_of(dir.path(), "heap").len() == 1));
+    // The first snapshot was taken before its file appeared, so before the
+    // leak passed what is reported now plus one report step (4 MiB): wait
+    // for 16 MiB more than that before the second.
+    let at_first = service.leaked_mib() + 4;
+    service.wait_for_lines(&["wrote", ".cpu."], 1);
+    service.wait_for_leak(at_first + 16);
     service.signal();
-    assert!(wait_for(
-        || files(dir.path(), "heap").len() == 2,
-        Duration::from_secs(30)
-    ));
-    let elapsed = first.elapsed();
+    assert!(wait_for(|| captures_of(dir.path(), "heap").len() == 2));
     assert!(service.alive());
-    let heaps = files(dir.path(), "heap");
+    let heaps = captures_of(dir.path(), "heap");
     let (old, new) = (heaps[0].to_str().unwrap(), heaps[1].to_str().unwrap());
 
     let md = firewatch(&["analyze", new, "--base", old, "--format", "markdown"]);
@@ -265,9 +151,9 @@ fn two_snapshots_show_what_grew() {
     // The growth as go tool pprof sees it, against an independent truth
     // the files carry: the allocator's exact in-use counter in each
     // snapshot's comments (the workers' churn is freed, so the difference
-    // is the leak). Sampling error at 512 KiB for ~25+ MiB of 512-byte
-    // records is about ±10% (one sigma); allow ±40%. Timing plays no part,
-    // so a starved leaking thread cannot fail the test.
+    // is the leak). Sampling error at 512 KiB for 16+ MiB of 512-byte
+    // records is about ±13% (one sigma: one sample per 512 KiB, ≥32
+    // samples); allow ±40% (3 sigma).
     if go_available() {
         let table = go_pprof(&["-top", "-sample_index=inuse_space", "-base", old, new]);
         let row = table
@@ -290,8 +176,8 @@ fn two_snapshots_show_what_grew() {
         };
         let truth = counted(new) - counted(old);
         assert!(
-            truth > 8.0 * 1024.0 * 1024.0,
-            "the leak ran between the snapshots: {truth} bytes in {elapsed:?}"
+            truth > 12.0 * 1024.0 * 1024.0,
+            "the leak ran between the snapshots: {truth} bytes"
         );
         assert!(
             (flat / truth - 1.0).abs() <= 0.4,
@@ -309,28 +195,21 @@ fn two_snapshots_show_what_grew() {
 #[test]
 fn crossing_the_heap_threshold_writes_one_snapshot_not_a_flood() {
     let dir = tempdir();
-    // 8 MiB/s crosses 24 MiB after about 3 s, then keeps growing by a
-    // further step (a quarter of the threshold) every ~0.75 s: the minimum
-    // gap between automatic captures allows exactly one.
-    let mut service = Service::start(
+    // The leak crosses 24 MiB, then keeps growing by a further step (a
+    // quarter of the threshold), which fires the trigger again: the minimum
+    // gap between automatic captures lets exactly one through.
+    let mut service = leaking_service(
         dir.path(),
         LEAK_KIB_PER_SEC,
         &[
             ("FIREWATCH_HEAP_THRESHOLD", "24M"),
             ("FIREWATCH_MIN_INTERVAL", "1h"),
-            ("FIREWATCH_CPU_THRESHOLD_PERCENT", "off"),
         ],
     );
-    assert!(
-        wait_for(
-            || !files(dir.path(), "heap").is_empty(),
-            Duration::from_secs(30)
-        ),
-        "no heap-threshold snapshot"
-    );
-    std::thread::sleep(Duration::from_secs(4));
+    service.wait_for_lines(&["wrote", ".heap-threshold."], 1);
+    service.wait_for_lines(&["heap capture (heap-threshold) skipped"], 1);
     assert!(service.alive());
-    let heaps = files(dir.path(), "heap");
+    let heaps = captures_of(dir.path(), "heap");
     assert_eq!(heaps.len(), 1, "{heaps:?}");
     assert!(
         heaps[0]
@@ -338,7 +217,7 @@ fn crossing_the_heap_threshold_writes_one_snapshot_not_a_flood() {
             .ends_with(".heap-threshold.pb.gz"),
         "{heaps:?}"
     );
-    assert!(files(dir.path(), "cpu").is_empty());
+    assert!(captures_of(dir.path(), "cpu").is_empty());
     let profile = Profile::decode(&std::fs::read(&heaps[0]).unwrap()).unwrap();
     let in_use: i64 = profile.sample.iter().map(|s| s.value[3]).sum();
     assert!(
@@ -361,26 +240,21 @@ fn crossing_the_rss_threshold_writes_one_snapshot() {
         return;
     }
     let dir = tempdir();
-    let mut service = Service::start(
+    // After the first snapshot, each further 16 MiB fires the trigger
+    // again, and the minimum gap skips it.
+    let mut service = leaking_service(
         dir.path(),
         64 * 1024,
         &[
             ("FIREWATCH_RSS_THRESHOLD_PERCENT", "1"),
+            ("FIREWATCH_HEAP_STEP", "16M"),
             ("FIREWATCH_MIN_INTERVAL", "1h"),
-            ("FIREWATCH_CPU_THRESHOLD_PERCENT", "off"),
         ],
     );
-    let seconds = 10 + one_percent / (64 << 20);
-    assert!(
-        wait_for(
-            || !files(dir.path(), "heap").is_empty(),
-            Duration::from_secs(seconds)
-        ),
-        "no rss-threshold snapshot within {seconds} s (threshold {one_percent} bytes)"
-    );
-    std::thread::sleep(Duration::from_secs(2));
+    service.wait_for_lines(&["wrote", ".rss-threshold."], 1);
+    service.wait_for_lines(&["heap capture (rss-threshold) skipped"], 1);
     assert!(service.alive());
-    let heaps = files(dir.path(), "heap");
+    let heaps = captures_of(dir.path(), "heap");
     assert_eq!(heaps.len(), 1, "{heaps:?}");
     assert!(
         heaps[0].to_string_lossy().ends_with(".rss-threshold.pb.gz"),
