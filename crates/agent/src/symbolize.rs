@@ -27,6 +27,10 @@
 //!   Call [`Symbolizer::release_debug_info`] after building a profile to
 //!   give the memory back (RSS back to within ~2 MiB of where it started),
 //!   at the price of reloading next time.
+//! - **Shared cache.** [`Symbolizer::shared`] keeps the resolved frames (not
+//!   the debug info) process-wide, per mapping identity and within
+//!   [`SHARED_CACHE_BUDGET`], so the next profile only looks up the addresses
+//!   it has not seen, and often loads no debug info at all.
 //! - **Stale modules.** `backtrace` enumerates the loaded objects once per
 //!   process (its first lookup) and never again, so code in a library
 //!   `dlopen`ed later resolves to nothing here; the mapping and address are
@@ -39,7 +43,17 @@
 //! pass `return address - 1` for non-leaf frames (see
 //! [`crate::stacks_to_profile`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use crate::process::Mapping;
+
+/// Byte budget of the process-wide cache of resolved frames (see
+/// [`Symbolizer::shared`]). An address costs ~600 bytes as counted (two
+/// names, a file path, overhead; measured in `tests/heap_stress.rs`: 1,093
+/// addresses, 645 KiB), so 8 MiB holds ~14,000 addresses, several busy
+/// profiles' worth. A constant for now; issue 10 makes it a setting.
+pub const SHARED_CACHE_BUDGET: usize = 8 << 20;
 
 /// One function at an address: the function the instruction belongs to, or
 /// one of the functions inlined into it.
@@ -59,39 +73,138 @@ pub struct Frame {
 
 /// Resolves addresses of the running process, caching each answer.
 ///
-/// Build one per profile, on the agent thread (never in a signal handler).
+/// Build one per profile, on the agent thread or the caller's (never in a
+/// signal handler nor inside the allocator). [`Symbolizer::shared`] also
+/// reuses what earlier profiles resolved, which is what makes a second heap
+/// snapshot cost only its new addresses; [`Symbolizer::new`] starts empty.
 #[derive(Debug, Default)]
 pub struct Symbolizer {
-    cache: HashMap<u64, Box<[Frame]>>,
+    /// This profile's answers: each address takes the shared lock at most
+    /// once per profile.
+    local: HashMap<u64, Arc<Resolved>>,
+    shared: Option<Shared>,
+}
+
+/// What an address resolved to, shared between a profile and the cache.
+#[derive(Debug)]
+struct Resolved {
+    frames: Box<[Frame]>,
+    /// [`Symbolizer::is_allocation_plumbing`], computed on first use: heap
+    /// snapshots ask it for every frame of every record.
+    plumbing: OnceLock<bool>,
+}
+
+/// The process-wide cache behind [`Symbolizer::shared`].
+static SHARED_CACHE: LazyLock<Arc<Mutex<SymbolCache>>> =
+    LazyLock::new(|| Arc::new(Mutex::new(SymbolCache::new(SHARED_CACHE_BUDGET))));
+
+/// A profile's handle on the process-wide cache.
+#[derive(Debug)]
+struct Shared {
+    cache: Arc<Mutex<SymbolCache>>,
+    /// The profile's mappings, sorted by start: an address is cached under
+    /// the identity of the mapping that contains it, or not at all.
+    objects: Vec<ObjectKey>,
+    /// This profile's number, stamped on the entries it uses.
+    profile: u64,
 }
 
 impl Symbolizer {
+    /// A symbolizer with a cache of its own, empty: every address is looked
+    /// up once per symbolizer.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A symbolizer backed by the process-wide cache of resolved frames,
+    /// for a profile of `mappings` (the current [`crate::process::current_mappings`]).
+    ///
+    /// Entries are kept per mapping identity (start, end, file offset, inode,
+    /// path, build ID), so a library unloaded and another loaded at the same
+    /// address never shares answers; entries of mappings absent from
+    /// `mappings` are dropped here. Addresses outside `mappings` are resolved
+    /// but not shared.
+    ///
+    /// Memory: the cache holds only resolved names, files and lines, never
+    /// debug info ([`Symbolizer::release_debug_info`] still frees that), and
+    /// at most [`SHARED_CACHE_BUDGET`] bytes as counted (string capacities
+    /// plus a fixed overhead per entry and per mapping; hash-table slack
+    /// comes on top). Over budget it evicts the entries the running profile
+    /// has not used, oldest profile first, then everything.
+    pub fn shared(mappings: &[Mapping]) -> Self {
+        Self::with_cache(Arc::clone(&SHARED_CACHE), mappings)
+    }
+
+    /// Empties the process-wide cache [`Symbolizer::shared`] keeps, giving
+    /// its memory back; the next profile resolves every address again. For
+    /// a service that needs the memory, and for tests that check the heap
+    /// returns to where it started (the cache is live memory, and sampled).
+    pub fn clear_shared_cache() {
+        lock(&SHARED_CACHE).clear();
+    }
+
+    /// [`Symbolizer::shared`] over a given cache (tests inject small ones).
+    fn with_cache(cache: Arc<Mutex<SymbolCache>>, mappings: &[Mapping]) -> Self {
+        let mut objects: Vec<ObjectKey> = mappings.iter().map(ObjectKey::from).collect();
+        objects.sort_by_key(|o| o.start);
+        let profile = lock(&cache).begin_profile(&objects);
+        Symbolizer {
+            local: HashMap::new(),
+            shared: Some(Shared {
+                cache,
+                objects,
+                profile,
+            }),
+        }
     }
 
     /// The functions at exactly `addr`, innermost (inlined callee) first and
     /// the out-of-line function last; empty when the address is in no loaded
     /// object or the object has neither debug info nor a symbol for it.
     pub fn resolve(&mut self, addr: u64) -> &[Frame] {
-        self.cache.entry(addr).or_insert_with(|| lookup(addr))
+        &self.resolved(addr).frames
+    }
+
+    /// Whether the location at `addr` is allocation plumbing: it resolved,
+    /// and its out-of-line function and every function inlined into it are
+    /// ([`crate::heap::is_allocation_plumbing`]). Computed once per address
+    /// while the address stays cached, not once per record.
+    pub fn is_allocation_plumbing(&mut self, addr: u64) -> bool {
+        let resolved = self.resolved(addr);
+        *resolved.plumbing.get_or_init(|| {
+            !resolved.frames.is_empty()
+                && resolved
+                    .frames
+                    .iter()
+                    .all(|f| crate::heap::is_allocation_plumbing(&f.name))
+        })
+    }
+
+    fn resolved(&mut self, addr: u64) -> &Resolved {
+        let shared = self.shared.as_ref();
+        self.local.entry(addr).or_insert_with(|| match shared {
+            Some(shared) => shared.resolve(addr),
+            None => Arc::new(lookup(addr)),
+        })
     }
 
     /// Number of distinct addresses resolved so far.
     pub fn len(&self) -> usize {
-        self.cache.len()
+        self.local.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cache.is_empty()
+        self.local.is_empty()
     }
 
     /// Drops the debug info `backtrace` has parsed, process-wide (its cache is
     /// global; other users of the crate just reload lazily), and asks glibc
     /// to return the freed heap to the system: without `malloc_trim` most of
     /// the freed memory stays in glibc's arenas and RSS barely drops
-    /// (measured: 68 MiB → 31 MiB without, → 7 MiB with). The next resolution
-    /// pays the first-lookup cost again.
+    /// (measured: 68 MiB → 31 MiB without, → 7 MiB with). The next
+    /// resolution of an address not in the shared cache pays the
+    /// first-lookup cost again; the shared cache of resolved frames (small,
+    /// bounded) is kept.
     pub fn release_debug_info() {
         backtrace::clear_symbol_cache();
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -104,7 +217,258 @@ impl Symbolizer {
     }
 }
 
-fn lookup(addr: u64) -> Box<[Frame]> {
+impl Shared {
+    /// `addr` from the cache, or looked up and cached. The lock is not held
+    /// during the lookup: `backtrace` allocates, takes its own lock and may
+    /// parse DWARF for a long time, and other profiles may use the cache
+    /// meanwhile.
+    fn resolve(&self, addr: u64) -> Arc<Resolved> {
+        let after = self.objects.partition_point(|o| o.start <= addr);
+        let object = after
+            .checked_sub(1)
+            .map(|i| &self.objects[i])
+            .filter(|o| o.start <= addr && addr < o.end);
+        let Some(object) = object else {
+            return Arc::new(lookup(addr));
+        };
+        if let Some(hit) = lock(&self.cache).get(object, addr, self.profile) {
+            return hit;
+        }
+        let fresh = Arc::new(lookup(addr));
+        lock(&self.cache).insert(object, addr, fresh, self.profile)
+    }
+}
+
+/// A poisoned lock only means a thread panicked while holding it; every
+/// update leaves the cache usable (at worst its byte count is off until the
+/// next clear), so the agent goes on.
+fn lock(cache: &Mutex<SymbolCache>) -> MutexGuard<'_, SymbolCache> {
+    cache.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The identity of a mapped object: two mappings with the same key map the
+/// same bytes of the same file at the same place, so they resolve alike.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ObjectKey {
+    start: u64,
+    end: u64,
+    offset: u64,
+    inode: u64,
+    path: String,
+    build_id: Option<String>,
+}
+
+impl From<&Mapping> for ObjectKey {
+    fn from(m: &Mapping) -> Self {
+        ObjectKey {
+            start: m.start,
+            end: m.end,
+            offset: m.offset,
+            inode: m.inode,
+            path: m.path.clone(),
+            build_id: m.build_id.clone(),
+        }
+    }
+}
+
+/// Resolved frames by mapping identity and address, within a byte budget.
+#[derive(Debug)]
+struct SymbolCache {
+    budget: usize,
+    /// Counted bytes of everything held (see [`entry_bytes`], [`object_bytes`]).
+    bytes: usize,
+    /// Profiles started so far; the last one's number is the newest.
+    profiles: u64,
+    objects: HashMap<ObjectKey, Object>,
+}
+
+#[derive(Debug, Default)]
+struct Object {
+    entries: HashMap<u64, Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    resolved: Arc<Resolved>,
+    /// What the entry counts for in [`SymbolCache::bytes`].
+    bytes: usize,
+    /// The newest profile that used it.
+    last_profile: u64,
+}
+
+impl SymbolCache {
+    fn new(budget: usize) -> Self {
+        SymbolCache {
+            budget,
+            bytes: 0,
+            profiles: 0,
+            objects: HashMap::new(),
+        }
+    }
+
+    /// Drops every entry and the tables' memory.
+    fn clear(&mut self) {
+        self.objects = HashMap::new();
+        self.bytes = 0;
+    }
+
+    /// Starts a profile over the mappings `current`: drops the objects no
+    /// longer mapped, returns the profile's number.
+    fn begin_profile(&mut self, current: &[ObjectKey]) -> u64 {
+        let current: HashSet<&ObjectKey> = current.iter().collect();
+        let bytes = &mut self.bytes;
+        self.objects.retain(|key, object| {
+            let keep = current.contains(key);
+            if !keep {
+                *bytes = bytes.saturating_sub(object.bytes(key));
+            }
+            keep
+        });
+        self.profiles += 1;
+        self.profiles
+    }
+
+    fn get(&mut self, key: &ObjectKey, addr: u64, profile: u64) -> Option<Arc<Resolved>> {
+        let entry = self.objects.get_mut(key)?.entries.get_mut(&addr)?;
+        entry.last_profile = entry.last_profile.max(profile);
+        Some(Arc::clone(&entry.resolved))
+    }
+
+    /// Caches `resolved` unless another profile cached `addr` first (then
+    /// returns that) or it alone exceeds the budget.
+    fn insert(
+        &mut self,
+        key: &ObjectKey,
+        addr: u64,
+        resolved: Arc<Resolved>,
+        profile: u64,
+    ) -> Arc<Resolved> {
+        if let Some(hit) = self.get(key, addr, profile) {
+            return hit;
+        }
+        let bytes = entry_bytes(&resolved.frames);
+        // The mapping's key counts too when it is new (or was just evicted).
+        let needed = |cache: &Self| {
+            bytes
+                + if cache.objects.contains_key(key) {
+                    0
+                } else {
+                    object_bytes(key)
+                }
+        };
+        self.make_room(needed(self), profile);
+        if self.bytes + needed(self) > self.budget {
+            return resolved;
+        }
+        let object = match self.objects.get_mut(key) {
+            Some(object) => object,
+            None => {
+                self.bytes += object_bytes(key);
+                self.objects.entry(key.clone()).or_default()
+            }
+        };
+        object.entries.insert(
+            addr,
+            Entry {
+                resolved: Arc::clone(&resolved),
+                bytes,
+                last_profile: profile,
+            },
+        );
+        self.bytes += bytes;
+        resolved
+    }
+
+    /// Makes room for `needed` more bytes. First the entries that `profile`
+    /// has not used go, oldest profile first, down to three quarters of the
+    /// budget so the next insertions do not scan again; if even all of them
+    /// are not enough, everything goes.
+    fn make_room(&mut self, needed: usize, profile: u64) {
+        if self.bytes + needed <= self.budget {
+            return;
+        }
+        let mut stale_by_profile: BTreeMap<u64, usize> = BTreeMap::new();
+        for entry in self.objects.values().flat_map(|o| o.entries.values()) {
+            if entry.last_profile < profile {
+                *stale_by_profile.entry(entry.last_profile).or_default() += entry.bytes;
+            }
+        }
+        let stale: usize = stale_by_profile.values().sum();
+        if self.bytes.saturating_sub(stale) + needed > self.budget {
+            self.clear();
+            return;
+        }
+        // Evict entries last used before `cutoff`.
+        let low_water = self.budget - self.budget / 4;
+        let (mut cutoff, mut left) = (0, self.bytes);
+        for (&last_profile, &bytes) in &stale_by_profile {
+            if left + needed <= low_water {
+                break;
+            }
+            left = left.saturating_sub(bytes);
+            cutoff = last_profile + 1;
+        }
+        let total = &mut self.bytes;
+        self.objects.retain(|key, object| {
+            object.entries.retain(|_, entry| {
+                let keep = entry.last_profile >= cutoff;
+                if !keep {
+                    *total = total.saturating_sub(entry.bytes);
+                }
+                keep
+            });
+            object.entries.shrink_to_fit();
+            let keep = !object.entries.is_empty();
+            if !keep {
+                *total = total.saturating_sub(object_bytes(key));
+            }
+            keep
+        });
+    }
+}
+
+impl Object {
+    /// Everything this object counts for, its key included.
+    fn bytes(&self, key: &ObjectKey) -> usize {
+        object_bytes(key) + self.entries.values().map(|e| e.bytes).sum::<usize>()
+    }
+}
+
+/// Counted size of one cached address: its strings (capacity), the frames,
+/// and a fixed overhead (the table slot, the shared allocation and its
+/// reference counts).
+fn entry_bytes(frames: &[Frame]) -> usize {
+    const OVERHEAD: usize =
+        size_of::<(u64, Entry)>() + size_of::<Resolved>() + 2 * size_of::<usize>();
+    let strings: usize = frames
+        .iter()
+        .map(|f| {
+            f.name.capacity()
+                + f.system_name.capacity()
+                + f.file.as_ref().map_or(0, String::capacity)
+        })
+        .sum();
+    OVERHEAD + size_of_val(frames) + strings
+}
+
+/// Counted size of a mapping's key and table.
+fn object_bytes(key: &ObjectKey) -> usize {
+    size_of::<(ObjectKey, Object)>()
+        + key.path.capacity()
+        + key.build_id.as_ref().map_or(0, String::capacity)
+}
+
+/// Looks `addr` up with `backtrace`, uncached.
+fn lookup(addr: u64) -> Resolved {
+    #[cfg(test)]
+    tests::LOOKUPS.with(|n| n.set(n.get() + 1));
+    Resolved {
+        frames: lookup_frames(addr),
+        plumbing: OnceLock::new(),
+    }
+}
+
+fn lookup_frames(addr: u64) -> Box<[Frame]> {
     // `backtrace::resolve` looks up `probe - 1`; see the module doc.
     let Some(probe) = addr.checked_add(1).and_then(|p| usize::try_from(p).ok()) else {
         return Box::new([]);
@@ -133,7 +497,19 @@ fn lookup(addr: u64) -> Box<[Frame]> {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    thread_local! {
+        /// `backtrace` lookups made by this thread (tests run in parallel, so
+        /// a process-wide count would mix them).
+        pub(super) static LOOKUPS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn lookups() -> usize {
+        LOOKUPS.with(Cell::get)
+    }
 
     #[inline(never)]
     fn symbolize_me_please() -> u64 {
@@ -195,6 +571,158 @@ mod tests {
                 .any(|n| n.ends_with("return_addresses_minus_one_resolve_to_the_caller")),
             "{names:#?}"
         );
+    }
+
+    fn new_cache(budget: usize) -> Arc<Mutex<SymbolCache>> {
+        Arc::new(Mutex::new(SymbolCache::new(budget)))
+    }
+
+    /// The cache's byte count, checked against what it holds.
+    fn counted_bytes(cache: &Mutex<SymbolCache>) -> usize {
+        let c = lock(cache);
+        let held: usize = c.objects.iter().map(|(k, o)| o.bytes(k)).sum();
+        assert_eq!(c.bytes, held);
+        assert!(c.bytes <= c.budget, "{} > {}", c.bytes, c.budget);
+        c.bytes
+    }
+
+    #[test]
+    fn a_second_profile_does_not_look_up_again() {
+        let mappings = crate::process::current_mappings().unwrap();
+        let cache = new_cache(SHARED_CACHE_BUDGET);
+        let addr = symbolize_me_please as *const () as u64;
+        let before = lookups();
+        let mut first = Symbolizer::with_cache(Arc::clone(&cache), &mappings);
+        let frames = first.resolve(addr).to_vec();
+        assert!(!frames.is_empty());
+        assert!(!first.is_allocation_plumbing(addr));
+        assert_eq!(lookups(), before + 1);
+        drop(first);
+
+        let mut second = Symbolizer::with_cache(Arc::clone(&cache), &mappings);
+        assert_eq!(second.resolve(addr), &frames[..]);
+        assert_eq!(lookups(), before + 1);
+        // The plumbing verdict came along, computed by the first profile.
+        let entries: usize = lock(&cache).objects.values().map(|o| o.entries.len()).sum();
+        assert_eq!(entries, 1);
+        assert_eq!(second.local[&addr].plumbing.get(), Some(&false));
+        counted_bytes(&cache);
+
+        // A private symbolizer does not share.
+        Symbolizer::new().resolve(addr);
+        assert_eq!(lookups(), before + 2);
+    }
+
+    #[test]
+    fn entries_of_a_mapping_that_disappears_are_dropped() {
+        let real = crate::process::current_mappings().unwrap();
+        let lib = Mapping {
+            start: 0x1000,
+            end: 0x2000,
+            path: "/nonexistent/lib.so".into(),
+            executable: true,
+            ..Mapping::default()
+        };
+        let with = |m: &Mapping| {
+            let mut all = real.clone();
+            all.push(m.clone());
+            all
+        };
+        let cache = new_cache(SHARED_CACHE_BUDGET);
+        let here = symbolize_me_please as *const () as u64;
+        let before = lookups();
+        let mut s = Symbolizer::with_cache(Arc::clone(&cache), &with(&lib));
+        s.resolve(here);
+        assert!(s.resolve(0x1800).is_empty());
+        let lib_key = ObjectKey::from(&lib);
+        assert_eq!(lock(&cache).objects[&lib_key].entries.len(), 1);
+        let with_lib = counted_bytes(&cache);
+
+        // Unloaded: the next profile drops its entries, keeps the others.
+        let mut s = Symbolizer::with_cache(Arc::clone(&cache), &real);
+        assert!(!lock(&cache).objects.contains_key(&lib_key));
+        assert!(counted_bytes(&cache) < with_lib);
+        s.resolve(here);
+        assert_eq!(lookups(), before + 2);
+
+        // Another file at the same address shares nothing with the first.
+        let other = Mapping {
+            path: "/nonexistent/other.so".into(),
+            ..lib.clone()
+        };
+        let mut s = Symbolizer::with_cache(Arc::clone(&cache), &with(&other));
+        s.resolve(0x1800);
+        assert_eq!(lookups(), before + 3);
+        // An address in no mapping is resolved but not cached.
+        s.resolve(0x3000);
+        assert!(lock(&cache)
+            .objects
+            .values()
+            .all(|o| !o.entries.contains_key(&0x3000)));
+
+        lock(&cache).clear();
+        assert_eq!(counted_bytes(&cache), 0);
+        assert!(lock(&cache).objects.is_empty());
+    }
+
+    #[test]
+    fn the_byte_budget_is_respected_older_profiles_go_first() {
+        let mappings = crate::process::current_mappings().unwrap();
+        let exe = &mappings[0];
+        let mut ips = Vec::new();
+        backtrace::trace(|frame| {
+            ips.push((frame.ip() as u64).saturating_sub(1));
+            true
+        });
+        ips.retain(|&ip| exe.contains(ip));
+        ips.sort_unstable();
+        ips.dedup();
+        assert!(ips.len() >= 4, "{ips:x?}");
+        let mut plain = Symbolizer::new();
+        let mut size = |ip: u64| entry_bytes(plain.resolve(ip));
+        let (a, b, c, d) = (ips[0], ips[1], ips[2], ips[3]);
+        let object = object_bytes(&ObjectKey::from(exe));
+        let budget = object + size(a) + size(b) + size(c) - 1;
+        let cache = new_cache(budget);
+        let profile = || Symbolizer::with_cache(Arc::clone(&cache), &mappings);
+
+        profile().resolve(a);
+        let mut second = profile();
+        second.resolve(b);
+        second.resolve(c);
+        // `c` did not fit: `a`, which this profile did not use, made room.
+        let held = |ip: u64| {
+            lock(&cache)
+                .objects
+                .values()
+                .any(|o| o.entries.contains_key(&ip))
+        };
+        assert!(!held(a) && held(b) && held(c));
+        counted_bytes(&cache);
+        drop(second);
+
+        let before = lookups();
+        let mut third = profile();
+        third.resolve(b);
+        third.resolve(a);
+        assert_eq!(lookups(), before + 1, "only `a` was evicted");
+
+        // A profile larger than the budget: the cache stays within it, and
+        // answers stay right.
+        let mut big = profile();
+        for &ip in &ips {
+            assert_eq!(big.resolve(ip), plain.resolve(ip));
+            counted_bytes(&cache);
+        }
+
+        // An entry larger than the whole budget is not cached at all.
+        let tiny = new_cache(16);
+        let before = lookups();
+        for _ in 0..2 {
+            Symbolizer::with_cache(Arc::clone(&tiny), &mappings).resolve(d);
+        }
+        assert_eq!(lookups(), before + 2);
+        assert_eq!(counted_bytes(&tiny), 0);
     }
 
     /// Measures the cost documented above. Run alone so nothing else has

@@ -99,7 +99,8 @@ pub fn snapshot_with_comments(extra: &[String]) -> Result<Profile> {
     let mut comments = extra.to_vec();
     comments.extend(describe(&stats));
     let mappings = current_mappings()?;
-    let mut symbolizer = Symbolizer::new();
+    // Shared: a later snapshot only resolves the addresses this one has not.
+    let mut symbolizer = Symbolizer::shared(&mappings);
     let interval = records
         .first()
         .map_or(stats.sample_interval, |r| r.interval);
@@ -204,16 +205,14 @@ pub fn heap_profile(
 
 /// Return addresses (innermost first) → the stack a profile stores:
 /// allocation plumbing cut off the leaf end (a location counts as plumbing
-/// when its out-of-line function and every function inlined into it are),
-/// and the new leaf given as an address inside its call instruction
-/// (`stack[0]` is stored as is).
+/// when its out-of-line function and every function inlined into it are;
+/// the symbolizer remembers the verdict per address, as records share most
+/// of their frames), and the new leaf given as an address inside its call
+/// instruction (`stack[0]` is stored as is).
 fn caller_stack(frames: &[u64], symbolizer: &mut Symbolizer) -> Vec<u64> {
     let first_caller = frames
         .iter()
-        .position(|&ret| {
-            let resolved = symbolizer.resolve(ret.saturating_sub(1));
-            resolved.is_empty() || !resolved.iter().all(|f| is_allocation_plumbing(&f.name))
-        })
+        .position(|&ret| !symbolizer.is_allocation_plumbing(ret.saturating_sub(1)))
         .unwrap_or(frames.len());
     let mut stack = frames[first_caller..].to_vec();
     if let Some(leaf) = stack.first_mut() {
