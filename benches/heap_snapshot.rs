@@ -33,7 +33,8 @@
 //! REPEATS=11 LIVE=100000 cargo bench --bench heap_snapshot
 //! ```
 //!
-//! Env: `LIVE` (default 100000), `REPEATS` (7). Exits non-zero only on
+//! Env: `LIVE` (default 100000), `REPEATS` (7), `DEPTH` (10: 2^DEPTH
+//! call stacks; `LIVE` must be at least 4 × 2^DEPTH for every bucket to exist). Exits non-zero only on
 //! harness errors.
 
 mod common;
@@ -99,7 +100,8 @@ unsafe impl GlobalAlloc for Phased {
     }
 }
 
-/// Levels of the recursion: 2^DEPTH distinct stacks.
+/// Levels of the recursion by default: 2^DEPTH distinct stacks (`DEPTH`
+/// in the environment changes it, e.g. 12 for 16,384 buckets).
 const DEPTH: u32 = 10;
 const SIZES: [usize; 4] = [24, 48, 96, 200];
 
@@ -215,14 +217,15 @@ fn child(snapshot_interval: usize) -> Result<(), BoxError> {
         return Err("REPEATS must be at least 2".into());
     }
 
-    let stacks = 1u32 << DEPTH;
+    let depth = env_u64("DEPTH", u64::from(DEPTH))?.min(20) as u32;
+    let stacks = 1u32 << depth;
     let rss_before = rss_bytes().unwrap_or(0);
     let t0 = Instant::now();
     let mut blocks: Vec<Box<[u8]>> = Vec::with_capacity(live);
     for i in 0..live {
         let path = (i as u32) % stacks;
         let size = SIZES[(i / stacks as usize) % SIZES.len()];
-        step(path, DEPTH, size, &mut blocks);
+        step(path, depth, size, &mut blocks);
     }
     let build_s = t0.elapsed().as_secs_f64();
     let rss_built = rss_bytes().unwrap_or(0);

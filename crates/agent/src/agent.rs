@@ -157,6 +157,9 @@ impl Agent {
                 config.output_dir.display()
             ),
         }
+        // Unwind tables for the sampling allocator's stack captures, before
+        // the service gets going (a few milliseconds).
+        crate::unwind::in_place::prepare();
         let signalled = Arc::new(AtomicBool::new(false));
         if let Some(signal) = config.signal {
             // The handler only sets the flag; it stays installed for the life
@@ -287,6 +290,10 @@ impl Worker {
         let mut next_check = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
             let mut wanted: Vec<(Kind, Trigger)> = self.poll_requests();
+            // A library loaded since: the allocator's unwind tables miss it.
+            if crate::unwind::in_place::stale() {
+                crate::unwind::in_place::prepare();
+            }
             // Memory can run out in seconds: these checks are a few loads and
             // one small /proc read, so they run every tick.
             wanted.extend(self.check_memory());

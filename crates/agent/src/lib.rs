@@ -55,6 +55,7 @@ pub mod process;
 pub mod stacks_to_profile;
 pub mod symbolize;
 pub mod trigger;
+mod unwind;
 
 pub use agent::{Agent, AgentBuilder};
 pub use alloc::SamplingAllocator;

@@ -177,6 +177,11 @@ fn eight_threads_allocate_free_across_threads_reallocate_and_exit_under_snapshot
     let secs = seconds();
     let stop = Arc::new(AtomicBool::new(false));
     let finished = Arc::new(AtomicBool::new(false));
+    // A first snapshot prepares what stays for the process's life (the
+    // allocator's unwind tables); what it leaves in caches is released.
+    firewatch_agent::heap::snapshot().expect("snapshot");
+    firewatch_agent::symbolize::Symbolizer::release_debug_info();
+    firewatch_agent::symbolize::Symbolizer::clear_shared_cache();
     let live_before = firewatch_agent::heap::stats().live_samples;
     let operations = Arc::new(AtomicU64::new(0));
     let running = Arc::new(AtomicU64::new(0));

@@ -2,9 +2,9 @@
 //! format, spawn and join short-lived threads, profiled at 1000 Hz for 30 s
 //! (`FIREWATCH_STRESS_SECS` changes the length) and at least until the
 //! workload has done 100,000 operations. It must not crash or deadlock, and
-//! the profile must account for the CPU the process used (samples lost to
-//! full rings included, as their own frame), checked against the process's
-//! CPU clock.
+//! the profile must account for the CPU the process used (samples lost to a
+//! full pool and CPU no sample stands for included, as their own frames),
+//! checked against the process's CPU clock.
 
 mod common;
 
@@ -90,8 +90,9 @@ fn eight_churning_threads_at_1000_hz() {
     let profiled = capture.cpu_ns + capture.dropped_ns;
     let lost = capture.dropped_ns as f64 / profiled.max(1) as f64;
     let ratio = profiled as f64 / used.as_nanos() as f64;
+    let total = (profiled + capture.unsampled_ns) as f64 / used.as_nanos() as f64;
     eprintln!(
-        "{:.0?}: {} ops, {} samples, {:.2}s CPU profiled of {:.2}s used (ratio {ratio:.4}), \
+        "{:.0?}: {} ops, {} samples, {:.2}s CPU profiled of {:.2}s used (ratio {ratio:.4}, {total:.4} with the unsampled remainder), \
          {:.3}% lost, {} truncated, {} unwalked, {} threads seen, {} timer failures",
         started.elapsed(),
         ops.load(Ordering::Relaxed),
@@ -104,16 +105,20 @@ fn eight_churning_threads_at_1000_hz() {
         capture.threads_seen,
         capture.timer_failures,
     );
-    // What the profile can miss, by how the sampler works: CPU a thread used
-    // before its timer was armed (found within a 20 ms scan; the churn's
-    // short-lived threads mostly end before that) and after its last signal
-    // (under a period each). 5% is far above both; a sampler that stopped
-    // sampling, or lost samples without counting them, falls below it.
+    // The profile's total is the process's CPU time; the samples miss only
+    // what threads used before their timer was armed (found within a 20 ms
+    // scan; the churn's short-lived threads mostly end before that) and
+    // after their last signal. 10% is far above both on an idle machine
+    // (2.4% measured); a sampler that stopped sampling falls below it.
     assert!(
-        (0.95..=1.005).contains(&ratio),
-        "the profile accounts for {ratio:.4} of the CPU used"
+        (0.995..=1.005).contains(&total),
+        "the profile's total is {total:.4} of the CPU used"
     );
-    // Rings are drained every 20 ms and hold 64 samples a thread: losing
+    assert!(
+        (0.9..=1.005).contains(&ratio),
+        "the samples account for {ratio:.4} of the CPU used"
+    );
+    // The pool is emptied every 20 ms and holds 32 samples per CPU: losing
     // more than a few percent means draining broke, whatever the load.
     assert!(lost <= 0.05, "lost {:.3}% of samples", lost * 100.0);
     assert!(

@@ -42,6 +42,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 pub use buckets::{BucketRecord, MAX_FRAMES};
 use countdown::Event;
 
+use crate::unwind::in_place::{self, Fallback};
+
 /// The default mean number of bytes between samples, as Go and jemalloc.
 pub const DEFAULT_SAMPLE_INTERVAL: usize = 512 * 1024;
 
@@ -98,6 +100,11 @@ pub struct Dropped {
 static DROPPED_NO_SLOT: AtomicU64 = AtomicU64::new(0);
 static DROPPED_NO_LARGE: AtomicU64 = AtomicU64::new(0);
 static DROPPED_NO_BUCKET: AtomicU64 = AtomicU64::new(0);
+/// Sampled stacks walked with frame pointers, by why unwind tables were not
+/// used (see [`FramePointerWalks`]).
+static FP_NOT_PREPARED: AtomicU64 = AtomicU64::new(0);
+static FP_SMALL_STACK: AtomicU64 = AtomicU64::new(0);
+static FP_BUSY: AtomicU64 = AtomicU64::new(0);
 /// The interval of the allocator that took the last sample (0: none yet).
 static INTERVAL: AtomicUsize = AtomicUsize::new(0);
 /// Events seen: non-zero once a `SamplingAllocator` has served allocations.
@@ -122,6 +129,28 @@ pub struct AllocatorStats {
     /// Region slots ever used (each holds at most one resident page when free).
     pub region_slots_used: usize,
     pub dropped: Dropped,
+    /// Sampled allocations whose stack was walked with frame pointers only
+    /// (incomplete in a build without them), by reason.
+    pub frame_pointer_walks: FramePointerWalks,
+}
+
+/// Why sampled stacks were walked with frame pointers instead of unwind
+/// tables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FramePointerWalks {
+    /// Before the tables were prepared (allocations before `Agent::start`
+    /// or the first heap snapshot).
+    pub not_prepared: u64,
+    /// Less than 64 KiB of stack was left for the walk.
+    pub small_stack: u64,
+    /// More walks at once than prepared caches.
+    pub busy: u64,
+}
+
+impl FramePointerWalks {
+    pub fn total(&self) -> u64 {
+        self.not_prepared + self.small_stack + self.busy
+    }
 }
 
 /// Counters of the sampling allocator. Allocates nothing.
@@ -141,6 +170,11 @@ pub fn stats() -> AllocatorStats {
             no_slot: DROPPED_NO_SLOT.load(Relaxed),
             no_large_entry: DROPPED_NO_LARGE.load(Relaxed),
             no_bucket: DROPPED_NO_BUCKET.load(Relaxed),
+        },
+        frame_pointer_walks: FramePointerWalks {
+            not_prepared: FP_NOT_PREPARED.load(Relaxed),
+            small_stack: FP_SMALL_STACK.load(Relaxed),
+            busy: FP_BUSY.load(Relaxed),
         },
     }
 }
@@ -220,11 +254,26 @@ fn forget(block: Sampled, size: usize) {
 fn bucket_for(size: usize, interval: usize) -> Option<u32> {
     let mut frames = [0u64; MAX_FRAMES];
     // The walk runs here, not inside a thread-local closure, so every frame
-    // above it is the allocator's or its caller's.
-    let (bounds, was_busy) =
-        countdown::COUNTDOWN.with(|c| (stack::stack_bounds(c), c.busy.replace(true)));
+    // above it is the allocator's or its caller's. The reentrancy guard is
+    // set first: `stack_bounds` may allocate (glibc, for the main thread).
+    let (was_busy, bounds) = countdown::COUNTDOWN.with(|c| {
+        let was_busy = c.busy.replace(true);
+        (was_busy, stack::stack_bounds(c))
+    });
     let depth = match bounds {
-        Some(bounds) => stack::capture(bounds, &mut frames),
+        // Unwind tables first; frame pointers when they cannot be used.
+        Some(bounds) => match in_place::capture(bounds, &mut frames) {
+            Ok(depth) => depth,
+            Err(reason) => {
+                let counter = match reason {
+                    Fallback::NotPrepared => &FP_NOT_PREPARED,
+                    Fallback::SmallStack => &FP_SMALL_STACK,
+                    Fallback::Busy => &FP_BUSY,
+                };
+                counter.fetch_add(1, Relaxed);
+                stack::capture(bounds, &mut frames)
+            }
+        },
         None => 0,
     };
     countdown::COUNTDOWN.with(|c| c.busy.set(was_busy));

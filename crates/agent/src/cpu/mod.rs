@@ -9,21 +9,21 @@
 //!
 //! How it works: every thread of the process gets its own CPU-time timer
 //! ([`timer`]), which sends SIGPROF to that thread each time it has used one
-//! period of CPU. The handler ([`signal`]) records the interrupted PC and a
-//! bounded frame-pointer walk ([`walk`]) into the thread's ring ([`ring`]),
+//! period of CPU. The handler ([`signal`]) copies the interrupted registers
+//! and the stack above the stack pointer into a shared pool ([`pool`]),
 //! with the number of periods the signal stands for (1 + timer overruns), so
 //! a sample's weight is CPU time actually used even when the kernel delivers
-//! fewer signals than requested. A profiler thread drains the rings every
-//! 20 ms, notices new and exited threads, and aggregates stacks. Stopping
-//! disarms the timers and turns the stacks into a pprof profile, symbolized
-//! off the signal path.
+//! fewer signals than requested. A profiler thread empties the pool every
+//! 20 ms, unwinds each copy with the modules' `.eh_frame` tables (frame
+//! pointers where there are none; see `crate::unwind`), notices new and
+//! exited threads, and aggregates stacks. Stopping disarms the timers and
+//! turns the stacks into a pprof profile, symbolized off the signal path.
 
+mod pool;
 mod profile;
-mod ring;
 mod signal;
 mod threads;
 mod timer;
-mod walk;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,10 +31,18 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use ring::{Ring, FLAG_NO_STACK, FLAG_TRUNCATED};
-use signal::{ACTIVE, ENABLED, MAX_SLOTS, READABLE, SLOTS};
+use pool::{Header, Pool};
+use signal::{ACTIVE, ENABLED, MAX_SLOTS, POOL};
 use timer::ThreadTimer;
-use walk::ReadableRanges;
+
+use crate::unwind::{CopiedStack, Ending, StackUnwinder};
+
+/// Deepest stack recorded; deeper stacks are cut and marked truncated.
+pub(crate) const MAX_DEPTH: usize = 128;
+/// The stack was cut: deeper than [`MAX_DEPTH`] or than the copy window.
+const FLAG_TRUNCATED: u32 = 1;
+/// The stack pointer was not readable: only the PC was kept.
+const FLAG_NO_STACK: u32 = 2;
 
 use crate::{Error, Result};
 
@@ -54,6 +62,8 @@ pub struct CpuProfiler {
     hz: u32,
     started: SystemTime,
     started_at: Instant,
+    /// The process's CPU clock when the window began.
+    cpu_at_start: Duration,
 }
 
 /// One aggregated stack: leaf-first addresses, the thread, and flags.
@@ -74,6 +84,12 @@ struct Collected {
     dropped_periods: u64,
     truncated: u64,
     unwalked: u64,
+    /// Samples whose unwinding stopped before the outermost frame.
+    incomplete: u64,
+    /// Signals from a timer already deleted (old kernels queue them).
+    stale: u64,
+    /// Executable mappings without a readable unwind table.
+    without_tables: usize,
     threads_seen: usize,
     timer_failures: usize,
     previous_handler: bool,
@@ -87,12 +103,26 @@ pub struct CpuCapture {
     pub duration: Duration,
     /// Distinct (stack, thread) pairs with their sample counts and CPU time.
     pub stacks: Vec<CapturedStack>,
-    /// CPU time of samples lost because a ring was full.
+    /// CPU time of samples lost because the pool was full.
     pub dropped_ns: u64,
+    /// CPU time the process used in the window that no sample stands for:
+    /// what threads used after their last signal before exiting, before
+    /// their timer was armed (threads found by the 20 ms scan), or while
+    /// the kernel had not yet checked their timer. The process's CPU clock
+    /// over the window minus the samples (kept and dropped).
+    pub unsampled_ns: u64,
     pub samples: u64,
     pub cpu_ns: u64,
     pub truncated: u64,
     pub unwalked: u64,
+    /// Samples whose unwinding stopped before reaching the outermost frame
+    /// (no rule found the caller).
+    pub incomplete: u64,
+    /// Signals from timers of threads already gone, discarded.
+    pub stale: u64,
+    /// Executable mappings whose code has no readable unwind table (their
+    /// frames are walked with frame pointers only).
+    pub without_tables: usize,
     pub threads_seen: usize,
     pub timer_failures: usize,
     pub previous_handler: bool,
@@ -164,6 +194,7 @@ impl CpuProfiler {
             hz,
             started: SystemTime::now(),
             started_at: Instant::now(),
+            cpu_at_start: crate::process::usage::process_cpu_clock(),
         })
     }
 
@@ -175,8 +206,11 @@ impl CpuProfiler {
     /// Stops sampling and returns the raw, unsymbolized capture.
     pub fn stop_raw(mut self) -> Result<CpuCapture> {
         let duration = self.started_at.elapsed();
+        let used = crate::process::usage::process_cpu_clock().saturating_sub(self.cpu_at_start);
         let collected = self.join()?;
         let period_ns = 1_000_000_000 / u64::from(self.hz);
+        let counted = (collected.periods + collected.dropped_periods) * period_ns;
+        let unsampled_ns = (used.as_nanos() as u64).saturating_sub(counted);
         let names = collected.thread_names;
         let stacks = collected
             .stacks
@@ -197,10 +231,14 @@ impl CpuProfiler {
             duration,
             stacks,
             dropped_ns: collected.dropped_periods * period_ns,
+            unsampled_ns,
             samples: collected.samples,
             cpu_ns: collected.periods * period_ns,
             truncated: collected.truncated,
             unwalked: collected.unwalked,
+            incomplete: collected.incomplete,
+            stale: collected.stale,
+            without_tables: collected.without_tables,
             threads_seen: collected.threads_seen,
             timer_failures: collected.timer_failures,
             previous_handler: collected.previous_handler,
@@ -230,7 +268,6 @@ impl Drop for CpuProfiler {
 /// A profiled thread.
 struct Tracked {
     slot: usize,
-    name: u32,
     timer: Option<ThreadTimer>,
 }
 
@@ -238,9 +275,14 @@ struct Tracked {
 struct Sampler {
     period_ns: u64,
     threads: HashMap<libc::pid_t, Tracked>,
+    /// Per slot: the generation of its current (or last) owner and the
+    /// owner's name, for checking a sample's `si_value`.
+    owners: Vec<(u16, Option<u32>)>,
     free_slots: Vec<usize>,
     collected: Collected,
-    unwalked_at_refresh: u64,
+    pool: *mut Pool,
+    unwinder: StackUnwinder,
+    frames: Vec<u64>,
 }
 
 impl Sampler {
@@ -249,19 +291,24 @@ impl Sampler {
             previous_handler,
             ..Collected::default()
         };
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let pool = Box::into_raw(Pool::new(pool::slots_for(cpus)));
+        POOL.store(pool, Ordering::SeqCst);
         Sampler {
             period_ns,
             threads: HashMap::new(),
+            owners: vec![(0, None); MAX_SLOTS],
             free_slots: (0..MAX_SLOTS).rev().collect(),
             collected,
-            unwalked_at_refresh: 0,
+            pool,
+            unwinder: StackUnwinder::new(),
+            frames: Vec::with_capacity(MAX_DEPTH),
         }
     }
 
     /// Samples until `stop`; says on `ready` once the threads that existed
     /// at the start have their timers.
     fn run(&mut self, stop: &AtomicBool, ready: std::sync::mpsc::Sender<()>) {
-        self.refresh_readable();
         ENABLED.store(true, Ordering::Release);
         let mut ready = Some(ready);
         while !stop.load(Ordering::Acquire) {
@@ -271,7 +318,7 @@ impl Sampler {
             if let Some(ready) = ready.take() {
                 let _ = ready.send(());
             }
-            self.drain_all();
+            self.drain();
             std::thread::sleep(DRAIN_EVERY);
         }
     }
@@ -279,7 +326,6 @@ impl Sampler {
     /// Starts timers for new threads and retires exited ones.
     fn track_threads(&mut self) {
         let now = threads::list();
-        let mut new = false;
         for &tid in &now {
             if self.threads.contains_key(&tid) {
                 continue;
@@ -287,10 +333,12 @@ impl Sampler {
             let Some(slot) = self.free_slots.pop() else {
                 break;
             };
-            SLOTS[slot].store(Box::into_raw(Ring::new()), Ordering::Release);
             let name = self.collected.thread_names.len() as u32;
             self.collected.thread_names.push(threads::name(tid));
-            let timer = match ThreadTimer::start(tid, slot, self.period_ns) {
+            let generation = self.owners[slot].0.wrapping_add(1);
+            self.owners[slot] = (generation, Some(name));
+            let value = signal::timer_value(slot, generation);
+            let timer = match ThreadTimer::start(tid, value, self.period_ns) {
                 Ok(timer) => Some(timer),
                 Err(e) => {
                     // The thread may have exited between listing and now.
@@ -300,8 +348,7 @@ impl Sampler {
                 }
             };
             self.collected.threads_seen += 1;
-            self.threads.insert(tid, Tracked { slot, name, timer });
-            new = true;
+            self.threads.insert(tid, Tracked { slot, timer });
         }
         let gone: Vec<libc::pid_t> = self
             .threads
@@ -309,58 +356,48 @@ impl Sampler {
             .copied()
             .filter(|t| !now.contains(t))
             .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let mut released = Vec::new();
         for tid in gone {
             if let Some(tracked) = self.threads.remove(&tid) {
                 drop(tracked.timer);
-                self.retire_slot(tracked.slot, tracked.name);
+                released.push(tracked.slot);
             }
         }
-        // New threads have new stacks; so may threads whose samples could not be walked.
-        if new || self.collected.unwalked > self.unwalked_at_refresh {
-            self.refresh_readable();
-            self.unwalked_at_refresh = self.collected.unwalked;
+        // Samples of the exited threads still in the pool are theirs: take
+        // them out before the slots can be given to new threads.
+        self.drain();
+        for slot in released {
+            self.owners[slot].1 = None;
+            self.free_slots.push(slot);
         }
     }
 
-    /// Publishes a fresh readable-memory table and frees the old one.
-    fn refresh_readable(&mut self) {
-        let Ok(table) = ReadableRanges::snapshot() else {
-            return;
-        };
-        let old = READABLE.swap(Box::into_raw(Box::new(table)), Ordering::AcqRel);
-        if !old.is_null() {
-            signal::wait_for_handlers();
-            // SAFETY: unpublished above, and no handler that could have
-            // loaded it is still running.
-            drop(unsafe { Box::from_raw(old) });
-        }
-    }
-
-    /// Unpublishes a ring, waits out handlers that may hold it, drains and frees it.
-    fn retire_slot(&mut self, slot: usize, name: u32) {
-        let ring = SLOTS[slot].swap(std::ptr::null_mut(), Ordering::AcqRel);
-        if ring.is_null() {
-            return;
-        }
-        signal::wait_for_handlers();
-        // SAFETY: unpublished and no handler is running: we own it now.
-        let ring = unsafe { Box::from_raw(ring) };
-        // SAFETY: only this thread replaces the table, so it is alive.
-        let table = unsafe { READABLE.load(Ordering::Acquire).as_ref() };
-        drain_ring(&ring, name, table, &mut self.collected);
-        self.free_slots.push(slot);
-    }
-
-    fn drain_all(&mut self) {
-        // SAFETY: only this thread replaces the table, so it is alive.
-        let table = unsafe { READABLE.load(Ordering::Acquire).as_ref() };
-        for tracked in self.threads.values() {
-            let ring = SLOTS[tracked.slot].load(Ordering::Acquire);
-            // SAFETY: only this thread frees rings, so a published ring is alive.
-            if let Some(ring) = unsafe { ring.as_ref() } {
-                drain_ring(ring, tracked.name, table, &mut self.collected);
+    /// Unwinds and aggregates every sample in the pool.
+    fn drain(&mut self) {
+        // SAFETY: this thread owns the pool until `finish` frees it.
+        let pool = unsafe { &*self.pool };
+        self.collected.dropped_periods += pool.dropped_periods.swap(0, Ordering::Relaxed);
+        let (owners, unwinder, frames, collected) = (
+            &self.owners,
+            &mut self.unwinder,
+            &mut self.frames,
+            &mut self.collected,
+        );
+        pool.drain(|header, stack| {
+            let owner = owners.get(header.thread as usize).copied();
+            let Some((generation, Some(name))) = owner else {
+                collected.stale += 1;
+                return;
+            };
+            if u32::from(generation) != header.generation {
+                collected.stale += 1;
+                return;
             }
-        }
+            record(header, stack, name, unwinder, frames, collected);
+        });
     }
 
     fn finish(mut self) -> Collected {
@@ -369,53 +406,63 @@ impl Sampler {
             drop(tracked.timer.take());
         }
         signal::wait_for_handlers();
-        let threads: Vec<(usize, u32)> = self.threads.values().map(|t| (t.slot, t.name)).collect();
+        self.drain();
         self.threads.clear();
-        for (slot, name) in threads {
-            self.retire_slot(slot, name);
-        }
-        let old = READABLE.swap(std::ptr::null_mut(), Ordering::AcqRel);
-        if !old.is_null() {
-            signal::wait_for_handlers();
-            // SAFETY: unpublished and no handler is running.
-            drop(unsafe { Box::from_raw(old) });
-        }
+        let pool = POOL.swap(std::ptr::null_mut(), Ordering::SeqCst);
+        signal::wait_for_handlers();
         debug_assert_eq!(ACTIVE.load(Ordering::SeqCst), 0);
+        debug_assert_eq!(pool, self.pool);
+        // SAFETY: unpublished above and no handler is running (see POOL):
+        // nothing else can reach it.
+        let pool = unsafe { Box::from_raw(self.pool) };
+        self.collected.dropped_periods += pool.dropped_periods.load(Ordering::Relaxed);
+        drop(pool);
+        self.collected.without_tables = self.unwinder.without_tables;
         self.collected
     }
 }
 
-fn drain_ring(ring: &Ring, thread: u32, table: Option<&ReadableRanges>, collected: &mut Collected) {
-    collected.dropped_periods += ring.dropped_periods.swap(0, Ordering::Relaxed);
-    ring.drain(|record| {
-        let depth = (record.depth as usize).clamp(1, record.frames.len());
-        let mut frames: Vec<u64> = record.frames[..depth].to_vec();
-        // A leaf without its own frame record (frameless code such as libc or
-        // the vDSO, or a prologue/epilogue) leaves its caller's return
-        // address at the stack pointer; the frame chain would skip it.
-        let caller = record.sp_word;
-        if caller != 0
-            && frames.get(1) != Some(&caller)
-            && table.is_some_and(|t| t.is_return_address(caller))
-        {
-            frames.insert(1, caller);
-            frames.truncate(ring::MAX_DEPTH);
-        }
-        let key = StackKey {
-            frames: frames.into(),
-            thread,
-            flags: record.flags,
+/// One sample: unwound from its copied stack and counted under its stack.
+fn record(
+    header: &Header,
+    stack: &[u8],
+    thread: u32,
+    unwinder: &mut StackUnwinder,
+    frames: &mut Vec<u64>,
+    collected: &mut Collected,
+) {
+    let mut flags = 0;
+    if stack.is_empty() {
+        // Nothing of the stack could be read: the PC alone.
+        frames.clear();
+        frames.push(header.regs.pc);
+        flags |= FLAG_NO_STACK;
+    } else {
+        let copy = CopiedStack {
+            start: header.regs.sp,
+            bytes: stack,
         };
-        let entry = collected.stacks.entry(key).or_insert((0, 0));
-        entry.0 += 1;
-        entry.1 += u64::from(record.periods);
-        collected.samples += 1;
-        collected.periods += u64::from(record.periods);
-        if record.flags & FLAG_TRUNCATED != 0 {
-            collected.truncated += 1;
+        match unwinder.unwind(header.regs, copy, MAX_DEPTH, frames) {
+            Ending::Complete => {}
+            Ending::Truncated => flags |= FLAG_TRUNCATED,
+            Ending::Lost => collected.incomplete += 1,
         }
-        if record.flags & FLAG_NO_STACK != 0 {
-            collected.unwalked += 1;
-        }
-    });
+    }
+    let key = StackKey {
+        frames: frames.as_slice().into(),
+        thread,
+        flags,
+    };
+    let periods = u64::from(header.periods);
+    let entry = collected.stacks.entry(key).or_insert((0, 0));
+    entry.0 += 1;
+    entry.1 += periods;
+    collected.samples += 1;
+    collected.periods += periods;
+    if flags & FLAG_TRUNCATED != 0 {
+        collected.truncated += 1;
+    }
+    if flags & FLAG_NO_STACK != 0 {
+        collected.unwalked += 1;
+    }
 }

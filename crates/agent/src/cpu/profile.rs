@@ -16,6 +16,11 @@ use crate::symbolize::Symbolizer;
 /// was in memory the sampler did not know yet): only their leaf is known.
 pub const UNWALKED_STACK_FRAME: &str = "[firewatch: stack not walked]";
 
+/// Frame of the process CPU time in the window that no sample stands for
+/// (see [`CpuCapture::unsampled_ns`]), so the profile's total is the
+/// process's CPU time, without inflating any stack.
+pub const UNSAMPLED_FRAME: &str = "[firewatch: unsampled]";
+
 impl CpuCapture {
     /// The pprof profile of this capture: `samples/count` and
     /// `cpu/nanoseconds` per stack and thread, mappings with build IDs,
@@ -45,17 +50,51 @@ impl CpuCapture {
                 self.dropped_ns as f64 / 1e9
             ));
         }
+        let share = |n: u64| 100.0 * n as f64 / self.samples.max(1) as f64;
+        spec.comments.push(format!(
+            "firewatch: unwinding: .eh_frame CFI on a copy of up to {} KiB of each sampled stack, \
+             frame pointers where no table covers the code; {:.2}% of samples truncated",
+            super::pool::WINDOW / 1024,
+            share(self.truncated)
+        ));
         if self.truncated > 0 {
             spec.comments.push(format!(
-                "firewatch: {} samples had stacks deeper than {} frames; shown under {TRUNCATED_STACK_FRAME}",
+                "firewatch: {} samples had stacks deeper than {} frames or than the copied {} KiB; shown under {TRUNCATED_STACK_FRAME}",
                 self.truncated,
-                super::ring::MAX_DEPTH
+                super::MAX_DEPTH,
+                super::pool::WINDOW / 1024
+            ));
+        }
+        if self.incomplete > 0 {
+            spec.comments.push(format!(
+                "firewatch: {} samples ({:.2}%) stop before the outermost frame (no unwind rule found the caller)",
+                self.incomplete,
+                share(self.incomplete)
+            ));
+        }
+        if self.without_tables > 0 {
+            spec.comments.push(format!(
+                "firewatch: {} executable mappings have no readable unwind table; their frames rely on frame pointers",
+                self.without_tables
+            ));
+        }
+        if self.stale > 0 {
+            spec.comments.push(format!(
+                "firewatch: {} signals from timers of exited threads were discarded",
+                self.stale
             ));
         }
         if self.unwalked > 0 {
             spec.comments.push(format!(
-                "firewatch: {} samples kept only their leaf frame; shown under {UNWALKED_STACK_FRAME}",
+                "firewatch: {} samples kept only their leaf frame (stack not readable); shown under {UNWALKED_STACK_FRAME}",
                 self.unwalked
+            ));
+        }
+        if self.unsampled_ns > 0 {
+            spec.comments.push(format!(
+                "firewatch: {:.3}s of the process's CPU time in this window is in no sample \
+                 (threads' last period before exiting, threads younger than the 20 ms scan); shown as {UNSAMPLED_FRAME}",
+                self.unsampled_ns as f64 / 1e9
             ));
         }
         if self.previous_handler {
@@ -80,6 +119,12 @@ impl CpuCapture {
                 raw
             })
             .collect();
+        if self.unsampled_ns > 0 {
+            samples.push(RawSample::synthetic(
+                UNSAMPLED_FRAME,
+                vec![0, self.unsampled_ns as i64],
+            ));
+        }
         if self.dropped_ns > 0 {
             let periods = (self.dropped_ns / self.period_ns.max(1)) as i64;
             samples.push(RawSample::synthetic(
@@ -91,7 +136,7 @@ impl CpuCapture {
             log::warn!("firewatch: cannot read /proc/self/maps ({e}); the profile has no mappings");
             Vec::new()
         });
-        let mut symbolizer = Symbolizer::new();
+        let mut symbolizer = Symbolizer::shared(&mappings);
         build_profile(&samples, &spec, &mappings, &mut symbolizer)
     }
 

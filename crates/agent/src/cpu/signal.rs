@@ -1,35 +1,50 @@
 //! The SIGPROF handler and everything it may touch.
 //!
-//! Rules (the bugs competitors shipped, see prior-art/cpu.md §6): the handler
-//! allocates nothing, takes no lock, makes no system call; it reads its
-//! thread's ring from the timer's `si_value` (no TLS, no `gettid`), walks
-//! frame pointers inside known-readable memory, and counts what it drops. It
-//! is installed once and never uninstalled: a pending SIGPROF meeting the
-//! default action would kill the process. Signals that are not from our
-//! timers go to the handler that was installed before ours, if any.
+//! Rules (the bugs other profilers shipped): the handler allocates nothing,
+//! takes no lock and dereferences no pointer it did not create. It takes
+//! the thread's identity from the timer's `si_value` (no TLS, no `gettid`),
+//! copies the interrupted registers, and leaves a copy of the stack in the
+//! pool ([`super::pool`]) made by one system call that fails instead of
+//! faulting; unwinding happens later, on the sampler thread. It counts what
+//! it drops. It is installed once and never uninstalled: a pending SIGPROF
+//! meeting the default action would kill the process. Signals that are not
+//! from our timers go to the handler that was installed before ours, if any.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::ring::Ring;
-use super::walk::{walk, ReadableRanges, Registers};
+use super::pool::{Header, Pool};
+use crate::unwind::Registers;
 
-/// Upper half of our timers' `si_value`; the lower half is the slot index.
-pub const MAGIC: u64 = 0xF1AE_u64 << 32;
+/// Top 16 bits of our timers' `si_value`; then a 16-bit generation and the
+/// 32-bit thread slot (see [`timer_value`]).
+const MAGIC: u64 = 0xF1AE_u64 << 48;
+const MAGIC_MASK: u64 = 0xFFFF_u64 << 48;
 /// Threads profiled at once.
 pub const MAX_SLOTS: usize = 4096;
 
+/// The `si_value` of the timer of the thread in `slot`, `generation`-th
+/// owner of that slot: a signal queued by a deleted timer (kernels before
+/// 6.13 deliver it) carries an old generation and is recognised as stale.
+pub fn timer_value(slot: usize, generation: u16) -> u64 {
+    MAGIC | u64::from(generation) << 32 | slot as u64
+}
+
 /// Sampling on/off; stray signals after stop find it false.
 pub static ENABLED: AtomicBool = AtomicBool::new(false);
-/// Handlers running now, so the profiler knows when a ring or table can be freed.
+/// Handlers running now, so the profiler knows when the pool can be freed.
 pub static ACTIVE: AtomicUsize = AtomicUsize::new(0);
-/// The readable-memory table the walk checks against.
-pub static READABLE: AtomicPtr<ReadableRanges> = AtomicPtr::new(std::ptr::null_mut());
-/// One ring per profiled thread, indexed by the slot in the timer's `si_value`.
-#[allow(clippy::declare_interior_mutable_const)]
-const EMPTY: AtomicPtr<Ring> = AtomicPtr::new(std::ptr::null_mut());
-pub static SLOTS: [AtomicPtr<Ring>; MAX_SLOTS] = [EMPTY; MAX_SLOTS];
+/// The pool samples go to, while a profile runs.
+///
+/// Freeing it relies on sequential consistency on both sides: the handler
+/// does `ACTIVE += 1` then loads `POOL`; the sampler swaps `POOL` to null,
+/// then waits for `ACTIVE == 0`. All four operations are `SeqCst`, so they
+/// take place in one total order: a handler that still loaded the old pool
+/// incremented `ACTIVE` before the swap, and the sampler's later load of
+/// `ACTIVE` sees it until that handler is done. (With acquire/release alone
+/// this store-buffering pattern lets both sides miss each other.)
+pub static POOL: AtomicPtr<Pool> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The SIGPROF action that was in place before ours (chained to for foreign
 /// signals), or null. Replaced, never freed, if someone displaces our handler
@@ -91,23 +106,29 @@ pub fn install() -> std::io::Result<bool> {
 
 extern "C" fn on_sigprof(signo: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
     // SAFETY: errno is thread-local; saving and restoring it keeps the
-    // interrupted code's errno intact whatever happens below.
+    // interrupted code's errno intact whatever happens below (the stack
+    // copy is a system call).
     let errno = unsafe { *libc::__errno_location() };
     ACTIVE.fetch_add(1, Ordering::SeqCst);
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers; we
     // read the timer fields only when si_code says it is a timer signal.
     let timer = unsafe { (info as *const TimerInfo).as_ref() };
     match timer {
-        Some(t) if t.code == SI_TIMER && t.value & 0xFFFF_FFFF_0000_0000 == MAGIC => {
-            let slot = (t.value & 0xFFFF_FFFF) as usize;
-            if ENABLED.load(Ordering::Acquire) && slot < MAX_SLOTS {
-                let ring = SLOTS[slot].load(Ordering::Acquire);
-                // SAFETY: a non-null slot points to a live ring; rings are
-                // freed only after being unpublished and ACTIVE drops to 0.
-                if let Some(ring) = unsafe { ring.as_ref() } {
-                    // SAFETY: as above for the table; context is the
-                    // kernel's ucontext for this signal.
-                    unsafe { record(ring, t.overrun, context) };
+        Some(t) if t.code == SI_TIMER && t.value & MAGIC_MASK == MAGIC => {
+            if ENABLED.load(Ordering::Acquire) {
+                let pool = POOL.load(Ordering::SeqCst);
+                // SAFETY: a non-null pool is alive: it is freed only after
+                // being unpublished and ACTIVE drops to 0 (see POOL).
+                if let Some(pool) = unsafe { pool.as_ref() } {
+                    pool.record(Header {
+                        thread: (t.value & 0xFFFF_FFFF) as u32,
+                        generation: ((t.value >> 32) & 0xFFFF) as u32,
+                        periods: 1 + t.overrun.max(0) as u32,
+                        copied: 0,
+                        // SAFETY: context is the kernel's ucontext_t for
+                        // this signal.
+                        regs: unsafe { registers(context) },
+                    });
                 }
             }
         }
@@ -119,30 +140,6 @@ extern "C" fn on_sigprof(signo: libc::c_int, info: *mut libc::siginfo_t, context
     unsafe { *libc::__errno_location() = errno };
 }
 
-/// # Safety
-/// Called from the handler with a live ring and the signal's ucontext.
-#[inline]
-unsafe fn record(ring: &Ring, overrun: i32, context: *mut c_void) {
-    let periods = 1 + overrun.max(0) as u32;
-    // SAFETY: this thread's handler is the ring's only producer, and SIGPROF
-    // is blocked while it runs, so it cannot re-enter.
-    let Some(slot) = (unsafe { ring.reserve() }) else {
-        ring.dropped_periods
-            .fetch_add(u64::from(periods), Ordering::Relaxed);
-        return;
-    };
-    // SAFETY: reserve handed us exclusive access to this record.
-    let record = unsafe { &mut *slot };
-    record.periods = periods;
-    // SAFETY: context is the ucontext_t the kernel built for this signal.
-    let regs = unsafe { registers(context) };
-    // SAFETY: tables are retired only when no handler runs.
-    let table = unsafe { READABLE.load(Ordering::Acquire).as_ref() };
-    // SAFETY: the table describes mapped memory (see walk's contract).
-    unsafe { walk(regs, table, record) };
-    ring.publish();
-}
-
 #[cfg(target_arch = "x86_64")]
 unsafe fn registers(context: *mut c_void) -> Registers {
     // SAFETY: the caller passes the kernel's ucontext_t.
@@ -151,7 +148,7 @@ unsafe fn registers(context: *mut c_void) -> Registers {
         pc: gregs[libc::REG_RIP as usize] as u64,
         fp: gregs[libc::REG_RBP as usize] as u64,
         sp: gregs[libc::REG_RSP as usize] as u64,
-        lr: None,
+        lr: 0,
     }
 }
 
@@ -163,7 +160,7 @@ unsafe fn registers(context: *mut c_void) -> Registers {
         pc: m.pc,
         fp: m.regs[29],
         sp: m.sp,
-        lr: Some(m.regs[30]),
+        lr: m.regs[30],
     }
 }
 
@@ -192,7 +189,8 @@ unsafe fn forward(signo: libc::c_int, info: *mut libc::siginfo_t, context: *mut 
     }
 }
 
-/// Waits until no handler is running, so memory they could see can be freed.
+/// Waits until no handler is running, so memory they could see can be
+/// freed (see [`POOL`] for why this load is `SeqCst`).
 pub fn wait_for_handlers() {
     let mut spins = 0u32;
     while ACTIVE.load(Ordering::SeqCst) != 0 {

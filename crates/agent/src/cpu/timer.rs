@@ -6,8 +6,6 @@
 
 use std::io;
 
-use super::signal::MAGIC;
-
 pub struct ThreadTimer {
     id: libc::timer_t,
 }
@@ -23,15 +21,16 @@ fn thread_cpu_clock(tid: libc::pid_t) -> libc::clockid_t {
 
 impl ThreadTimer {
     /// A timer on thread `tid`'s CPU clock that sends SIGPROF, carrying
-    /// `slot`, to that thread every `period_ns` of its CPU time.
-    pub fn start(tid: libc::pid_t, slot: usize, period_ns: u64) -> io::Result<ThreadTimer> {
+    /// `value` (see `signal::timer_value`), to that thread every
+    /// `period_ns` of its CPU time.
+    pub fn start(tid: libc::pid_t, value: u64, period_ns: u64) -> io::Result<ThreadTimer> {
         // SAFETY: a zeroed sigevent with the fields SIGEV_THREAD_ID needs.
         let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
         event.sigev_notify = libc::SIGEV_THREAD_ID;
         event.sigev_signo = libc::SIGPROF;
         event.sigev_notify_thread_id = tid;
         event.sigev_value = libc::sigval {
-            sival_ptr: (MAGIC | slot as u64) as usize as *mut libc::c_void,
+            sival_ptr: value as usize as *mut libc::c_void,
         };
         let mut id: libc::timer_t = std::ptr::null_mut();
         // SAFETY: valid clock id, event and out-pointer.

@@ -88,6 +88,8 @@ pub fn snapshot() -> Result<Profile> {
 
 /// [`snapshot`] with extra comments (the agent adds the trigger).
 pub fn snapshot_with_comments(extra: &[String]) -> Result<Profile> {
+    // Allocations sampled from now on unwind with the modules' tables.
+    crate::unwind::in_place::prepare();
     let stats = alloc::stats();
     if !stats.active {
         return Err(Error::Skipped(
@@ -136,6 +138,15 @@ fn describe(stats: &AllocatorStats) -> Vec<String> {
         out.push(format!(
             "samples not recorded: {} (region full), {} (large-block table full), {} (stack table full)",
             d.no_slot, d.no_large_entry, d.no_bucket
+        ));
+    }
+    let fp = stats.frame_pointer_walks;
+    if fp.total() > 0 {
+        out.push(format!(
+            "stacks walked with frame pointers only (incomplete without them): {} sampled \
+             allocations before unwind tables were ready (before Agent::start or the first \
+             snapshot), {} on a stack with under 64 KiB left, {} with every unwind cache busy",
+            fp.not_prepared, fp.small_stack, fp.busy
         ));
     }
     if alloc::region_unavailable() {
