@@ -97,6 +97,15 @@ fn run(binary: &Path, build: &str) -> Figures {
         }
     }
     assert!(worker >= 100, "{build}: {worker} worker samples");
+    let comments: Vec<&str> = cpu.comment.iter().map(|&c| cpu.string(c)).collect();
+    assert!(
+        comments.iter().any(|c| c.contains("unwinding: .eh_frame")),
+        "{build}: {comments:#?}"
+    );
+    assert!(
+        !comments.iter().any(|c| c.contains("self-check failed")),
+        "{build}: {comments:#?}"
+    );
 
     if common::go_available() {
         let top = Command::new("go")

@@ -160,6 +160,8 @@ impl Agent {
         // Unwind tables for the sampling allocator's stack captures, before
         // the service gets going (a few milliseconds).
         crate::unwind::in_place::prepare();
+        // Says in the log, once, if stacks in this build will be short.
+        crate::unwind::self_check::result();
         let signalled = Arc::new(AtomicBool::new(false));
         if let Some(signal) = config.signal {
             // The handler only sets the flag; it stays installed for the life

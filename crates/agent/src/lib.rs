@@ -57,6 +57,9 @@ pub mod symbolize;
 pub mod trigger;
 mod unwind;
 
+#[doc(hidden)]
+pub mod testing;
+
 pub use agent::{Agent, AgentBuilder};
 pub use alloc::SamplingAllocator;
 pub use config::Config;

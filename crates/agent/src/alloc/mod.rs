@@ -44,6 +44,9 @@ use countdown::Event;
 
 use crate::unwind::in_place::{self, Fallback};
 
+/// The calling thread's stack, `[bottom, top)` (not cached; not for the allocation path).
+pub(crate) use stack::query_stack_bounds as own_stack_bounds;
+
 /// The default mean number of bytes between samples, as Go and jemalloc.
 pub const DEFAULT_SAMPLE_INTERVAL: usize = 512 * 1024;
 
@@ -143,7 +146,7 @@ pub struct FramePointerWalks {
     pub not_prepared: u64,
     /// Less than 64 KiB of stack was left for the walk.
     pub small_stack: u64,
-    /// More walks at once than prepared caches.
+    /// More walks at once than prepared caches (or the unwinder failed).
     pub busy: u64,
 }
 
@@ -268,7 +271,7 @@ fn bucket_for(size: usize, interval: usize) -> Option<u32> {
                 let counter = match reason {
                     Fallback::NotPrepared => &FP_NOT_PREPARED,
                     Fallback::SmallStack => &FP_SMALL_STACK,
-                    Fallback::Busy => &FP_BUSY,
+                    Fallback::Busy | Fallback::Broken => &FP_BUSY,
                 };
                 counter.fetch_add(1, Relaxed);
                 stack::capture(bounds, &mut frames)

@@ -84,7 +84,7 @@ pub fn stack_bounds(thread: &ThreadCountdown) -> Option<(usize, usize)> {
 }
 
 #[cfg(target_os = "linux")]
-fn query_stack_bounds() -> Option<(usize, usize)> {
+pub(crate) fn query_stack_bounds() -> Option<(usize, usize)> {
     // SAFETY: `attr` is initialised by pthread_getattr_np before use and
     // destroyed after; the out-pointers are valid locals. glibc may call
     // malloc here for the main thread (reading /proc/self/maps): that is
@@ -104,6 +104,6 @@ fn query_stack_bounds() -> Option<(usize, usize)> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn query_stack_bounds() -> Option<(usize, usize)> {
+pub(crate) fn query_stack_bounds() -> Option<(usize, usize)> {
     None
 }

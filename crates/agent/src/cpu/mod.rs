@@ -386,17 +386,9 @@ impl Sampler {
             &mut self.frames,
             &mut self.collected,
         );
-        pool.drain(|header, stack| {
-            let owner = owners.get(header.thread as usize).copied();
-            let Some((generation, Some(name))) = owner else {
-                collected.stale += 1;
-                return;
-            };
-            if u32::from(generation) != header.generation {
-                collected.stale += 1;
-                return;
-            }
-            record(header, stack, name, unwinder, frames, collected);
+        pool.drain(|header, stack| match owner_of(owners, header) {
+            Some(name) => record(header, stack, name, unwinder, frames, collected),
+            None => collected.stale += 1,
         });
     }
 
@@ -419,6 +411,17 @@ impl Sampler {
         drop(pool);
         self.collected.without_tables = self.unwinder.without_tables;
         self.collected
+    }
+}
+
+/// The thread (its name's index) a sample belongs to, or `None` for a
+/// stale signal: one whose timer was deleted after it was queued (kernels
+/// before 6.13 still deliver it), so its slot is free or has a new owner
+/// with a new generation.
+fn owner_of(owners: &[(u16, Option<u32>)], header: &Header) -> Option<u32> {
+    match owners.get(header.thread as usize)? {
+        &(generation, Some(name)) if u32::from(generation) == header.generation => Some(name),
+        _ => None,
     }
 }
 
@@ -464,5 +467,37 @@ fn record(
     }
     if flags & FLAG_NO_STACK != 0 {
         collected.unwalked += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_from_a_deleted_timer_is_not_given_to_the_slots_next_owner() {
+        let mut owners = vec![(0u16, None); 8];
+        let header = |thread, generation| Header {
+            thread,
+            generation,
+            ..Header::default()
+        };
+        // Slot 3: first owner (generation 1, name 7) exits; a second thread
+        // (generation 2, name 9) takes the slot.
+        owners[3] = (1, Some(7));
+        assert_eq!(owner_of(&owners, &header(3, 1)), Some(7));
+        owners[3] = (1, None);
+        assert_eq!(owner_of(&owners, &header(3, 1)), None, "free slot");
+        owners[3] = (2, Some(9));
+        assert_eq!(
+            owner_of(&owners, &header(3, 1)),
+            None,
+            "late signal of the first owner"
+        );
+        assert_eq!(owner_of(&owners, &header(3, 2)), Some(9));
+        assert_eq!(owner_of(&owners, &header(99, 2)), None, "slot out of range");
+        // The generation travels in si_value next to the slot.
+        let value = signal::timer_value(3, 2);
+        assert_eq!((value & 0xFFFF_FFFF, (value >> 32) & 0xFFFF), (3, 2));
     }
 }

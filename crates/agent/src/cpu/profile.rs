@@ -57,6 +57,9 @@ impl CpuCapture {
             super::pool::WINDOW / 1024,
             share(self.truncated)
         ));
+        if let Some(comment) = crate::unwind::self_check::result().comment() {
+            spec.comments.push(comment);
+        }
         if self.truncated > 0 {
             spec.comments.push(format!(
                 "firewatch: {} samples had stacks deeper than {} frames or than the copied {} KiB; shown under {TRUNCATED_STACK_FRAME}",

@@ -140,6 +140,14 @@ fn describe(stats: &AllocatorStats) -> Vec<String> {
             d.no_slot, d.no_large_entry, d.no_bucket
         ));
     }
+    out.push(
+        "unwinding: .eh_frame CFI in place at each sampled allocation, frame pointers \
+         where no table covers the code"
+            .into(),
+    );
+    if let Some(comment) = crate::unwind::self_check::result().comment() {
+        out.push(comment);
+    }
     let fp = stats.frame_pointer_walks;
     if fp.total() > 0 {
         out.push(format!(

@@ -90,6 +90,17 @@ pub(crate) enum Fallback {
     SmallStack,
     /// Every cache was in use.
     Busy,
+    /// The unwinder panicked (see [`capture`]).
+    Broken,
+}
+
+/// Gives a claimed cache back, also when the walk panics.
+struct Claimed(&'static CacheSlot);
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        self.0.busy.store(false, Ordering::Release);
+    }
 }
 
 /// Builds and publishes the unwind tables if none are published yet or
@@ -167,13 +178,21 @@ pub(crate) fn capture(
     (bottom, top): (usize, usize),
     frames: &mut [u64],
 ) -> Result<usize, Fallback> {
-    let (pc, sp, fp) = registers_here();
+    let (pc, sp, fp) = super::registers_here();
     let sp = sp as usize;
     if sp < bottom.saturating_add(MIN_FREE_STACK) || sp >= top {
         return Err(Fallback::SmallStack);
     }
     WALKERS.fetch_add(1, Ordering::SeqCst);
-    let result = walk(pc, sp as u64, fp, top as u64, frames);
+    // framehop's address arithmetic panics on overflow in builds with
+    // overflow checks (a garbage frame pointer near 0 or the top of the
+    // address space); a panic must not leave `GlobalAlloc::alloc`. (With
+    // `panic = "abort"` and overflow checks together, it would abort: a
+    // combination of debug settings only.)
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        walk(pc, sp as u64, fp, top as u64, frames)
+    }))
+    .unwrap_or(Err(Fallback::Broken));
     WALKERS.fetch_sub(1, Ordering::SeqCst);
     result
 }
@@ -191,6 +210,7 @@ fn walk(pc: u64, sp: u64, fp: u64, top: u64, frames: &mut [u64]) -> Result<usize
     }) else {
         return Err(Fallback::Busy);
     };
+    let claimed = Claimed(slot);
     // SAFETY: we hold the slot's busy flag, so the cache is ours alone; it
     // is never freed.
     let cache = unsafe { &mut *slot.cache.load(Ordering::Acquire) };
@@ -248,31 +268,9 @@ fn walk(pc: u64, sp: u64, fp: u64, top: u64, frames: &mut [u64]) -> Result<usize
         frames[depth] = addr;
         depth += 1;
     }
-    slot.busy.store(false, Ordering::Release);
+    drop(claimed);
     if unknown {
         UNKNOWN_CODE.fetch_add(1, Ordering::Relaxed);
     }
     Ok(depth)
-}
-
-/// The program counter, stack pointer and frame pointer at this point of
-/// the caller (inlined into it).
-#[inline(always)]
-fn registers_here() -> (u64, u64, u64) {
-    let (pc, sp, fp): (u64, u64, u64);
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: reads registers and the address of the next instruction.
-    unsafe {
-        std::arch::asm!("lea {pc}, [rip]", "mov {sp}, rsp", "mov {fp}, rbp",
-            pc = out(reg) pc, sp = out(reg) sp, fp = out(reg) fp,
-            options(nomem, nostack, preserves_flags));
-    }
-    #[cfg(target_arch = "aarch64")]
-    // SAFETY: reads registers and the address of this instruction.
-    unsafe {
-        std::arch::asm!("adr {pc}, .", "mov {sp}, sp", "mov {fp}, x29",
-            pc = out(reg) pc, sp = out(reg) sp, fp = out(reg) fp,
-            options(nomem, nostack, preserves_flags));
-    }
-    (pc, sp, fp)
 }

@@ -19,6 +19,7 @@
 pub(crate) mod in_place;
 pub(crate) mod memory;
 mod modules;
+pub(crate) mod self_check;
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -137,6 +138,26 @@ impl StackUnwinder {
         if !self.knows(regs.pc) && self.reloaded.elapsed() >= RELOAD_AT_MOST_EVERY {
             self.load();
         }
+        // framehop's address arithmetic panics on overflow in builds with
+        // overflow checks, for garbage register values: a lost stack, not a
+        // dead profiler thread.
+        let walked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.walk(regs, stack, max, out)
+        }));
+        walked.unwrap_or_else(|_| {
+            out.clear();
+            out.push(regs.pc);
+            Ending::Lost
+        })
+    }
+
+    fn walk(
+        &mut self,
+        regs: Registers,
+        stack: CopiedStack<'_>,
+        max: usize,
+        out: &mut Vec<u64>,
+    ) -> Ending {
         out.clear();
         let mut read = |addr: u64| stack.read(addr);
         #[cfg(target_arch = "x86_64")]
@@ -186,6 +207,28 @@ impl StackUnwinder {
     }
 }
 
+/// The program counter, stack pointer and frame pointer at this point of
+/// the caller (inlined into it).
+#[inline(always)]
+pub(crate) fn registers_here() -> (u64, u64, u64) {
+    let (pc, sp, fp): (u64, u64, u64);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads registers and the address of the next instruction.
+    unsafe {
+        std::arch::asm!("lea {pc}, [rip]", "mov {sp}, rsp", "mov {fp}, rbp",
+            pc = out(reg) pc, sp = out(reg) sp, fp = out(reg) fp,
+            options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: reads registers and the address of this instruction.
+    unsafe {
+        std::arch::asm!("adr {pc}, .", "mov {sp}, sp", "mov {fp}, x29",
+            pc = out(reg) pc, sp = out(reg) sp, fp = out(reg) fp,
+            options(nomem, nostack, preserves_flags));
+    }
+    (pc, sp, fp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,19 +238,7 @@ mod tests {
     /// stack at that moment, as the signal handler would take it.
     #[inline(never)]
     fn snapshot_here(window: usize) -> (Registers, Vec<u8>) {
-        let (pc, sp, fp): (u64, u64, u64);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: reads registers and the address of a local label.
-        unsafe {
-            std::arch::asm!("lea {pc}, [rip]", "mov {sp}, rsp", "mov {fp}, rbp",
-                pc = out(reg) pc, sp = out(reg) sp, fp = out(reg) fp);
-        }
-        #[cfg(target_arch = "aarch64")]
-        // SAFETY: reads registers and the address of the next instruction.
-        unsafe {
-            std::arch::asm!("adr {pc}, .", "mov {sp}, sp", "mov {fp}, x29",
-                pc = out(reg) pc, sp = out(reg) sp, fp = out(reg) fp);
-        }
+        let (pc, sp, fp) = registers_here();
         let mut copy = vec![0u8; window];
         memory::remember_pid();
         let n = memory::copy(sp, &mut copy);
@@ -287,19 +318,20 @@ mod tests {
         let mut unwinder = StackUnwinder::new();
         let mut out = Vec::new();
         let copy = [0xAAu8; 256];
-        for (pc, sp, fp) in [
-            (0, 0, 0),
-            (1, u64::MAX - 7, u64::MAX),
-            (0xdead_beef, 0x1000, 0x1008),
-            (
-                unwinds_a_copied_stack_through_a_known_chain as *const () as u64,
-                0x1000,
-                0x1010,
-            ),
+        let top = u64::MAX - 255;
+        let known = unwinds_a_copied_stack_through_a_known_chain as *const () as u64;
+        for (pc, sp, fp, start) in [
+            (0, 0, 0, 0x1000),
+            (1, u64::MAX - 7, u64::MAX, 0x1000),
+            (0xdead_beef, 0x1000, 0x1008, 0x1000),
+            (known, 0x1000, 0x1010, 0x1000),
+            // A frame record at the top of the address space: the next
+            // frame's address overflows: the walk ends.
+            (0xdead_beef, top, u64::MAX - 15, top),
         ] {
             let regs = Registers { pc, sp, fp, lr: 0 };
             let stack = CopiedStack {
-                start: 0x1000,
+                start,
                 bytes: &copy,
             };
             unwinder.unwind(regs, stack, 128, &mut out);

@@ -1,0 +1,68 @@
+//! Hooks for the project's benchmarks and tests: not part of the API.
+//!
+//! They expose the unwinding steps one at a time, so `benches/unwind.rs`
+//! can time each on a stack of known depth.
+
+use crate::unwind::{memory, registers_here, CopiedStack, Registers, StackUnwinder};
+
+/// Registers and a copy of the stack, as the CPU sampler's signal handler
+/// takes them.
+#[derive(Default)]
+pub struct StackSample {
+    regs: Registers,
+    copy: Vec<u8>,
+}
+
+impl StackSample {
+    /// Bytes of stack copied.
+    pub fn copied(&self) -> usize {
+        self.copy.len()
+    }
+
+    /// Registers here and a copy of up to `window` bytes of this thread's
+    /// stack (one `process_vm_readv`, as in the signal handler; the buffer
+    /// is reused).
+    #[inline(never)]
+    pub fn capture_here(&mut self, window: usize) {
+        let (pc, sp, fp) = registers_here();
+        memory::remember_pid();
+        self.copy.resize(window, 0);
+        let n = memory::copy(sp, &mut self.copy);
+        self.copy.truncate(n);
+        self.regs = Registers { pc, sp, fp, lr: 0 };
+    }
+}
+
+/// The sampler thread's unwinder.
+pub struct Unwinder(StackUnwinder);
+
+impl Default for Unwinder {
+    fn default() -> Self {
+        Unwinder(StackUnwinder::new())
+    }
+}
+
+impl Unwinder {
+    /// Unwinds `sample` (at most 128 frames); the number of frames.
+    pub fn unwind(&mut self, sample: &StackSample, frames: &mut Vec<u64>) -> usize {
+        let stack = CopiedStack {
+            start: sample.regs.sp,
+            bytes: &sample.copy,
+        };
+        self.0.unwind(sample.regs, stack, 128, frames);
+        frames.len()
+    }
+}
+
+/// The sampling allocator's walk of the current stack (tables prepared
+/// first); `None` when it fell back.
+#[inline(never)]
+pub fn unwind_in_place_here(frames: &mut [u64]) -> Option<usize> {
+    let bounds = crate::alloc::own_stack_bounds()?;
+    crate::unwind::in_place::capture(bounds, frames).ok()
+}
+
+/// Prepares the allocator's unwind tables (as `Agent::start` does).
+pub fn prepare_in_place() {
+    crate::unwind::in_place::prepare();
+}
