@@ -5,7 +5,9 @@
 //! CPU time a profile accounts for is compared with what `getrusage(RUSAGE_SELF)`
 //! (user + system) says the process used over the same window:
 //!
-//! - firewatch: `CpuCapture::cpu_ns` (samples weighted by 1 + timer overruns);
+//! - firewatch: `CpuCapture::cpu_ns` (samples weighted by 1 + timer overruns;
+//!   the CPU no sample stands for, which the profile shows as its own
+//!   `[firewatch: unsampled]` frame, is reported beside it, not added);
 //! - pprof-rs: Σ sample counts × 1e9 / hz, which is what pprof-rs writes as
 //!   `cpu/nanoseconds`.
 //!
@@ -42,7 +44,7 @@ use firewatch_agent::cpu::CpuProfiler;
 
 const DEFAULT_HZ: [u32; 3] = [99, 250, 1000];
 const DEFAULT_THREADS: [usize; 4] = [1, 2, 4, 8];
-const TARGET: (f64, f64) = (0.95, 1.05);
+const TARGET: (f64, f64) = (0.97, 1.03);
 
 /// What one profiled cell measured.
 #[derive(Default, Clone)]
@@ -52,6 +54,7 @@ struct Measured {
     samples: u64,
     /// firewatch only.
     dropped_ns: u64,
+    unsampled_ns: u64,
     truncated: u64,
     unwalked: u64,
     threads_seen: usize,
@@ -145,6 +148,7 @@ fn firewatch_cell(
         profiled_ns: capture.cpu_ns,
         samples: capture.samples,
         dropped_ns: capture.dropped_ns,
+        unsampled_ns: capture.unsampled_ns,
         truncated: capture.truncated,
         unwalked: capture.unwalked,
         threads_seen: capture.threads_seen,
@@ -255,15 +259,16 @@ fn main() -> Result<(), BoxError> {
     }
 
     println!("\nDetails (CPU seconds by getrusage over each window; firewatch diagnostics):\n");
-    println!("| hz | threads | fw rusage s | fw profiled s | fw dropped ms | fw truncated | fw unwalked | fw threads seen | fw samples/s/CPU-s | pprof rusage s | pprof profiled s | pprof samples/CPU-s |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| hz | threads | fw rusage s | fw profiled s | fw dropped ms | fw unsampled ms | fw truncated | fw unwalked | fw threads seen | fw samples/s/CPU-s | pprof rusage s | pprof profiled s | pprof samples/CPU-s |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (i, &(hz, threads)) in cells.iter().enumerate() {
         let (f, p) = (&firewatch[i], &pprof[i]);
         println!(
-            "| {hz} | {threads} | {:.3} | {:.3} | {:.1} | {} | {} | {} | {:.1} | {:.3} | {:.3} | {:.1} |",
+            "| {hz} | {threads} | {:.3} | {:.3} | {:.1} | {:.1} | {} | {} | {} | {:.1} | {:.3} | {:.3} | {:.1} |",
             f.rusage_ns as f64 / 1e9,
             f.profiled_ns as f64 / 1e9,
             f.dropped_ns as f64 / 1e6,
+            f.unsampled_ns as f64 / 1e6,
             f.truncated,
             f.unwalked,
             f.threads_seen,

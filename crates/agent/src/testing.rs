@@ -55,10 +55,15 @@ impl Unwinder {
 }
 
 /// The sampling allocator's walk of the current stack (tables prepared
-/// first); `None` when it fell back.
+/// first); `None` when it fell back. The stack's bounds are looked up once
+/// per thread, as the allocator does (`pthread_getattr_np` reads
+/// `/proc/self/maps` for the main thread: ~20 µs).
 #[inline(never)]
 pub fn unwind_in_place_here(frames: &mut [u64]) -> Option<usize> {
-    let bounds = crate::alloc::own_stack_bounds()?;
+    thread_local! {
+        static BOUNDS: Option<(usize, usize)> = crate::alloc::own_stack_bounds();
+    }
+    let bounds = BOUNDS.with(|b| *b)?;
     crate::unwind::in_place::capture(bounds, frames).ok()
 }
 
