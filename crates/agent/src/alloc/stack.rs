@@ -39,7 +39,7 @@ pub fn capture((bottom, top): (usize, usize), frames: &mut [u64; MAX_FRAMES]) ->
             break;
         }
         if skipped {
-            frames[depth] = ret as u64;
+            frames[depth] = code_address(ret as u64);
             depth += 1;
         }
         skipped = true;
@@ -49,6 +49,22 @@ pub fn capture((bottom, top): (usize, usize), frames: &mut [u64; MAX_FRAMES]) ->
         fp = next;
     }
     depth
+}
+
+/// A saved return address without its pointer-authentication code: on
+/// aarch64, code built with `-mbranch-protection=pac-ret` (C libraries of
+/// some distributions) signs the return address it saves in its frame
+/// record, on CPUs with pointer authentication.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn code_address(ret: u64) -> u64 {
+    ret & crate::unwind::ADDRESS_MASK
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+#[inline(always)]
+fn code_address(ret: u64) -> u64 {
+    ret
 }
 
 #[inline(always)]

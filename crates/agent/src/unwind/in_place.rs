@@ -236,7 +236,7 @@ fn walk(pc: u64, sp: u64, fp: u64, top: u64, frames: &mut [u64]) -> Result<usize
     );
     #[cfg(target_arch = "aarch64")]
     let (mut iter, strip) = {
-        let mask = framehop::aarch64::PtrAuthMask(0x0000_ffff_ffff_ffff);
+        let mask = framehop::aarch64::PtrAuthMask(super::ADDRESS_MASK);
         (
             published.unwinder.iter_frames(
                 pc,

@@ -37,6 +37,13 @@ type NativeUnwinder = framehop::aarch64::UnwinderAarch64<Bytes, MayAllocateDurin
 #[cfg(target_arch = "aarch64")]
 type NativeCache = framehop::aarch64::CacheAarch64<MayAllocateDuringUnwind>;
 
+/// The address bits of a code pointer on aarch64 Linux: user addresses have
+/// at most 48 bits, and the bits above may hold a pointer-authentication
+/// code (return addresses saved by code built with
+/// `-mbranch-protection=pac-ret`). Every unwinder strips it.
+#[cfg(target_arch = "aarch64")]
+pub(crate) const ADDRESS_MASK: u64 = 0x0000_ffff_ffff_ffff;
+
 /// The interrupted thread's registers that unwinding starts from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Registers {
@@ -172,9 +179,7 @@ impl StackUnwinder {
         );
         #[cfg(target_arch = "aarch64")]
         let (mut frames, strip) = {
-            // User addresses have at most 48 bits here; the rest of a return
-            // address may be a pointer-authentication code.
-            let mask = framehop::aarch64::PtrAuthMask(0x0000_ffff_ffff_ffff);
+            let mask = framehop::aarch64::PtrAuthMask(ADDRESS_MASK);
             (
                 self.unwinder.iter_frames(
                     regs.pc,

@@ -20,6 +20,9 @@ use framehop::{ExplicitModuleSectionInfo, Module};
 use super::memory;
 use crate::process::maps::{parse_maps, Mapping};
 
+#[cfg(any(target_arch = "aarch64", test))]
+mod ra_state;
+
 /// Bytes of one module's table, shared by every unwinder built from it.
 pub(crate) type Bytes = Arc<[u8]>;
 
@@ -165,6 +168,12 @@ fn read_module(base: u64, name: &str) -> Option<LoadedModule> {
     if eh_frame.is_empty() {
         return None;
     }
+    #[cfg(target_arch = "aarch64")]
+    let eh_frame = {
+        let mut eh_frame = eh_frame;
+        ra_state::drop_ra_state_instructions(&mut eh_frame);
+        eh_frame
+    };
     let section_info = ExplicitModuleSectionInfo::<Bytes> {
         base_svma: 0,
         eh_frame_svma: Some(eh_frame_svma..eh_frame_svma + eh_frame.len() as u64),
