@@ -8,8 +8,14 @@
 //! kernel to copy, one page-sized piece at a time, and stops at the first
 //! piece that fails. The call is a plain system call: no allocation, no
 //! lock, usable inside a signal handler (about 1.7 µs a call).
+//!
+//! Where `process_vm_readv` is refused (a seccomp filter answering `EPERM`,
+//! an emulator answering `ENOSYS`), the copy falls back, for good, to
+//! `pread` on `/proc/self/mem`, opened beforehand: also a system call that
+//! fails (`EIO`) instead of faulting (it reads `PROT_NONE` pages, as
+//! debuggers do, where `process_vm_readv` stops: harmless for a copy).
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 pub(crate) const PAGE: usize = 4096;
 
@@ -21,11 +27,52 @@ const MAX_PIECES: usize = 32;
 /// profiling (no timer of ours survives a fork).
 static PID: AtomicI32 = AtomicI32::new(0);
 
-/// Records this process's pid for [`copy`]; call before copies can happen
-/// (and again in a forked child).
+/// `/proc/self/mem` of the process that opened it (-1: not open), for the
+/// fallback. The file stands for the address space it was opened in, so a
+/// forked child opens its own.
+static MEM_FD: AtomicI32 = AtomicI32::new(-1);
+/// `process_vm_readv` was refused: use the fallback from now on.
+static VM_READV_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Records this process's pid (and opens `/proc/self/mem` for the fallback)
+/// for [`copy`]; call before copies can happen, and again in a forked child.
 pub(crate) fn remember_pid() {
     // SAFETY: getpid has no preconditions.
-    PID.store(unsafe { libc::getpid() }, Ordering::SeqCst);
+    let pid = unsafe { libc::getpid() };
+    if PID.swap(pid, Ordering::SeqCst) == pid && MEM_FD.load(Ordering::SeqCst) >= 0 {
+        return;
+    }
+    // SAFETY: a constant NUL-terminated path; the descriptor is ours.
+    let fd = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    // A parent's descriptor inherited over fork reads the parent's memory:
+    // it is replaced (and left open: another thread may be using it).
+    MEM_FD.store(fd, Ordering::SeqCst);
+}
+
+/// For tests: copy through `/proc/self/mem` as if `process_vm_readv` were refused.
+#[cfg(test)]
+pub(crate) fn refuse_vm_readv(refused: bool) {
+    VM_READV_REFUSED.store(refused, Ordering::SeqCst);
+}
+
+/// The fallback: `pread` of `/proc/self/mem`, which copies up to the first
+/// unreadable page and answers `EIO` if that is the first one.
+fn copy_by_pread(addr: u64, out: &mut [u8]) -> usize {
+    let fd = MEM_FD.load(Ordering::Relaxed);
+    let Ok(offset) = libc::off_t::try_from(addr) else {
+        return 0;
+    };
+    if fd < 0 {
+        return 0;
+    }
+    // SAFETY: `out` is ours for the call; the kernel checks the address
+    // range it reads and fails instead of faulting.
+    let n = unsafe { libc::pread(fd, out.as_mut_ptr().cast(), out.len(), offset) };
+    if n < 0 {
+        0
+    } else {
+        n as usize
+    }
 }
 
 /// Copies `[addr, addr + out.len())` into `out` as far as it is readable
@@ -36,6 +83,10 @@ pub(crate) fn copy(addr: u64, out: &mut [u8]) -> usize {
     let pid = PID.load(Ordering::Relaxed);
     if pid == 0 || out.is_empty() {
         return 0;
+    }
+    if VM_READV_REFUSED.load(Ordering::Relaxed) {
+        let len = out.len().min(MAX_PIECES * PAGE);
+        return copy_by_pread(addr, &mut out[..len]);
     }
     let mut remote = [libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -63,11 +114,16 @@ pub(crate) fn copy(addr: u64, out: &mut [u8]) -> usize {
     // remote ranges are only read by the kernel, which checks them and
     // returns an error or a short count instead of faulting.
     let n = unsafe { libc::process_vm_readv(pid, &local, 1, remote.as_ptr(), pieces as _, 0) };
-    if n < 0 {
-        0
-    } else {
-        n as usize
+    if n >= 0 {
+        return n as usize;
     }
+    // SAFETY: errno is thread-local; the signal handler restores it.
+    let errno = unsafe { *libc::__errno_location() };
+    if errno == libc::ENOSYS || errno == libc::EPERM {
+        VM_READV_REFUSED.store(true, Ordering::Relaxed);
+        return copy_by_pread(addr, &mut out[..wanted]);
+    }
+    0
 }
 
 /// [`copy`] without the page limit, for large reads off the signal path
@@ -108,6 +164,14 @@ mod tests {
 
     #[test]
     fn copies_what_is_readable_and_stops_at_the_first_hole() {
+        // Both ways: the system call, then the /proc/self/mem fallback.
+        copy_checks(false);
+        refuse_vm_readv(true);
+        copy_checks(true);
+        refuse_vm_readv(false);
+    }
+
+    fn copy_checks(fallback: bool) {
         remember_pid();
         let base = map(3 * PAGE, libc::PROT_READ | libc::PROT_WRITE);
         // SAFETY: writing our own mapping, then cutting a hole in its middle
@@ -123,9 +187,11 @@ mod tests {
         assert!(out[..100].iter().all(|&b| b == 0xAB));
         // Starting inside the hole: nothing, no fault.
         assert_eq!(copy(base + PAGE as u64 + 8, &mut out), 0);
-        // PROT_NONE is refused too.
+        // PROT_NONE is refused too by process_vm_readv; /proc/self/mem
+        // reads it (its reads ignore protections: the page's zeros), without
+        // a fault either way.
         let none = map(PAGE, libc::PROT_NONE);
-        assert_eq!(copy(none, &mut out[..64]), 0);
+        assert_eq!(copy(none, &mut out[..64]), if fallback { 64 } else { 0 });
         // Unmapped addresses near zero and at the top.
         assert_eq!(copy(16, &mut out[..64]), 0);
         assert_eq!(copy(u64::MAX - 8, &mut out[..64]), 0);
