@@ -82,9 +82,12 @@ struct ExitFold;
 impl Drop for ExitFold {
     fn drop(&mut self) {
         let _ = COUNTDOWN.try_with(|c| {
-            let allocated = c.armed.get() - c.alloc_left.get();
+            // Saturating, here and in the other cold paths: a single request
+            // near isize::MAX bytes (`try_reserve_exact`) must not overflow,
+            // which panics inside `GlobalAlloc` in checked builds (an abort).
+            let allocated = c.armed.get().saturating_sub(c.alloc_left.get());
             ALLOCATED.fetch_add(allocated.max(0) as u64, Relaxed);
-            let freed = c.free_armed.get() - c.free_left.get();
+            let freed = c.free_armed.get().saturating_sub(c.free_left.get());
             FREED.fetch_add(freed.max(0) as u64, Relaxed);
             c.exited.set(true);
             c.alloc_left.set(0);
@@ -120,10 +123,35 @@ pub fn give_back(size: usize) {
     }
 }
 
+/// Takes back what [`take`] counted for an allocation the inner allocator
+/// refused: a failed request (`try_reserve` of a hostile length, say) must
+/// not count as memory in use. `event` says whether `take` led to an event,
+/// which has already folded the request into [`ALLOCATED`].
+#[cold]
+pub fn refund(size: usize, event: bool) {
+    let size = size as i64;
+    if event {
+        ALLOCATED.fetch_sub(size as u64, Relaxed);
+    } else {
+        COUNTDOWN.with(|c| c.alloc_left.set(c.alloc_left.get().saturating_add(size)));
+    }
+}
+
+/// After a `realloc` the inner allocator refused: the new size is refunded,
+/// and the old block, which [`give_back`] counted as freed, is still live.
+#[cold]
+pub fn refund_realloc(old: usize, new: usize, event: bool) {
+    refund(new, event);
+    ALLOCATED.fetch_add(old as u64, Relaxed);
+}
+
 #[cold]
 fn fold_freed() {
     COUNTDOWN.with(|c| {
-        let freed = c.free_armed.get() - c.free_left.get();
+        // Saturating, here and in the other cold paths: a single request
+        // near isize::MAX bytes (`try_reserve_exact`) must not overflow,
+        // which panics inside `GlobalAlloc` in checked builds (an abort).
+        let freed = c.free_armed.get().saturating_sub(c.free_left.get());
         FREED.fetch_add(freed.max(0) as u64, Relaxed);
         let next = if c.exited.get() { 0 } else { FOLD_BYTES };
         c.free_left.set(next);
@@ -147,7 +175,7 @@ pub enum Event {
 #[cold]
 pub fn on_event(interval: usize) -> Event {
     COUNTDOWN.with(|c| {
-        let spent = c.armed.get() - c.alloc_left.get();
+        let spent = c.armed.get().saturating_sub(c.alloc_left.get());
         ALLOCATED.fetch_add(spent.max(0) as u64, Relaxed);
         if c.exited.get() {
             c.alloc_left.set(0);
@@ -157,7 +185,7 @@ pub fn on_event(interval: usize) -> Event {
         if c.rng.get() == 0 {
             first_event(c, interval);
         }
-        let mut sample_left = c.sample_left.get() - spent;
+        let mut sample_left = c.sample_left.get().saturating_sub(spent);
         let mut event = Event::Fold;
         if sample_left < 0 && interval > 0 {
             sample_left = draw(c, interval);
@@ -198,7 +226,7 @@ fn first_event(c: &ThreadCountdown, interval: usize) {
 /// point (tests use it for reproducible runs).
 pub fn reseed(seed: u64, interval: usize) {
     COUNTDOWN.with(|c| {
-        let spent = c.armed.get() - c.alloc_left.get();
+        let spent = c.armed.get().saturating_sub(c.alloc_left.get());
         ALLOCATED.fetch_add(spent.max(0) as u64, Relaxed);
         c.rng.set(splitmix(seed) | 1);
         let left = if interval > 0 {

@@ -325,6 +325,14 @@ impl<A: GlobalAlloc> SamplingAllocator<A> {
                 }
             }
         };
+        // A refused request is not memory in use.
+        let plain = |this: &Self| {
+            let ptr = plain(this);
+            if ptr.is_null() {
+                countdown::refund(layout.size(), true);
+            }
+            ptr
+        };
         if countdown::on_event(self.interval) != Event::Sample {
             return plain(self);
         }
@@ -471,7 +479,11 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SamplingAllocator<A> {
             return unsafe { self.alloc_event(layout, false) };
         }
         // SAFETY: forwarded caller contract.
-        unsafe { self.inner.alloc(layout) }
+        let ptr = unsafe { self.inner.alloc(layout) };
+        if ptr.is_null() {
+            countdown::refund(layout.size(), false);
+        }
+        ptr
     }
 
     #[inline]
@@ -481,7 +493,11 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SamplingAllocator<A> {
             return unsafe { self.alloc_event(layout, true) };
         }
         // SAFETY: forwarded caller contract.
-        unsafe { self.inner.alloc_zeroed(layout) }
+        let ptr = unsafe { self.inner.alloc_zeroed(layout) };
+        if ptr.is_null() {
+            countdown::refund(layout.size(), false);
+        }
+        ptr
     }
 
     #[inline]
@@ -506,11 +522,17 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SamplingAllocator<A> {
         countdown::give_back(layout.size());
         let event = countdown::take(new_size);
         let old = sampled_block(ptr, layout);
-        if old.is_none() && !event {
+        let new = if old.is_none() && !event {
             // SAFETY: forwarded caller contract.
-            return unsafe { self.inner.realloc(ptr, layout, new_size) };
+            unsafe { self.inner.realloc(ptr, layout, new_size) }
+        } else {
+            // SAFETY: forwarded caller contract.
+            unsafe { self.realloc_sampled(ptr, layout, new_size, old, event) }
+        };
+        if new.is_null() {
+            // The old block lives on; the new size was never in use.
+            countdown::refund_realloc(layout.size(), new_size, event);
         }
-        // SAFETY: forwarded caller contract.
-        unsafe { self.realloc_sampled(ptr, layout, new_size, old, event) }
+        new
     }
 }
