@@ -50,6 +50,7 @@ pub mod capture;
 pub mod config;
 pub mod cpu;
 mod error;
+mod fork;
 pub mod heap;
 pub mod process;
 pub mod stacks_to_profile;

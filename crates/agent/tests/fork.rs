@@ -107,3 +107,46 @@ fn fork_while_profiling_and_allocating() {
     let samples: i64 = profile.sample.iter().map(|s| s.value[0]).sum();
     assert!(samples > 0, "the parent's profile has samples");
 }
+
+/// A child forked while the parent profiles can start its own profile:
+/// nothing of the parent's running profile (its "running" flag, pool,
+/// handler count) may carry over. Before the fix the child got
+/// "a CPU profile is already running" for good.
+#[test]
+fn a_child_forked_during_a_profile_can_profile() {
+    let profiler = CpuProfiler::start(250).unwrap();
+    common::burn_cpu(Duration::from_millis(20));
+    // SAFETY: the child runs the agent's own code and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = match CpuProfiler::start(250) {
+            Ok(child_profiler) => {
+                common::burn_cpu(Duration::from_millis(200));
+                match child_profiler.stop_raw() {
+                    Ok(capture) if capture.samples > 0 => 0,
+                    Ok(_) => 3,
+                    Err(_) => 4,
+                }
+            }
+            Err(_) => 2,
+        };
+        // SAFETY: ends the child without unwinding into the test harness.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status),
+        "the child died of signal {}",
+        libc::WTERMSIG(status)
+    );
+    let code = libc::WEXITSTATUS(status);
+    assert_eq!(
+        code, 0,
+        "child: 2 = could not start a profile, 3 = no samples, 4 = stop failed"
+    );
+    let capture = profiler.stop_raw().unwrap();
+    assert!(capture.samples > 0);
+}

@@ -156,6 +156,11 @@ impl FramePointerWalks {
     }
 }
 
+/// Resets what a child of `fork` inherits mid-operation (see `crate::fork`).
+pub(crate) fn after_fork_in_child() {
+    region::after_fork_in_child();
+}
+
 /// Counters of the sampling allocator. Allocates nothing.
 pub fn stats() -> AllocatorStats {
     let freed = countdown::FREED.load(Relaxed);

@@ -64,6 +64,13 @@ fn slot_address(slot: usize) -> *mut u8 {
     (BASE.load(Ordering::Relaxed) + slot * SLOT) as *mut u8
 }
 
+/// In a child just forked while another thread was reserving the range:
+/// that thread is not here to finish, so the child starts over (the
+/// parent's reservation, if made, stays unused address space).
+pub(crate) fn after_fork_in_child() {
+    let _ = STATE.compare_exchange(RESERVING, UNRESERVED, Ordering::SeqCst, Ordering::SeqCst);
+}
+
 /// Whether the region could not be reserved (e.g. under `RLIMIT_AS`).
 pub fn failed() -> bool {
     STATE.load(Ordering::Relaxed) == FAILED

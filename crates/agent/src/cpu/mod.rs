@@ -149,6 +149,7 @@ impl CpuProfiler {
                 "CPU profiling needs Linux on x86_64 or aarch64".into(),
             ));
         }
+        crate::fork::register();
         if RUNNING.swap(true, Ordering::AcqRel) {
             return Err(Error::Busy);
         }
@@ -263,6 +264,17 @@ impl Drop for CpuProfiler {
             let _ = self.join();
         }
     }
+}
+
+/// In a child just forked: no timer and no profiler thread came along, so
+/// no profile runs here, whatever the parent was doing. The parent's pool
+/// is left allocated (the child cannot know whether it is still needed by
+/// the copy of memory it shares nothing with; a few MiB at most).
+pub(crate) fn after_fork_in_child() {
+    ENABLED.store(false, Ordering::SeqCst);
+    ACTIVE.store(0, Ordering::SeqCst);
+    POOL.store(std::ptr::null_mut(), Ordering::SeqCst);
+    RUNNING.store(false, Ordering::SeqCst);
 }
 
 /// A profiled thread.

@@ -26,7 +26,6 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use framehop::{MustNotAllocateDuringUnwind, Unwinder};
@@ -77,8 +76,31 @@ static CACHES: [CacheSlot; MAX_CACHES] = [const {
 static UNKNOWN_CODE: AtomicU64 = AtomicU64::new(0);
 /// `UNKNOWN_CODE` when the published tables were built.
 static UNKNOWN_AT_BUILD: AtomicU64 = AtomicU64::new(0);
-/// Serializes [`prepare`] (never taken inside the allocator).
-static PREPARING: Mutex<()> = Mutex::new(());
+/// Serializes [`prepare`] (never taken inside the allocator): a flag rather
+/// than a mutex, so a child forked while another thread prepared can reset
+/// it ([`after_fork_in_child`]).
+static PREPARING: AtomicBool = AtomicBool::new(false);
+
+/// In a child just forked: walks and preparations of other threads stopped
+/// where they were (those threads do not exist here); their counts, cache
+/// claims and the preparing flag go back to idle. The published tables are
+/// the parent's, copied with its memory, and stay valid.
+pub(crate) fn after_fork_in_child() {
+    WALKERS.store(0, Ordering::SeqCst);
+    for slot in &CACHES {
+        slot.busy.store(false, Ordering::SeqCst);
+    }
+    PREPARING.store(false, Ordering::SeqCst);
+}
+
+/// Clears [`PREPARING`] when a preparation ends, however it ends.
+struct Preparing;
+
+impl Drop for Preparing {
+    fn drop(&mut self) {
+        PREPARING.store(false, Ordering::Release);
+    }
+}
 
 /// Why a walk could not use unwind tables (the caller then walks frame
 /// pointers and counts the reason).
@@ -107,7 +129,12 @@ impl Drop for Claimed {
 /// code outside them was met since, and fills the cache pool. Off the
 /// allocation path only: it reads `/proc`, allocates and may wait.
 pub(crate) fn prepare() {
-    let _guard = PREPARING.lock().unwrap_or_else(|e| e.into_inner());
+    crate::fork::register();
+    // Another thread is preparing: its tables will do.
+    if PREPARING.swap(true, Ordering::Acquire) {
+        return;
+    }
+    let _preparing = Preparing;
     super::memory::remember_pid();
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     for slot in CACHES.iter().take((2 * cpus).clamp(4, MAX_CACHES)) {

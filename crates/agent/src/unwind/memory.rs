@@ -49,6 +49,13 @@ pub(crate) fn remember_pid() {
     MEM_FD.store(fd, Ordering::SeqCst);
 }
 
+/// In a child just forked: the inherited `/proc/self/mem` reads the
+/// parent's memory and the pid is the parent's; copies fail until
+/// [`remember_pid`] runs here (every profile start calls it).
+pub(crate) fn after_fork_in_child() {
+    PID.store(0, Ordering::SeqCst);
+}
+
 /// For tests: copy through `/proc/self/mem` as if `process_vm_readv` were refused.
 #[cfg(test)]
 pub(crate) fn refuse_vm_readv(refused: bool) {
