@@ -367,3 +367,28 @@ fn a_services_sigusr2_handler_installed_after_the_agent_replaces_it() {
         captures(dir.path())
     );
 }
+
+#[test]
+fn an_unusable_output_directory_does_not_stop_the_service_and_is_retried() {
+    let dir = tempdir();
+    // The directory cannot be made: a file stands where its parent should be.
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let out = blocker.join("profiles");
+    let mut service = Service::start(&out, &[], &[]);
+    service.wait_for_lines(&["captures are skipped until the directory is usable"], 1);
+    service.signal();
+    // Both captures of the round are skipped, before any work is done.
+    service.wait_for_lines(&["cpu capture (signal) failed", "not usable"], 1);
+    assert_eq!(
+        service.count(&["heap capture (signal) failed", "not usable"]),
+        1
+    );
+    assert!(service.alive());
+    // Once the directory can be made, the next request writes.
+    std::fs::remove_file(&blocker).unwrap();
+    service.signal();
+    service.wait_for_lines(&["wrote", ".cpu."], 1);
+    assert_eq!(captures_of(&out, "cpu").len(), 1);
+    assert!(service.alive());
+}

@@ -131,31 +131,33 @@ impl Agent {
             disk_threshold_percent: config.disk_usage_threshold_percent.min(100) as u8,
             ..StoreOptions::default()
         };
-        let store = Store::open_with(
-            &config.output_dir,
-            &config.service_name,
-            options,
-            SystemTime::now(),
-        )?;
         let retention = Retention {
             max_files: config.max_files,
             max_bytes: config.max_total_bytes,
             max_age: config.max_age,
         };
-        if let Err(e) = retention::enforce(&store, &retention, SystemTime::now()) {
-            log::warn!("firewatch: retention at start failed: {e}");
-        }
-        let mut throttle = Throttle::new(ThrottleConfig {
+        let throttle = Throttle::new(ThrottleConfig {
             min_interval: config.min_interval,
             per_hour: config.max_per_hour,
             lifetime_cap: config.lifetime_cap,
         });
-        match store.list() {
-            Ok(existing) => throttle.seed_from_disk(&existing, SystemTime::now(), Instant::now()),
-            Err(e) => log::warn!(
-                "firewatch: cannot list {}: {e}",
-                config.output_dir.display()
-            ),
+        // A profiler is never the reason a service does not start: an output
+        // directory that cannot be made or used now (permissions, another
+        // user's directory, a read-only mount) is logged, and every capture
+        // tries again until it works.
+        let mut outputs = Outputs {
+            store: None,
+            options,
+            retention,
+            throttle,
+            service: crate::capture::sanitize_service(&config.service_name),
+            dir: config.output_dir.clone(),
+            name: config.service_name.clone(),
+        };
+        if let Err(e) = outputs.open() {
+            log::warn!(
+                "firewatch: {e}; the service runs, captures are skipped until the directory is usable"
+            );
         }
         // Unwind tables for the sampling allocator's stack captures, before
         // the service gets going (a few milliseconds).
@@ -177,9 +179,7 @@ impl Agent {
         let dir = config.output_dir.clone();
         let worker = Worker {
             config,
-            store,
-            retention,
-            throttle,
+            outputs,
             gate: Gate::new(),
             signalled,
             inbox,
@@ -253,11 +253,58 @@ impl Drop for Agent {
     }
 }
 
-struct Worker {
-    config: Config,
-    store: Store,
+/// Where captures go: the store, opened when the directory is usable, and
+/// what is applied to it.
+struct Outputs {
+    store: Option<Store>,
+    options: StoreOptions,
     retention: Retention,
     throttle: Throttle,
+    /// The sanitized service name, as file names carry it.
+    service: String,
+    dir: PathBuf,
+    name: String,
+}
+
+impl Outputs {
+    /// The store, opened now if it was not yet (retention then runs and the
+    /// throttle learns the automatic captures already on disk).
+    fn open(&mut self) -> Result<&Store> {
+        if self.store.is_none() {
+            let store = Store::open_with(
+                &self.dir,
+                &self.name,
+                self.options.clone(),
+                SystemTime::now(),
+            )
+            .map_err(|e| {
+                Error::Skipped(format!(
+                    "output directory {} is not usable: {e}",
+                    self.dir.display()
+                ))
+            })?;
+            if let Err(e) = retention::enforce(&store, &self.retention, SystemTime::now()) {
+                log::warn!("firewatch: retention at start failed: {e}");
+            }
+            match store.list() {
+                Ok(existing) => {
+                    self.throttle
+                        .seed_from_disk(&existing, SystemTime::now(), Instant::now())
+                }
+                Err(e) => log::warn!("firewatch: cannot list {}: {e}", self.dir.display()),
+            }
+            self.store = Some(store);
+        }
+        // Just opened or already open.
+        self.store
+            .as_ref()
+            .ok_or_else(|| Error::Skipped("output directory not open".into()))
+    }
+}
+
+struct Worker {
+    config: Config,
+    outputs: Outputs,
     gate: Gate,
     signalled: Arc<AtomicBool>,
     inbox: Receiver<Request>,
@@ -376,7 +423,9 @@ impl Worker {
             let Some(guard) = self.gate.try_begin(kind, trigger) else {
                 continue;
             };
-            if let Admission::Skip(reason) = self.throttle.admit(kind, trigger, Instant::now()) {
+            if let Admission::Skip(reason) =
+                self.outputs.throttle.admit(kind, trigger, Instant::now())
+            {
                 log::info!("firewatch: {kind} capture ({trigger}) skipped: {reason}");
                 drop(guard);
                 next.extend(self.gate.take_pending());
@@ -419,6 +468,8 @@ impl Worker {
     }
 
     fn capture(&mut self, kind: Kind, trigger: Trigger) -> Result<PathBuf> {
+        // No capture work for a directory that cannot take the file.
+        self.outputs.open()?;
         match kind {
             Kind::Cpu => self.capture_cpu(trigger),
             Kind::Heap => self.capture_heap(trigger),
@@ -429,7 +480,7 @@ impl Worker {
         let started = SystemTime::now();
         let comments = vec![
             format!("trigger: {trigger}"),
-            format!("service: {}", self.store.service()),
+            format!("service: {}", self.outputs.service),
         ];
         let profile = crate::heap::snapshot_with_comments(&comments)?;
         crate::symbolize::Symbolizer::release_debug_info();
@@ -450,8 +501,14 @@ impl Worker {
             what: "compressing a profile",
             source,
         })?;
-        let path = self.store.write(kind, trigger, started, &bytes)?;
-        if let Err(e) = retention::enforce(&self.store, &self.retention, SystemTime::now()) {
+        self.outputs.open()?;
+        let outputs = &self.outputs;
+        let store = outputs
+            .store
+            .as_ref()
+            .ok_or_else(|| Error::Skipped("output directory not open".into()))?;
+        let path = store.write(kind, trigger, started, &bytes)?;
+        if let Err(e) = retention::enforce(store, &outputs.retention, SystemTime::now()) {
             log::warn!("firewatch: retention failed: {e}");
         }
         Ok(path)
@@ -484,7 +541,7 @@ impl Worker {
         let capture = profiler.stop_raw()?;
         let comments = vec![
             format!("trigger: {trigger}"),
-            format!("service: {}", self.store.service()),
+            format!("service: {}", self.outputs.service),
             format!("captured by firewatch-agent {}", env!("CARGO_PKG_VERSION")),
         ];
         let profile = capture.to_profile(&comments);
