@@ -51,6 +51,8 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// How often the profiler thread drains rings and looks for new threads.
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
+/// Thread names are read again every this many rounds (1 s).
+const NAMES_EVERY_ROUNDS: u32 = 50;
 /// Highest accepted rate. The kernel delivers at most its tick rate
 /// (CONFIG_HZ, often 250) signals per thread per second; overruns carry the rest.
 pub const MAX_HZ: u32 = 4000;
@@ -323,7 +325,12 @@ impl Sampler {
     fn run(&mut self, stop: &AtomicBool, ready: std::sync::mpsc::Sender<()>) {
         ENABLED.store(true, Ordering::Release);
         let mut ready = Some(ready);
+        let mut round = 0u32;
         while !stop.load(Ordering::Acquire) {
+            round = round.wrapping_add(1);
+            if round % NAMES_EVERY_ROUNDS == 0 {
+                self.refresh_names();
+            }
             // Listing /proc/self/task costs tens of microseconds: doing it
             // every round finds new threads within 20 ms.
             self.track_threads();
@@ -390,6 +397,21 @@ impl Sampler {
         }
     }
 
+    /// Reads the names of the tracked threads again: a thread may name
+    /// itself after it was found, and an exited thread's name can no
+    /// longer be read, so names are refreshed while threads live (every
+    /// second, and when the profile stops).
+    fn refresh_names(&mut self) {
+        for (&tid, tracked) in &self.threads {
+            let Some(index) = self.owners[tracked.slot].1 else {
+                continue;
+            };
+            if let Some(name) = threads::current_name(tid) {
+                self.collected.thread_names[index as usize] = name;
+            }
+        }
+    }
+
     /// Unwinds and aggregates every sample in the pool.
     fn drain(&mut self) {
         // SAFETY: this thread owns the pool until `finish` frees it.
@@ -408,6 +430,7 @@ impl Sampler {
     }
 
     fn finish(mut self) -> Collected {
+        self.refresh_names();
         ENABLED.store(false, Ordering::Release);
         for tracked in self.threads.values_mut() {
             drop(tracked.timer.take());

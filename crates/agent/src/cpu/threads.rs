@@ -11,9 +11,13 @@ pub fn list() -> Vec<libc::pid_t> {
 
 /// A thread's name (`comm`, at most 15 bytes on Linux), or its id.
 pub fn name(tid: libc::pid_t) -> String {
+    current_name(tid).unwrap_or_else(|| tid.to_string())
+}
+
+/// A live thread's name now; `None` once it has exited.
+pub fn current_name(tid: libc::pid_t) -> Option<String> {
     std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
         .map(|s| s.trim_end().to_string())
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| tid.to_string())
 }
