@@ -423,31 +423,33 @@ impl Worker {
             let Some(guard) = self.gate.try_begin(kind, trigger) else {
                 continue;
             };
-            if let Admission::Skip(reason) =
-                self.outputs.throttle.admit(kind, trigger, Instant::now())
-            {
-                log::info!("firewatch: {kind} capture ({trigger}) skipped: {reason}");
-                drop(guard);
-                next.extend(self.gate.take_pending());
-                continue;
-            }
-            // Said so an operator (or a test) knows a capture is under way:
-            // a CPU profile takes `cpu_duration` before anything is written.
-            log::info!("firewatch: {kind} capture ({trigger}) started");
-            let waiting_before = self.waiting.len();
-            // A bug in a capture (symbolizing, encoding) must not take the
-            // agent thread down with it: it becomes a failed capture.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.capture(kind, trigger)
-            }))
-            .unwrap_or_else(|_| Err(Error::Skipped("the capture panicked".into())));
-            if let Err(e) = &result {
-                log::warn!("firewatch: {kind} capture ({trigger}) failed: {e}");
-            }
-            self.answer_waiting(kind, waiting_before, &result);
+            self.admit_and_capture(kind, trigger);
             drop(guard);
             next.extend(self.gate.take_pending());
         }
+    }
+
+    /// One capture the gate let through: asks the throttle, captures (a
+    /// panic becomes a failed capture), answers the requests waiting for it.
+    fn admit_and_capture(&mut self, kind: Kind, trigger: Trigger) {
+        if let Admission::Skip(reason) = self.outputs.throttle.admit(kind, trigger, Instant::now())
+        {
+            log::info!("firewatch: {kind} capture ({trigger}) skipped: {reason}");
+            return;
+        }
+        // Said so an operator (or a test) knows a capture is under way:
+        // a CPU profile takes `cpu_duration` before anything is written.
+        log::info!("firewatch: {kind} capture ({trigger}) started");
+        let waiting_before = self.waiting.len();
+        // A bug in a capture (symbolizing, encoding) must not take the
+        // agent thread down with it: it becomes a failed capture.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.capture(kind, trigger)))
+                .unwrap_or_else(|_| Err(Error::Skipped("the capture panicked".into())));
+        if let Err(e) = &result {
+            log::warn!("firewatch: {kind} capture ({trigger}) failed: {e}");
+        }
+        self.answer_waiting(kind, waiting_before, &result);
     }
 
     /// Answers the requests for `kind` that were waiting when the capture
@@ -525,6 +527,7 @@ impl Worker {
         let started = SystemTime::now();
         let profiler = CpuProfiler::start(self.config.cpu_hz)?;
         let until = Instant::now() + duration;
+        let mut heap_taken = false;
         while Instant::now() < until {
             if self.stop.load(Ordering::Acquire) {
                 drop(profiler);
@@ -533,8 +536,19 @@ impl Worker {
                 ));
             }
             // Requests arriving now are merged into the gate (served after).
-            for (kind, trigger) in self.poll_requests() {
-                let _ = self.gate.try_begin(kind, trigger);
+            // A heap snapshot takes milliseconds: the first one asked for
+            // during the CPU profile does not wait for it (memory can run
+            // out meanwhile). Later requests, of either kind, are merged
+            // into the gate and served after, so a storm stays bounded.
+            let mut wanted = self.poll_requests();
+            wanted.extend(self.check_memory());
+            for (kind, trigger) in wanted {
+                if kind == Kind::Heap && !heap_taken {
+                    heap_taken = true;
+                    self.admit_and_capture(kind, trigger);
+                } else {
+                    let _ = self.gate.try_begin(kind, trigger);
+                }
             }
             std::thread::sleep(TICK.min(until.saturating_duration_since(Instant::now())));
         }
