@@ -78,6 +78,9 @@ impl AgentBuilder {
         disk_usage_threshold_percent: u32 => |c, v| c.disk_usage_threshold_percent = v.min(100);
         /// The signal that requests captures (default `SIGUSR2`; `None` for none).
         signal: Option<i32> => |c, v| c.signal = v;
+        /// Return freed heap to the system with glibc's `malloc_trim(0)`
+        /// after each capture (off by default: it locks every arena).
+        malloc_trim: bool => |c, v| c.malloc_trim = v;
         /// Turns the agent on or off (`FIREWATCH_ENABLED` overrides).
         enabled: bool => |c, v| c.enabled = v;
     }
@@ -486,6 +489,9 @@ impl Worker {
         ];
         let profile = crate::heap::snapshot_with_comments(&comments)?;
         crate::symbolize::Symbolizer::release_debug_info();
+        if self.config.malloc_trim {
+            crate::symbolize::Symbolizer::trim_heap();
+        }
         self.write(Kind::Heap, trigger, started, &profile)
     }
 
@@ -561,6 +567,9 @@ impl Worker {
         let profile = capture.to_profile(&comments);
         // Parsed debug info is large; free it between captures.
         crate::symbolize::Symbolizer::release_debug_info();
+        if self.config.malloc_trim {
+            crate::symbolize::Symbolizer::trim_heap();
+        }
         self.write(Kind::Cpu, trigger, started, &profile)
     }
 }

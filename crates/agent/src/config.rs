@@ -43,6 +43,10 @@ pub struct Config {
     pub disk_usage_threshold_percent: u32,
     /// The signal that requests captures (`None`: no signal trigger).
     pub signal: Option<i32>,
+    /// Ask glibc to return freed memory to the system after each capture
+    /// (`malloc_trim(0)`). Off by default: it walks every arena under its
+    /// lock and can stall allocating threads of a large heap.
+    pub malloc_trim: bool,
 }
 
 impl Default for Config {
@@ -67,6 +71,7 @@ impl Default for Config {
             max_age: Some(Duration::from_secs(24 * 3600)),
             disk_usage_threshold_percent: 90,
             signal: Some(libc::SIGUSR2),
+            malloc_trim: false,
         }
     }
 }
@@ -177,6 +182,15 @@ impl Config {
                         bad("FIREWATCH_MAX_AGE", &v, "expected a duration or off")
                     })?)
                 };
+        }
+        if let Some(v) = get("FIREWATCH_MALLOC_TRIM") {
+            self.malloc_trim = parse_bool(&v).ok_or_else(|| {
+                bad(
+                    "FIREWATCH_MALLOC_TRIM",
+                    &v,
+                    "expected 1/0, true/false, on/off",
+                )
+            })?;
         }
         if let Some(v) = get("FIREWATCH_SIGNAL") {
             self.signal = parse_signal(&v).ok_or_else(|| {
@@ -312,5 +326,18 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("3 weeks"), None);
+    }
+
+    #[test]
+    fn malloc_trim_is_off_unless_asked() {
+        assert!(!Config::default().malloc_trim);
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "FIREWATCH_MALLOC_TRIM").then(|| "on".to_string()))
+            .unwrap();
+        assert!(c.malloc_trim);
+        let mut c = Config::default();
+        assert!(c
+            .apply_env(|k| (k == "FIREWATCH_MALLOC_TRIM").then(|| "maybe".to_string()))
+            .is_err());
     }
 }

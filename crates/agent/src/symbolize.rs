@@ -198,15 +198,21 @@ impl Symbolizer {
     }
 
     /// Drops the debug info `backtrace` has parsed, process-wide (its cache is
-    /// global; other users of the crate just reload lazily), and asks glibc
-    /// to return the freed heap to the system: without `malloc_trim` most of
-    /// the freed memory stays in glibc's arenas and RSS barely drops
-    /// (measured: 68 MiB → 31 MiB without, → 7 MiB with). The next
+    /// global; other users of the crate just reload lazily). The next
     /// resolution of an address not in the shared cache pays the
     /// first-lookup cost again; the shared cache of resolved frames (small,
-    /// bounded) is kept.
+    /// bounded) is kept. Most of the freed memory stays in glibc's arenas
+    /// unless [`Symbolizer::trim_heap`] follows (measured: RSS 68 MiB → 31
+    /// MiB without, → 7 MiB with).
     pub fn release_debug_info() {
         backtrace::clear_symbol_cache();
+    }
+
+    /// Asks glibc to return freed heap to the system (`malloc_trim(0)`).
+    /// It walks every arena under its lock, so on a large heap allocating
+    /// threads can stall meanwhile: the agent does it only when asked
+    /// (`malloc_trim(true)`, `FIREWATCH_MALLOC_TRIM=1`).
+    pub fn trim_heap() {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         // SAFETY: malloc_trim has no preconditions; it takes glibc's arena
         // locks itself. With another global allocator it only trims what
