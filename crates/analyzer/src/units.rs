@@ -182,7 +182,8 @@ pub fn table_unit(
 mod tests {
     use super::*;
 
-    // Expected strings are pprof's, quoted in ../shared/docs/prior-art/analyzer.md §1.3.
+    // Expected strings are pprof's own output for these values (its
+    // `measurement` package's scaling and `-top`'s percentage format).
     #[test]
     fn percentages_match_pprof() {
         assert_eq!(percentage(100, 100), "  100%");
