@@ -208,6 +208,12 @@ pub fn region_unavailable() -> bool {
     region::failed()
 }
 
+/// Bytes of address space reserved for sampled small blocks, and the most
+/// it would take without an address-space limit.
+pub(crate) fn region_reserved() -> (usize, usize) {
+    (region::reserved(), region::REGION_BYTES)
+}
+
 /// Restarts the calling thread's sampling generator from `seed`, for
 /// reproducible tests. `interval` must be the allocator's.
 pub fn reseed_current_thread(seed: u64, interval: usize) {

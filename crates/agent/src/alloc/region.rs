@@ -30,13 +30,31 @@ pub const REGION_BYTES: usize = SLOT * SLOTS;
 /// Slots made accessible together (4 MiB of addresses).
 const CHUNK_SLOTS: usize = 64;
 
-/// Base of the range; until it is reserved, an address no user pointer can
-/// have (the top of the address space), so [`contains`] is always false.
-static BASE: AtomicUsize = AtomicUsize::new(0usize.wrapping_sub(REGION_BYTES));
+/// The range: its base and its length, side by side (one cache line for
+/// [`contains`]). Until it is reserved the length is 0 and the base the top
+/// of the address space, so [`contains`] is false whichever of the two
+/// stores another thread has seen: each changes once, from these values.
+#[repr(C, align(64))]
+struct Range {
+    base: AtomicUsize,
+    len: AtomicUsize,
+}
+
+static RANGE: Range = Range {
+    base: AtomicUsize::new(0usize.wrapping_sub(REGION_BYTES)),
+    len: AtomicUsize::new(0),
+};
+/// Slots that fit in the range reserved (at most [`SLOTS`]).
+static USABLE: AtomicUsize = AtomicUsize::new(0);
+/// Below this much address space left under `RLIMIT_AS`, small blocks are
+/// not sampled at all.
+const MIN_RESERVED: usize = 64 << 20;
 const UNRESERVED: u8 = 0;
 const RESERVING: u8 = 1;
 const READY: u8 = 2;
 const FAILED: u8 = 3;
+/// Not reserved: the address-space limit leaves too little room.
+const LIMITED: u8 = 4;
 static STATE: AtomicU8 = AtomicU8::new(UNRESERVED);
 static PAGE: AtomicUsize = AtomicUsize::new(4096);
 
@@ -51,17 +69,18 @@ static COMMITTED: [AtomicBool; SLOTS / CHUNK_SLOTS] =
 /// Whether `ptr` is in the region: the whole cost of a small free's check.
 #[inline(always)]
 pub fn contains(ptr: *mut u8) -> bool {
-    (ptr as usize).wrapping_sub(BASE.load(Ordering::Relaxed)) < REGION_BYTES
+    (ptr as usize).wrapping_sub(RANGE.base.load(Ordering::Relaxed))
+        < RANGE.len.load(Ordering::Relaxed)
 }
 
 /// The slot holding `ptr` (which [`contains`] accepted).
 #[inline]
 pub fn slot_of(ptr: *mut u8) -> usize {
-    ((ptr as usize) - BASE.load(Ordering::Relaxed)) / SLOT
+    ((ptr as usize) - RANGE.base.load(Ordering::Relaxed)) / SLOT
 }
 
 fn slot_address(slot: usize) -> *mut u8 {
-    (BASE.load(Ordering::Relaxed) + slot * SLOT) as *mut u8
+    (RANGE.base.load(Ordering::Relaxed) + slot * SLOT) as *mut u8
 }
 
 /// In a child just forked while another thread was reserving the range:
@@ -71,9 +90,65 @@ pub(crate) fn after_fork_in_child() {
     let _ = STATE.compare_exchange(RESERVING, UNRESERVED, Ordering::SeqCst, Ordering::SeqCst);
 }
 
-/// Whether the region could not be reserved (e.g. under `RLIMIT_AS`).
+/// Whether the region could not be reserved, or not at all for the
+/// address-space limit.
 pub fn failed() -> bool {
-    STATE.load(Ordering::Relaxed) == FAILED
+    matches!(STATE.load(Ordering::Relaxed), FAILED | LIMITED)
+}
+
+/// Bytes of slots reserved (0 before the first sampled small block).
+pub fn reserved() -> usize {
+    RANGE.len.load(Ordering::Relaxed)
+}
+
+/// How much to reserve: the whole range, or under a finite `RLIMIT_AS` an
+/// eighth of the address space left, in whole chunks, so sampling never
+/// takes from the service what its limit allows it. (Called inside the
+/// allocator: a `getrlimit` and a read of `/proc/self/statm` into a stack
+/// buffer, no allocation.)
+fn reservable() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return REGION_BYTES;
+    }
+    let used = address_space_used().unwrap_or(usize::MAX);
+    let left = (limit.rlim_cur as usize).saturating_sub(used);
+    (left / 8).min(REGION_BYTES) / (CHUNK_SLOTS * SLOT) * (CHUNK_SLOTS * SLOT)
+}
+
+/// The process's address-space size (`VmSize`), from `/proc/self/statm`.
+fn address_space_used() -> Option<usize> {
+    let mut buf = [0u8; 128];
+    // SAFETY: a constant NUL-terminated path; the descriptor is closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/statm".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: reading into our own buffer.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(fd) };
+    let text = buf.get(..usize::try_from(n).ok()?)?;
+    let pages: usize = std::str::from_utf8(text)
+        .ok()?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+    pages.checked_mul(page)
 }
 
 /// Reserves the range on first use. `false` while another thread is doing
@@ -81,7 +156,7 @@ pub fn failed() -> bool {
 fn ready() -> bool {
     match STATE.load(Ordering::Acquire) {
         READY => return true,
-        RESERVING | FAILED => return false,
+        RESERVING | FAILED | LIMITED => return false,
         _ => {}
     }
     if STATE
@@ -90,12 +165,17 @@ fn ready() -> bool {
     {
         return STATE.load(Ordering::Acquire) == READY;
     }
+    let len = reservable();
+    if len < MIN_RESERVED {
+        STATE.store(LIMITED, Ordering::Release);
+        return false;
+    }
     // SAFETY: an anonymous PROT_NONE reservation with no fixed address
     // cannot clobber existing mappings.
     let raw = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            REGION_BYTES + SLOT,
+            len + SLOT,
             libc::PROT_NONE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
@@ -112,7 +192,9 @@ fn ready() -> bool {
         PAGE.store(page as usize, Ordering::Relaxed);
     }
     let base = (raw as usize + SLOT - 1) & !(SLOT - 1);
-    BASE.store(base, Ordering::Relaxed);
+    USABLE.store(len / SLOT, Ordering::Relaxed);
+    RANGE.base.store(base, Ordering::Relaxed);
+    RANGE.len.store(len, Ordering::Relaxed);
     STATE.store(READY, Ordering::Release);
     true
 }
@@ -125,7 +207,7 @@ pub fn take_slot() -> Option<usize> {
     }
     let slot = pop().or_else(|| {
         let fresh = FRESH.fetch_add(1, Ordering::Relaxed);
-        (fresh < SLOTS).then_some(fresh)
+        (fresh < USABLE.load(Ordering::Relaxed)).then_some(fresh)
     })?;
     let chunk = slot / CHUNK_SLOTS;
     if !COMMITTED[chunk].load(Ordering::Acquire) {
@@ -211,5 +293,7 @@ fn push(slot: usize) {
 
 /// Slots handed out at least once (the high-water mark).
 pub fn slots_used() -> usize {
-    FRESH.load(Ordering::Relaxed).min(SLOTS)
+    FRESH
+        .load(Ordering::Relaxed)
+        .min(USABLE.load(Ordering::Relaxed))
 }

@@ -157,6 +157,16 @@ fn describe(stats: &AllocatorStats) -> Vec<String> {
             fp.not_prepared, fp.small_stack, fp.busy
         ));
     }
+    let (reserved, full) = alloc::region_reserved();
+    if reserved > 0 && reserved < full {
+        out.push(format!(
+            "sampled small blocks: {} MiB of address space reserved, not {} MiB (RLIMIT_AS); at \
+             most {} of them live at once",
+            reserved >> 20,
+            full >> 20,
+            reserved / (64 << 10)
+        ));
+    }
     if alloc::region_unavailable() {
         out.push("small blocks are not sampled: the address range could not be reserved".into());
     }
