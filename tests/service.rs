@@ -415,3 +415,28 @@ fn a_heap_snapshot_does_not_wait_for_a_cpu_profile_in_progress() {
     service.shut_down();
     assert_eq!(captures_of(dir.path(), "heap").len(), 2);
 }
+
+#[test]
+fn under_ulimit_v_at_twice_its_size_the_service_runs_captures_and_exits() {
+    let dir = tempdir();
+    // Its size once it runs and has captured (the agent thread, a CPU
+    // profile's pool and tables), without the 8 GiB of address space the
+    // sampled-block range takes when nothing limits it.
+    let mut service = Service::start(dir.path(), &[], &[]);
+    service.signal();
+    service.wait_for_lines(&["wrote", ".cpu."], 1);
+    let range = (8u64 << 30) + (64 << 10);
+    let size = service.address_space();
+    let normal = if size > range { size - range } else { size };
+    service.shut_down();
+
+    let limited = dir.path().join("limited");
+    let mut service = Service::start_with_limit(&limited, &[], &[], Some(2 * normal));
+    service.signal();
+    service.wait_for_lines(&["wrote", ".heap."], 1);
+    service.wait_for_lines(&["wrote", ".cpu."], 1);
+    assert!(service.alive());
+    service.shut_down();
+    assert_eq!(captures_of(&limited, "cpu").len(), 1);
+    assert_eq!(captures_of(&limited, "heap").len(), 1);
+}

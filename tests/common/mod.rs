@@ -77,7 +77,36 @@ impl Service {
     /// threshold is off unless `env` sets it, so no capture happens that
     /// the test did not ask for.
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Service {
+        Service::start_with_limit(dir, args, env, None)
+    }
+
+    /// [`Service::start`] under an address-space limit (`ulimit -v`) of
+    /// `limit` bytes, when given.
+    pub fn start_with_limit(
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        limit: Option<u64>,
+    ) -> Service {
         let mut cmd = Command::new(service_binary());
+        if let Some(limit) = limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe, as code between fork
+            // and exec must be.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &rlimit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         cmd.args(["--dir", dir.to_str().unwrap(), "--seconds", "600"])
             .args(args)
             .env("FIREWATCH_CPU_DURATION", "1s")
@@ -111,6 +140,17 @@ impl Service {
         // Keep reading, so a later line never meets a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         Service { child, pid, log }
+    }
+
+    /// The service's address-space size now (`VmSize`), in bytes.
+    pub fn address_space(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmSize:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap();
+        kib * 1024
     }
 
     /// Sends `SIGUSR2`: a capture request.
