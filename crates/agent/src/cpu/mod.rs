@@ -329,6 +329,9 @@ impl Sampler {
         while !stop.load(Ordering::Acquire) {
             round = round.wrapping_add(1);
             if round % NAMES_EVERY_ROUNDS == 0 {
+                // Reused tids first: their new thread's name must not be
+                // written over the old thread's.
+                self.retire_reused_tids();
                 self.refresh_names();
             }
             // Listing /proc/self/task costs tens of microseconds: doing it
@@ -378,11 +381,35 @@ impl Sampler {
             .copied()
             .filter(|t| !alive.contains(t))
             .collect();
-        if gone.is_empty() {
+        self.retire(gone);
+    }
+
+    /// Threads whose tid was reused between two scans: the timer watches
+    /// the thread that exited, so the new one would never be sampled.
+    /// Retired here; the next scan tracks the new thread. (A system call per
+    /// thread, so with the names, once a second.)
+    fn retire_reused_tids(&mut self) {
+        let reused: Vec<libc::pid_t> = self
+            .threads
+            .iter()
+            .filter(|(_, t)| {
+                t.timer
+                    .as_ref()
+                    .is_some_and(|t| t.watches_an_exited_thread())
+            })
+            .map(|(&tid, _)| tid)
+            .collect();
+        self.retire(reused);
+    }
+
+    /// Stops tracking `tids`: timers deleted, their samples taken out of the
+    /// pool, their slots freed.
+    fn retire(&mut self, tids: Vec<libc::pid_t>) {
+        if tids.is_empty() {
             return;
         }
         let mut released = Vec::new();
-        for tid in gone {
+        for tid in tids {
             if let Some(tracked) = self.threads.remove(&tid) {
                 drop(tracked.timer);
                 released.push(tracked.slot);

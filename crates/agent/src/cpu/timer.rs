@@ -54,9 +54,48 @@ impl ThreadTimer {
     }
 }
 
+impl ThreadTimer {
+    /// Whether the thread this timer measures has exited: the kernel
+    /// disarms a CPU-clock timer whose thread is gone. Its tid may already
+    /// belong to a new thread, which this timer will never sample.
+    pub fn watches_an_exited_thread(&self) -> bool {
+        // SAFETY: a zeroed itimerspec filled by timer_gettime for a timer we own.
+        let mut current: libc::itimerspec = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::timer_gettime(self.id, &mut current) } != 0 {
+            return true;
+        }
+        current.it_value.tv_sec == 0 && current.it_value.tv_nsec == 0
+    }
+}
+
 impl Drop for ThreadTimer {
     fn drop(&mut self) {
         // SAFETY: deleting a timer we own; afterwards it sends no signal.
         unsafe { libc::timer_delete(self.id) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timer_knows_when_its_thread_has_exited() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tx.send(unsafe { libc::gettid() }).unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().unwrap();
+        // A value no handler recognises as ours: stray signals are ignored
+        // (none fire anyway: the thread sleeps).
+        let timer = ThreadTimer::start(tid, 0, 1_000_000_000).unwrap();
+        assert!(!timer.watches_an_exited_thread());
+        done_tx.send(()).unwrap();
+        thread.join().unwrap();
+        assert!(timer.watches_an_exited_thread());
     }
 }
