@@ -51,8 +51,12 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// How often the profiler thread drains rings and looks for new threads.
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
-/// Thread names are read again every this many rounds (1 s).
-const NAMES_EVERY_ROUNDS: u32 = 50;
+/// Thread names (and reused tids) are checked every this many scans (1 s
+/// with few threads).
+const NAMES_EVERY_SCANS: u32 = 50;
+/// A scan of the threads waits this many times its own duration before the
+/// next one (at least one round).
+const SCAN_COST_RATIO: u32 = 50;
 /// Highest accepted rate. The kernel delivers at most its tick rate
 /// (CONFIG_HZ, often 250) signals per thread per second; overruns carry the rest.
 pub const MAX_HZ: u32 = 4000;
@@ -92,6 +96,8 @@ struct Collected {
     stale: u64,
     /// Executable mappings without a readable unwind table.
     without_tables: usize,
+    /// Most threads at once that had no slot (more than `MAX_SLOTS`).
+    untracked: usize,
     threads_seen: usize,
     timer_failures: usize,
     previous_handler: bool,
@@ -125,6 +131,9 @@ pub struct CpuCapture {
     /// Executable mappings whose code has no readable unwind table (their
     /// frames are walked with frame pointers only).
     pub without_tables: usize,
+    /// Most threads at once that could not be profiled: more threads than
+    /// the profiler's 4,096 slots.
+    pub untracked: usize,
     pub threads_seen: usize,
     pub timer_failures: usize,
     pub previous_handler: bool,
@@ -242,6 +251,7 @@ impl CpuProfiler {
             incomplete: collected.incomplete,
             stale: collected.stale,
             without_tables: collected.without_tables,
+            untracked: collected.untracked,
             threads_seen: collected.threads_seen,
             timer_failures: collected.timer_failures,
             previous_handler: collected.previous_handler,
@@ -325,18 +335,25 @@ impl Sampler {
     fn run(&mut self, stop: &AtomicBool, ready: std::sync::mpsc::Sender<()>) {
         ENABLED.store(true, Ordering::Release);
         let mut ready = Some(ready);
-        let mut round = 0u32;
+        let (mut scans, mut next_scan) = (0u32, Instant::now());
         while !stop.load(Ordering::Acquire) {
-            round = round.wrapping_add(1);
-            if round % NAMES_EVERY_ROUNDS == 0 {
-                // Reused tids first: their new thread's name must not be
-                // written over the old thread's.
-                self.retire_reused_tids();
-                self.refresh_names();
+            // Listing /proc/self/task costs tens of microseconds with a few
+            // threads (then every round: new threads are found within
+            // 20 ms) and milliseconds with thousands: the next scan waits
+            // 50 times as long as this one took, so scanning stays under 2%
+            // of a core (found within ~200 ms at 4,096 threads).
+            if Instant::now() >= next_scan {
+                let began = Instant::now();
+                scans = scans.wrapping_add(1);
+                if scans % NAMES_EVERY_SCANS == 0 {
+                    // Reused tids first: their new thread's name must not be
+                    // written over the old thread's.
+                    self.retire_reused_tids();
+                    self.refresh_names();
+                }
+                self.track_threads();
+                next_scan = began + (began.elapsed() * SCAN_COST_RATIO).max(DRAIN_EVERY);
             }
-            // Listing /proc/self/task costs tens of microseconds: doing it
-            // every round finds new threads within 20 ms.
-            self.track_threads();
             if let Some(ready) = ready.take() {
                 let _ = ready.send(());
             }
@@ -353,6 +370,11 @@ impl Sampler {
                 continue;
             }
             let Some(slot) = self.free_slots.pop() else {
+                // More threads than slots: counted, and said in the profile.
+                self.collected.untracked = self
+                    .collected
+                    .untracked
+                    .max(now.len().saturating_sub(self.threads.len()));
                 break;
             };
             let name = self.collected.thread_names.len() as u32;

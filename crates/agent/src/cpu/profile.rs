@@ -81,6 +81,13 @@ impl CpuCapture {
                 self.without_tables
             ));
         }
+        if self.untracked > 0 {
+            spec.comments.push(format!(
+                "firewatch: up to {} threads were not profiled (more threads than the profiler's {} slots)",
+                self.untracked,
+                super::signal::MAX_SLOTS
+            ));
+        }
         if self.stale > 0 {
             spec.comments.push(format!(
                 "firewatch: {} signals from timers of exited threads were discarded",
