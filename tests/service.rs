@@ -440,3 +440,50 @@ fn under_ulimit_v_at_twice_its_size_the_service_runs_captures_and_exits() {
     assert_eq!(captures_of(&limited, "cpu").len(), 1);
     assert_eq!(captures_of(&limited, "heap").len(), 1);
 }
+
+/// Runs as two unprivileged users (as root only: the test switches users).
+#[test]
+fn unprivileged_users_start_with_an_unwritable_directory_and_side_by_side_by_default() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: skipping the two-user test");
+        return;
+    }
+    // A directory every user can read: the binary, and a TMPDIR like /tmp.
+    let dir = tempdir();
+    let set_mode = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    set_mode(dir.path(), 0o755);
+    let binary = dir.path().join("service");
+    std::fs::copy(common::service_binary(), &binary).unwrap();
+    set_mode(&binary, 0o755);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    set_mode(&tmp, 0o1777);
+
+    // A directory the user cannot make: the service starts, captures are
+    // skipped with a log line.
+    let unwritable = [("FIREWATCH_DIR", "/root/firewatch-not-yours")];
+    let mut service = Service::start_as(&binary, 65534, &tmp, &unwritable);
+    service.wait_for_lines(&["captures are skipped until the directory is usable"], 1);
+    service.signal();
+    service.wait_for_lines(&["cpu capture (signal) failed", "not usable"], 1);
+    assert!(service.alive());
+    service.shut_down();
+
+    // Two users with the default directory: one each, both capture.
+    let mut first = Service::start_as(&binary, 65534, &tmp, &[]);
+    let mut second = Service::start_as(&binary, 65533, &tmp, &[]);
+    first.signal();
+    second.signal();
+    first.wait_for_lines(&["wrote", ".cpu."], 1);
+    second.wait_for_lines(&["wrote", ".cpu."], 1);
+    assert!(first.alive() && second.alive());
+    first.shut_down();
+    second.shut_down();
+    for uid in [65534, 65533] {
+        let own = tmp.join(format!("firewatch-{uid}"));
+        assert_eq!(captures_of(&own, "cpu").len(), 1, "{}", own.display());
+    }
+}

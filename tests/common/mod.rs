@@ -89,6 +89,20 @@ impl Service {
         limit: Option<u64>,
     ) -> Service {
         let mut cmd = Command::new(service_binary());
+        cmd.args(["--dir", dir.to_str().unwrap()]);
+        Service::spawn(cmd, args, env, limit)
+    }
+
+    /// The service from `binary`, run as user `uid` (group `uid`), with no
+    /// `--dir` (the default directory under `tmpdir`, its `TMPDIR`).
+    pub fn start_as(binary: &Path, uid: u32, tmpdir: &Path, env: &[(&str, &str)]) -> Service {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(binary);
+        cmd.uid(uid).gid(uid).env("TMPDIR", tmpdir);
+        Service::spawn(cmd, &[], env, None)
+    }
+
+    fn spawn(mut cmd: Command, args: &[&str], env: &[(&str, &str)], limit: Option<u64>) -> Service {
         if let Some(limit) = limit {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe, as code between fork
@@ -107,7 +121,7 @@ impl Service {
                 });
             }
         }
-        cmd.args(["--dir", dir.to_str().unwrap(), "--seconds", "600"])
+        cmd.args(["--seconds", "600"])
             .args(args)
             .env("FIREWATCH_CPU_DURATION", "1s")
             .env("FIREWATCH_CPU_THRESHOLD_PERCENT", "off")

@@ -53,7 +53,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             enabled: true,
-            output_dir: std::env::temp_dir().join("firewatch"),
+            output_dir: default_output_dir(),
             service_name: default_service_name(),
             cpu_duration: Duration::from_secs(10),
             cpu_hz: 100,
@@ -74,6 +74,14 @@ impl Default for Config {
             malloc_trim: false,
         }
     }
+}
+
+/// `$TMPDIR/firewatch-<uid>`: per user, so a second user's service on the
+/// same host does not find the first one's `0700` directory in its way.
+pub fn default_output_dir() -> PathBuf {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("firewatch-{uid}"))
 }
 
 /// The executable's file name, else "service".
