@@ -251,38 +251,20 @@ fn walk(pc: u64, sp: u64, fp: u64, top: u64, frames: &mut [u64]) -> Result<usize
         // its current stack pointer.
         Ok(unsafe { std::ptr::read_unaligned(addr as *const u64) })
     };
-    #[cfg(target_arch = "x86_64")]
-    let (mut iter, strip) = (
-        published.unwinder.iter_frames(
-            pc,
-            framehop::x86_64::UnwindRegsX86_64::new(pc, sp, fp),
-            cache,
-            &mut read,
-        ),
-        |a: u64| a,
-    );
-    #[cfg(target_arch = "aarch64")]
-    let (mut iter, strip) = {
-        let mask = framehop::aarch64::PtrAuthMask(super::ADDRESS_MASK);
-        (
-            published.unwinder.iter_frames(
-                pc,
-                // The link register is dead here (this function called
-                // `registers_here`); frame records hold the return addresses.
-                framehop::aarch64::UnwindRegsAarch64::new_with_ptr_auth_mask(mask, 0, sp, fp),
-                cache,
-                &mut read,
-            ),
-            move |a: u64| mask.strip_ptr_auth(a),
-        )
-    };
+    // The link register is dead here (`capture` called `registers_here`
+    // and then `walk`): frame records hold the return addresses.
+    let regs = super::Registers { pc, sp, fp, lr: 0 };
+    let mut iter =
+        published
+            .unwinder
+            .iter_frames(pc, super::native_registers(regs), cache, &mut read);
     let mut depth = 0;
     let mut unknown = false;
     // Frame 0 is `capture` itself and frame 1 the return into its caller
     // (the allocator): the stack starts above them.
     let mut skip = 2;
     while let Ok(Some(frame)) = iter.next() {
-        let addr = strip(frame.address());
+        let addr = super::code_address(frame.address());
         if skip > 0 {
             skip -= 1;
             continue;

@@ -124,7 +124,8 @@ pub(crate) fn copy(addr: u64, out: &mut [u8]) -> usize {
     if n >= 0 {
         return n as usize;
     }
-    // SAFETY: errno is thread-local; the signal handler restores it.
+    // SAFETY: __errno_location returns this thread's errno, valid for the
+    // thread's life. (The signal handler restores errno on its way out.)
     let errno = unsafe { *libc::__errno_location() };
     if errno == libc::ENOSYS || errno == libc::EPERM {
         VM_READV_REFUSED.store(true, Ordering::Relaxed);

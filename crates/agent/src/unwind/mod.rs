@@ -167,38 +167,16 @@ impl StackUnwinder {
     ) -> Ending {
         out.clear();
         let mut read = |addr: u64| stack.read(addr);
-        #[cfg(target_arch = "x86_64")]
-        let (mut frames, strip) = (
-            self.unwinder.iter_frames(
-                regs.pc,
-                framehop::x86_64::UnwindRegsX86_64::new(regs.pc, regs.sp, regs.fp),
-                &mut self.cache,
-                &mut read,
-            ),
-            |a: u64| a,
-        );
-        #[cfg(target_arch = "aarch64")]
-        let (mut frames, strip) = {
-            let mask = framehop::aarch64::PtrAuthMask(ADDRESS_MASK);
-            (
-                self.unwinder.iter_frames(
-                    regs.pc,
-                    framehop::aarch64::UnwindRegsAarch64::new_with_ptr_auth_mask(
-                        mask, regs.lr, regs.sp, regs.fp,
-                    ),
-                    &mut self.cache,
-                    &mut read,
-                ),
-                move |a: u64| mask.strip_ptr_auth(a),
-            )
-        };
+        let mut frames =
+            self.unwinder
+                .iter_frames(regs.pc, native_registers(regs), &mut self.cache, &mut read);
         loop {
             match frames.next() {
                 Ok(Some(frame)) => {
                     if out.len() == max {
                         return Ending::Truncated;
                     }
-                    out.push(strip(frame.address()));
+                    out.push(code_address(frame.address()));
                 }
                 Ok(None) => return Ending::Complete,
                 Err(framehop::Error::CouldNotReadStack(addr))
@@ -209,6 +187,34 @@ impl StackUnwinder {
                 Err(_) => return Ending::Lost,
             }
         }
+    }
+}
+
+/// framehop's registers for `regs`, on this architecture.
+#[cfg(target_arch = "x86_64")]
+fn native_registers(regs: Registers) -> framehop::x86_64::UnwindRegsX86_64 {
+    framehop::x86_64::UnwindRegsX86_64::new(regs.pc, regs.sp, regs.fp)
+}
+
+/// framehop's registers for `regs`, on this architecture: return addresses
+/// read from the stack are stripped of their pointer-authentication code.
+#[cfg(target_arch = "aarch64")]
+fn native_registers(regs: Registers) -> framehop::aarch64::UnwindRegsAarch64 {
+    let mask = framehop::aarch64::PtrAuthMask(ADDRESS_MASK);
+    framehop::aarch64::UnwindRegsAarch64::new_with_ptr_auth_mask(mask, regs.lr, regs.sp, regs.fp)
+}
+
+/// A code address as found on the stack, without a pointer-authentication
+/// code (framehop's slow DWARF path can return one unstripped).
+#[inline]
+fn code_address(addr: u64) -> u64 {
+    #[cfg(target_arch = "aarch64")]
+    {
+        addr & ADDRESS_MASK
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        addr
     }
 }
 
