@@ -18,7 +18,7 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 
 use firewatch_analyzer::report::{self, Limits, Metadata, Report};
-use firewatch_analyzer::{aggregate, flamegraph, Input, Options};
+use firewatch_analyzer::{aggregate, flamegraph, Input, Options, SampleIndex};
 use firewatch_profile::{ProfileData, ProfileView};
 use libfuzzer_sys::fuzz_target;
 use regex::Regex;
@@ -34,7 +34,7 @@ const LIMITS: Limits = Limits {
 fn filtered_options() -> &'static Options {
     static OPTIONS: OnceLock<Options> = OnceLock::new();
     OPTIONS.get_or_init(|| Options {
-        sample_index: Some("0".into()),
+        sample_index: SampleIndex::Index(0),
         focus: Some(Regex::new("a").unwrap()),
         ignore: Some(Regex::new("^z").unwrap()),
         all_frames: true,

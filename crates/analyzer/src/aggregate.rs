@@ -7,24 +7,30 @@
 //! to the leaf frame, and cum is added once per function per sample, so
 //! recursion is not counted twice. Samples whose chosen value is zero are
 //! skipped, as pprof skips them.
+//!
+//! The pprof rules themselves (`drop_frames` pruning, focus/ignore, which
+//! inputs merge, which sample type) come from `firewatch-profile`, applied
+//! per location once ([`prepare`]) and per sample in the parallel pass.
 
 use std::path::PathBuf;
 
-use firewatch_profile::{ProfileView, SampleBlock};
+use firewatch_profile::{
+    prune_start, FramePruner, LocationMatch, LocationPrune, NameFilter, ProfileView, SampleBlock,
+    SampleIndex,
+};
 use rayon::prelude::*;
 use regex::Regex;
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
-use crate::prune::{prune_start, FramePruner, LocationPrune};
 use crate::stacks::{hash_stack, merge_sharded, shard_of, StackTable, SHARDS};
 
 /// What to aggregate and how.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// A sample type name (`alloc_space`, `cpu`) or a 0-based index; `None`
-    /// picks `default_sample_type`, else the last type, as pprof does.
-    pub sample_index: Option<String>,
+    /// Which value to report, chosen in the first input (see [`SampleIndex`]);
+    /// every other input must have a sample type of that name and unit.
+    pub sample_index: SampleIndex,
     /// Keep only samples with a frame whose function name, source file or
     /// binary matches.
     pub focus: Option<Regex>,
@@ -123,15 +129,12 @@ struct Plan {
     frame_start: Vec<u32>,
     frames: Vec<u32>,
     prune: Option<Vec<LocationPrune>>,
-    /// Per location: 1 = matches focus, 2 = matches ignore (wins), 0 = neither.
-    filter: Option<Vec<u8>>,
+    /// Per location: focused, ignored (wins) or neither.
+    filter: Option<Vec<LocationMatch>>,
 }
 
 /// Below this many samples per thread, aggregation stays on fewer threads.
 const SAMPLES_PER_WORKER: usize = 50_000;
-
-const FOCUSED: u8 = 1;
-const IGNORED: u8 = 2;
 
 /// Aggregates the samples of `inputs` (see [`prepare`] and
 /// [`aggregate_samples`] for doing it in two steps, freeing the decoded
@@ -160,7 +163,13 @@ pub struct Prepared {
 /// input's locations.
 pub fn prepare(inputs: &[Input], options: &Options) -> Result<Prepared> {
     let first = inputs.first().expect("at least one input");
-    let first_index = sample_index(first, options.sample_index.as_deref())?;
+    let first_index = first
+        .view
+        .sample_index(&options.sample_index)
+        .map_err(|error| Error::SampleType {
+            path: first.path.clone(),
+            error,
+        })?;
     let (type_name, unit) = first.view.sample_type_names()[first_index];
     let sample_type = SampleType {
         r#type: type_name.to_string(),
@@ -174,12 +183,25 @@ pub fn prepare(inputs: &[Input], options: &Options) -> Result<Prepared> {
     let mut keys: FxHashMap<FrameKey, u32> =
         FxHashMap::with_capacity_and_hasher(functions, Default::default());
     let mut plans = Vec::with_capacity(inputs.len());
+    let filter = NameFilter {
+        focus: options.focus.clone(),
+        ignore: options.ignore.clone(),
+        ..NameFilter::default()
+    };
     for input in inputs {
-        let value_index = matching_sample_type(input, &sample_type, first)?;
+        let value_index = input
+            .view
+            .find_sample_type(&sample_type.r#type, &sample_type.unit)
+            .map_err(|reason| Error::Incompatible {
+                path: input.path.clone(),
+                first: first.path.clone(),
+                reason,
+            })?;
         plans.push(plan(
             input,
             value_index,
-            options,
+            options.all_frames,
+            &filter,
             &mut keys,
             &mut names,
             &mut inlining,
@@ -310,112 +332,28 @@ impl Aggregate {
     }
 }
 
-/// pprof's `SampleIndexByName`.
-fn sample_index(input: &Input, wanted: Option<&str>) -> Result<usize> {
-    let view = input.view;
-    let types = view.sample_type_names();
-    let error = |detail: String| Error::SampleType {
-        path: input.path.clone(),
-        detail,
-    };
-    if types.is_empty() {
-        return Err(error("the profile has no sample types".into()));
-    }
-    let Some(wanted) = wanted else {
-        return Ok(view.default_sample_index());
-    };
-    let list = || {
-        types
-            .iter()
-            .map(|(t, u)| format!("{t}/{u}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if let Ok(i) = wanted.parse::<usize>() {
-        return if i < types.len() {
-            Ok(i)
-        } else {
-            Err(error(format!(
-                "sample index {i} is out of range (the sample types are: {})",
-                list()
-            )))
-        };
-    }
-    let without_inuse = wanted.strip_prefix("inuse_").unwrap_or(wanted);
-    types
-        .iter()
-        .position(|(t, _)| *t == wanted || *t == without_inuse)
-        .ok_or_else(|| {
-            error(format!(
-                "no sample type named {wanted:?} (the sample types are: {})",
-                list()
-            ))
-        })
-}
-
-/// The index of `wanted` in another input, which must have it with the same unit.
-fn matching_sample_type(input: &Input, wanted: &SampleType, first: &Input) -> Result<usize> {
-    let types = input.view.sample_type_names();
-    match types.iter().position(|(t, _)| *t == wanted.r#type) {
-        Some(i) if types[i].1 == wanted.unit => Ok(i),
-        Some(i) => Err(Error::Incompatible {
-            path: input.path.clone(),
-            detail: format!(
-                "cannot merge with {}: {} is in {} here but in {} there",
-                first.path.display(),
-                wanted.r#type,
-                types[i].1,
-                wanted.unit
-            ),
-        }),
-        None => Err(Error::Incompatible {
-            path: input.path.clone(),
-            detail: format!(
-                "cannot merge with {}: it has no {}/{} values (its sample types are: {})",
-                first.path.display(),
-                wanted.r#type,
-                wanted.unit,
-                types
-                    .iter()
-                    .map(|(t, u)| format!("{t}/{u}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }),
-    }
-}
-
 fn plan<'s>(
     input: &'s Input,
     value_index: usize,
-    options: &Options,
+    all_frames: bool,
+    filter: &NameFilter,
     keys: &mut FxHashMap<FrameKey<'s>, u32>,
     names: &mut Vec<String>,
     inlining: &mut Vec<(bool, bool)>,
 ) -> Result<Plan> {
     let view = input.view;
-    let pruner = if options.all_frames {
+    let pruner = if all_frames {
         None
     } else {
-        FramePruner::new(view.string(view.drop_frames), view.string(view.keep_frames)).map_err(
-            |(field, e)| Error::ProfileRegex {
-                path: input.path.clone(),
-                field,
-                source: Box::new(e),
-            },
-        )?
+        FramePruner::for_view(view).map_err(|error| Error::ProfileRegex {
+            path: input.path.clone(),
+            error,
+        })?
     };
     let prune: Option<Vec<LocationPrune>> = pruner.map(|p| {
         view.locations
             .par_iter()
-            .map(|loc| {
-                let lines = view.location_lines(loc);
-                p.classify(
-                    lines
-                        .iter()
-                        .map(|l| view.string(view.functions[l.function as usize].name)),
-                )
-            })
+            .map(|loc| p.classify_location(view, loc))
             .collect()
     });
 
@@ -435,10 +373,7 @@ fn plan<'s>(
     let mut frames = Vec::with_capacity(view.lines.len() + 16);
     frame_start.push(0u32);
     for (l, loc) in view.locations.iter().enumerate() {
-        let mut lines = view.location_lines(loc);
-        if let Some(LocationPrune::DropBeneath { keep_lines }) = prune.as_ref().map(|p| p[l]) {
-            lines = &lines[lines.len() - keep_lines..];
-        }
+        let lines = kept_lines(view, prune.as_deref(), l);
         let first_frame = frames.len();
         if lines.is_empty() {
             let obj = object(loc);
@@ -481,34 +416,14 @@ fn plan<'s>(
         }
     }
 
-    let filter = (options.focus.is_some() || options.ignore.is_some()).then(|| {
-        let matches = |re: &Regex, loc: &firewatch_profile::LocationView, l: usize| {
-            let mut lines = view.location_lines(loc);
-            if let Some(LocationPrune::DropBeneath { keep_lines }) = prune.as_ref().map(|p| p[l]) {
-                lines = &lines[lines.len() - keep_lines..];
-            }
-            lines.iter().any(|line| {
-                let f = &view.functions[line.function as usize];
-                re.is_match(view.string(f.name)) || re.is_match(view.string(f.filename))
-            }) || loc
-                .mapping
-                .is_some_and(|m| re.is_match(view.string(view.mappings[m as usize].filename)))
-        };
+    // Focus and ignore see the lines pruning left, as in pprof, which
+    // prunes when it reads a profile and filters afterwards.
+    let filter = filter.selects_samples().then(|| {
         view.locations
             .par_iter()
             .enumerate()
             .map(|(l, loc)| {
-                if options
-                    .ignore
-                    .as_ref()
-                    .is_some_and(|re| matches(re, loc, l))
-                {
-                    IGNORED
-                } else if options.focus.as_ref().is_none_or(|re| matches(re, loc, l)) {
-                    FOCUSED
-                } else {
-                    0
-                }
+                filter.classify_location(view, loc, kept_lines(view, prune.as_deref(), l))
             })
             .collect()
     });
@@ -521,6 +436,16 @@ fn plan<'s>(
         prune,
         filter,
     })
+}
+
+/// The lines of location `l` that pruning keeps.
+fn kept_lines<'v>(
+    view: &'v ProfileView,
+    prune: Option<&[LocationPrune]>,
+    l: usize,
+) -> &'v [firewatch_profile::LineView] {
+    let lines = view.location_lines(&view.locations[l]);
+    prune.map_or(lines, |p| p[l].kept_lines(lines))
 }
 
 /// Longest function name shown, in bytes. Frames are still told apart by
@@ -627,18 +552,7 @@ impl Partial {
                 *entry = entry.wrapping_add(value);
             }
             if let Some(filter) = &plan.filter {
-                let mut focused = false;
-                for &l in locations {
-                    match filter[l as usize] {
-                        IGNORED => {
-                            focused = false;
-                            break;
-                        }
-                        FOCUSED => focused = true,
-                        _ => {}
-                    }
-                }
-                if !focused {
+                if !LocationMatch::keeps(locations, filter) {
                     continue;
                 }
             }

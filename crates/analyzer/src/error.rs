@@ -1,41 +1,86 @@
-//! The analyzer's error type.
+//! The analyzer's error type. Every variant names the file it is about and
+//! prints as one line; causes are part of the message, not `source`s, so a
+//! chain prints them once.
 
 use std::path::PathBuf;
 
+use firewatch_profile::{FrameRegexError, Incompatibility, SampleIndexError};
+
+/// The analyzer's `Result`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Why an analysis failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An input could not be read, decompressed, decoded or validated.
     #[error(transparent)]
     Profile(#[from] firewatch_profile::Error),
 
-    /// `--sample-index` names no sample type of an input.
-    #[error("{}: {detail}", path.display())]
-    SampleType { path: PathBuf, detail: String },
+    /// The requested sample index selects no sample type of an input.
+    #[error("{}: {error}", path.display())]
+    SampleType {
+        /// The input.
+        path: PathBuf,
+        /// What is wrong, with the input's sample types.
+        error: SampleIndexError,
+    },
 
-    /// The inputs cannot be merged.
-    #[error("{}: {detail}", path.display())]
-    Incompatible { path: PathBuf, detail: String },
+    /// An input cannot be merged with the first: it lacks the reported
+    /// sample type, or has it in another unit.
+    #[error("{}: cannot merge with {}: {reason}", path.display(), first.display())]
+    Incompatible {
+        /// The input.
+        path: PathBuf,
+        /// The first input, which chose the sample type.
+        first: PathBuf,
+        /// What differs.
+        reason: Incompatibility,
+    },
 
     /// A `drop_frames`/`keep_frames` regex in a profile does not compile.
-    #[error("{}: {field} is not a valid regular expression: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     ProfileRegex {
+        /// The input.
         path: PathBuf,
-        field: &'static str,
-        source: Box<regex::Error>,
+        /// Which field, and the parser's message.
+        error: FrameRegexError,
     },
 
-    /// Writing a report or flamegraph failed.
-    #[error("cannot write {what}: {source}")]
-    Write {
-        what: String,
-        source: std::io::Error,
+    /// The request names no profile.
+    #[error("no profile to analyze")]
+    NoProfiles,
+
+    /// The worker thread pool could not be started.
+    #[error("starting worker threads: {0}")]
+    Threads(rayon::ThreadPoolBuildError),
+
+    /// An output file (flamegraph, folded stacks) could not be created.
+    #[error("cannot create {}: {error}", path.display())]
+    Create {
+        /// The file.
+        path: PathBuf,
+        /// The system's reason.
+        error: std::io::Error,
     },
+
+    /// An output file could not be written.
+    #[error("cannot write {}: {error}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The system's reason.
+        error: std::io::Error,
+    },
+
+    /// The report could not be written to its output.
+    #[error("cannot write the report: {0}")]
+    Report(std::io::Error),
 }
 
 impl Error {
-    /// Exit status for the CLI: 2 for usage problems, 1 for input problems.
+    /// Exit status for the CLI: 2 for usage problems (a sample index that
+    /// selects nothing), 1 for input and output problems.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::SampleType { .. } => 2,

@@ -6,9 +6,27 @@
 //! per sample even when it recurses), plus the heaviest call stacks, and
 //! renders them as a text, JSON or Markdown report or a flamegraph SVG.
 //!
-//! The pipeline is: [`firewatch_profile::ProfileData`] (map, inflate) →
-//! [`firewatch_profile::ProfileView`] (parallel decode) → [`aggregate()`]
-//! (parallel aggregation) → [`report`] / [`flamegraph`].
+//! The pipeline is: [`Source`] → [`firewatch_profile::ProfileData`] (map,
+//! inflate) → [`firewatch_profile::ProfileView`] (parallel decode) →
+//! [`aggregate()`] (parallel aggregation, with pprof's pruning and filters
+//! from `firewatch-profile`) → [`report`] / [`flamegraph`]. [`run`] drives it
+//! all for a [`Request`], as the `firewatch` binary does:
+//!
+//! ```no_run
+//! use firewatch_analyzer::{run, ReportFormat, Request, SampleIndex};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut request = Request::new(["heap.pb.gz"]);
+//! request.base = vec!["heap-an-hour-ago.pb.gz".into()];
+//! request.options.sample_index = SampleIndex::Name("inuse_space".into());
+//! request.format = ReportFormat::Json;
+//! let summary = run(&request, std::io::stdout())?;
+//! eprintln!("{} functions changed", summary.functions);
+//! # Ok(()) }
+//! ```
+//!
+//! The stages are public for callers that want the numbers rather than a
+//! report:
 //!
 //! ```no_run
 //! use firewatch_analyzer::{aggregate, report, Input, Options};
@@ -26,9 +44,10 @@
 //! ```
 
 pub mod aggregate;
+mod driver;
 mod error;
 pub mod flamegraph;
-mod prune;
+mod input;
 pub mod report;
 mod stacks;
 pub mod units;
@@ -37,4 +56,7 @@ pub use aggregate::{
     aggregate, aggregate_samples, prepare, Aggregate, FunctionTotal, Inlining, Input, Options,
     Prepared, SampleType, StackTotal,
 };
+pub use driver::{run, PhaseTiming, ReportFormat, Request, Summary, Warning};
 pub use error::{Error, Result};
+pub use firewatch_profile::SampleIndex;
+pub use input::{InputFormat, Source};

@@ -16,6 +16,18 @@
 //!   parallel** (see [`decode`](ProfileView::decode)), which the analyzer uses;
 //! - [`ProfileData`], which maps a file and inflates gzip under a size cap.
 //!
+//! It also has pprof's operations on a profile, each in its own module as in
+//! pprof's `profile` package: pruning `drop_frames` ([`Profile::prune`],
+//! [`Profile::remove_uninteresting`]), filtering by name (focus, ignore,
+//! hide, show: [`Profile::filter_samples_by_name`]), merging under pprof's
+//! compatibility rule ([`Profile::merge`], [`Profile::compatible`],
+//! [`Profile::compact`]), scaling ([`Profile::scale`]) and choosing the
+//! reported value ([`SampleIndex`]). Pruning and filtering also come rule by
+//! rule, per location ([`FramePruner::classify_location`],
+//! [`NameFilter::classify_location`]) then per sample ([`prune_start`],
+//! [`LocationMatch::keeps`]), so that a reader of a [`ProfileView`] applies
+//! them while it aggregates, without building an owned profile.
+//!
 //! ```
 //! use firewatch_profile::{Function, Line, Location, Profile, Sample, StringInterner, ValueType};
 //!
@@ -36,16 +48,31 @@
 mod decode;
 mod encode;
 mod error;
+mod filter;
+/// Gzip inflation: libdeflate with the `libdeflate` feature (the default),
+/// flate2 without it.
+#[cfg_attr(not(feature = "libdeflate"), path = "inflate_flate2.rs")]
 mod inflate;
+mod merge;
 mod model;
+mod prune;
+mod sample_index;
+mod scale;
 mod source;
 mod view;
 mod wire;
 
 pub use error::{Error, Result};
+pub use filter::{FilterMatches, LocationMatch, NameFilter};
+pub use merge::{Incompatibility, MergeError};
 pub use model::{
     Function, Label, Line, Location, Mapping, Profile, Sample, StringInterner, ValueType,
 };
+pub use prune::{prune_start, FramePruner, FrameRegexError, LocationPrune};
+/// The regular expressions [`NameFilter`] and [`FramePruner`] take.
+pub use regex::Regex;
+pub use sample_index::{SampleIndex, SampleIndexError};
+pub use scale::ScaleError;
 pub use source::{decompress, is_gzip, ProfileData, DEFAULT_MAX_DECOMPRESSED};
 pub use view::{
     FunctionView, LabelView, LineView, LocationView, MappingView, ProfileView, SampleBlock,
