@@ -59,6 +59,7 @@ mod prune;
 mod sample_index;
 mod scale;
 mod source;
+pub mod time;
 mod view;
 mod wire;
 

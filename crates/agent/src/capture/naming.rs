@@ -17,6 +17,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use firewatch_profile::time::UtcTime;
+
 use super::{Kind, Trigger};
 
 /// The suffix of every capture file: gzip-compressed pprof.
@@ -144,8 +146,6 @@ fn parse_decimal(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-const SECS_PER_DAY: u64 = 86_400;
-
 /// The last second a four-digit year can express: 9999-12-31T23:59:59Z.
 const MAX_TIMESTAMP_SECS: u64 = 253_402_300_799;
 
@@ -158,15 +158,11 @@ pub fn format_timestamp(time: SystemTime) -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         .min(MAX_TIMESTAMP_SECS);
-    let days = secs / SECS_PER_DAY;
-    let rem = secs % SECS_PER_DAY;
-    // `days` fits easily: MAX_TIMESTAMP_SECS / 86400 < 2^22.
-    let (y, m, d) = civil_from_days(days as i64);
+    // `secs` fits easily: MAX_TIMESTAMP_SECS < 2^38.
+    let t = UtcTime::from_unix_seconds(secs as i64);
     format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
 }
 
@@ -188,65 +184,16 @@ pub fn parse_timestamp(s: &str) -> Option<SystemTime> {
                 .fold(0, |acc, d| acc * 10 + u32::from(d - b'0')),
         )
     };
-    let (year, month, day) = (num(0..4)?, num(4..6)?, num(6..8)?);
-    let (hour, minute, second) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if year < 1970
-        || !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
-    }
-    let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
-    let secs = days * SECS_PER_DAY + u64::from(hour * 3600 + minute * 60 + second);
+    let t = UtcTime {
+        year: i64::from(num(0..4)?),
+        month: num(4..6)?,
+        day: num(6..8)?,
+        hour: num(9..11)?,
+        minute: num(11..13)?,
+        second: num(13..15)?,
+    };
+    let secs = u64::try_from(t.to_unix_seconds()?).ok()?;
     UNIX_EPOCH.checked_add(Duration::from_secs(secs))
-}
-
-fn is_leap(year: u32) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
-///
-/// Howard Hinnant's `civil_from_days`: shift the year to start in March (so
-/// the leap day is last), split into 400-year eras of 146 097 days, then
-/// derive year of era, day of year and month arithmetically.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468; // days since 0000-03-01
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365], from March 1
-    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
-    let day = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
-    let month = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    // Both are in range by construction (see the bounds above).
-    (year, month as u32, day as u32)
-}
-
-/// The inverse of [`civil_from_days`] (Hinnant's `days_from_civil`).
-fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
-    let y = i64::from(year) - i64::from(month <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400); // [0, 399]
-    let m = i64::from(month);
-    let mp = if m > 2 { m - 3 } else { m + 9 }; // March = 0
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1; // [0, 365]
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -293,25 +240,6 @@ mod tests {
             format_timestamp(at(MAX_TIMESTAMP_SECS + 10)),
             "99991231T235959Z"
         );
-    }
-
-    #[test]
-    fn civil_conversion_round_trips_every_day_for_centuries() {
-        // 1970 .. 2500, through every leap rule (1900 is before, 2000, 2100, 2400).
-        let mut expected = (1970u32, 1u32, 1u32);
-        for days in 0..(530 * 366) {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!((y as u32, m, d), expected, "day {days}");
-            assert_eq!(days_from_civil(expected.0, m, d), days);
-            let (ey, em, ed) = expected;
-            expected = if ed < days_in_month(ey, em) {
-                (ey, em, ed + 1)
-            } else if em < 12 {
-                (ey, em + 1, 1)
-            } else {
-                (ey + 1, 1, 1)
-            };
-        }
     }
 
     #[test]
