@@ -95,6 +95,19 @@ fn size_in_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a size (examples: 1073741824, 512M, 4G)"))
 }
 
+/// Whether `err` is an input over the decompression cap (the library's
+/// message names no flag; the binary says which one raises it).
+fn is_too_large(err: &Error) -> bool {
+    fn profile(e: &firewatch_profile::Error) -> bool {
+        match e {
+            firewatch_profile::Error::TooLarge { .. } => true,
+            firewatch_profile::Error::File { error, .. } => profile(error),
+            _ => false,
+        }
+    }
+    matches!(err, Error::Profile(e) if profile(e))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Analyze(args) = cli.command;
@@ -108,6 +121,9 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             eprintln!("firewatch: {err}");
+            if is_too_large(&err) {
+                eprintln!("firewatch: raise the limit with --max-decompressed-size");
+            }
             return ExitCode::from(err.exit_code() as u8);
         }
     };

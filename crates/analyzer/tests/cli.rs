@@ -350,7 +350,9 @@ fn decompression_is_capped() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("exceeds the limit of 1048576 bytes") && err.contains("bomb.pb.gz"),
+        err.contains("exceeds the limit of 1048576 bytes")
+            && err.contains("bomb.pb.gz")
+            && err.contains("raise the limit with --max-decompressed-size"),
         "{err}"
     );
     let out = firewatch(&[

@@ -28,7 +28,7 @@ pub enum Error {
     Gzip(std::io::Error),
 
     /// Decompressing would exceed the configured cap (a gzip bomb, or a cap set too low).
-    #[error("decompressed data exceeds the limit of {limit} bytes (raise it with --max-decompressed-size)")]
+    #[error("decompressed data exceeds the limit of {limit} bytes")]
     TooLarge { limit: u64 },
 
     /// Reading the file failed.

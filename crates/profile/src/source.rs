@@ -89,10 +89,13 @@ impl ProfileData {
                 .map_err(Error::Io)?;
             return Self::from_bytes(path, bytes, limit);
         }
-        // SAFETY: the map is read-only and private to this process. If another
-        // process truncates the file while we read it, access faults (SIGBUS);
-        // that is the documented limit of mapping files, shared by every tool
-        // that does so, and profiles are not rewritten in place.
+        // SAFETY: the map is read-only and private to this process, but its
+        // pages are the file's: if another process truncates the file while
+        // we read it, access faults (SIGBUS), and if it rewrites the file in
+        // place, bytes change under strings the view has already checked as
+        // UTF-8. That is the documented limit of mapping files, shared by
+        // every tool that does so; profiles are written once and renamed
+        // into place, not rewritten.
         let map = unsafe { Mmap::map(&file) }.map_err(Error::Io)?;
         #[cfg(unix)]
         let _ = map.advise(memmap2::Advice::Sequential);

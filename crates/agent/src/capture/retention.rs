@@ -4,7 +4,7 @@
 //! Deciding ([`plan`]) is separate from deleting ([`apply`]), so the policy
 //! is a pure function of the listing and the time.
 //!
-//! The rules, from design.md:
+//! The rules:
 //!
 //! - every capture older than `max_age` goes;
 //! - then, while the directory is over `max_files` or `max_bytes`, captures
@@ -44,15 +44,15 @@ impl Retention {
     };
 }
 
-impl Default for Retention {
-    /// The values of the configuration example in design.md: 20 files,
-    /// 5 GiB, one day. Bounded by default, because an agent left at its
-    /// defaults must not be the thing that fills a disk.
-    fn default() -> Self {
+impl From<&crate::Config> for Retention {
+    /// Bounded by default (20 files, 5 GiB, one day: see the settings
+    /// table), because an agent left at its defaults must not be the thing
+    /// that fills a disk.
+    fn from(c: &crate::Config) -> Self {
         Retention {
-            max_files: Some(20),
-            max_bytes: Some(5 << 30),
-            max_age: Some(Duration::from_secs(24 * 3600)),
+            max_files: c.max_files,
+            max_bytes: c.max_total_bytes,
+            max_age: c.max_age,
         }
     }
 }
@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn nothing_to_do() {
         let now = at(T0 + 10 * HOUR);
-        assert!(plan(&[], now, &Retention::default()).is_empty());
+        assert!(plan(&[], now, &Retention::from(&crate::Config::default())).is_empty());
         let caps = [auto(0, 0, 10), auto(1, 60, 10)];
         assert!(plan(&caps, now, &Retention::UNLIMITED).is_empty());
         assert!(plan(&caps, now, &policy(Some(2), Some(20), Some(10 * HOUR))).is_empty());
@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn default_policy_is_bounded() {
-        let d = Retention::default();
+        let d = Retention::from(&crate::Config::default());
         assert_eq!(d.max_files, Some(20));
         assert_eq!(d.max_bytes, Some(5 << 30));
         assert_eq!(d.max_age, Some(Duration::from_secs(86_400)));

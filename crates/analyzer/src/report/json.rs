@@ -1,4 +1,4 @@
-//! The JSON report, schema 1 of design.md.
+//! The JSON report, schema 1 (`docs/analyze-reference.md` documents it).
 
 use serde::Serialize;
 
