@@ -258,6 +258,25 @@ fn sustained_cpu_use_triggers_one_profile_not_a_flood() {
     );
 }
 
+#[test]
+fn a_bad_environment_value_is_logged_and_ignored_and_the_service_captures() {
+    let dir = tempdir();
+    let mut service = Service::start(
+        dir.path(),
+        &[],
+        &[("FIREWATCH_CPU_HZ", "fast"), ("FIREWATCH_MAX_FILES", "0")],
+    );
+    service.wait_for_lines(
+        &["invalid setting FIREWATCH_CPU_HZ", "\"fast\"", "ignored"],
+        1,
+    );
+    service.wait_for_lines(&["invalid setting FIREWATCH_MAX_FILES", "ignored"], 1);
+    service.signal();
+    service.wait_for_lines(&["wrote", ".cpu."], 1);
+    assert!(service.alive());
+    service.shut_down();
+}
+
 // ---- Faults: the directory, the filesystem, the process's end, and other
 // ---- owners of SIGUSR2.
 

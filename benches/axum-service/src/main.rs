@@ -19,7 +19,10 @@
 //! - `/alloc?n=2000`: many small allocations (strings, boxes, a `BTreeMap`);
 //! - `/profile?seconds=10`: a CPU profile (100 Hz, through the agent) of the
 //!   next `seconds`; the file goes to `--out`, the figures
-//!   (`src/figures.rs`) are printed to stdout and returned.
+//!   (`src/figures.rs`) are printed to stdout and returned, with the
+//!   profile's capture-memory comment;
+//! - `/heap`: a heap snapshot through the agent; returns its path and its
+//!   capture-memory comment (`benches/capture_memory.sh`).
 
 mod figures;
 
@@ -214,9 +217,10 @@ async fn profile(
                     let p = firewatch_profile::Profile::decode(&bytes)
                         .map_err(|e| format!("decoding {}: {e}", path.display()))?;
                     Ok(format!(
-                        "profile: {}\n{}",
+                        "profile: {}\n{}{}",
                         path.display(),
-                        figures::compute(&p).report()
+                        figures::compute(&p).report(),
+                        memory_comment(&p)
                     ))
                 });
             match &result {
@@ -234,6 +238,49 @@ async fn profile(
         Err(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "profiler thread died\n".into(),
+        ),
+    }
+}
+
+/// The profile's "capture memory" comment (what the capture added to RSS,
+/// as the agent measured it), as a line.
+fn memory_comment(p: &firewatch_profile::Profile) -> String {
+    p.comment
+        .iter()
+        .map(|&c| p.string(c))
+        .filter(|c| c.starts_with("firewatch: capture memory: RSS"))
+        .map(|c| format!("{c}\n"))
+        .collect()
+}
+
+async fn heap(State(app): State<Arc<App>>) -> (StatusCode, String) {
+    // As `profile`: the capture runs on the agent's thread; a plain thread
+    // waits for it so no tokio worker blocks.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("bench-heap".into())
+        .spawn(move || {
+            let result = app
+                .agent
+                .capture_heap()
+                .map_err(|e| format!("capture failed: {e}"))
+                .and_then(|path| {
+                    let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+                    let p = firewatch_profile::Profile::decode(&bytes)
+                        .map_err(|e| format!("decoding {}: {e}", path.display()))?;
+                    Ok(format!("heap: {}\n{}", path.display(), memory_comment(&p)))
+                });
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    match rx.await {
+        Ok(Ok(report)) => (StatusCode::OK, report),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e + "\n"),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "capture thread died\n".into(),
         ),
     }
 }
@@ -305,6 +352,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/hash", get(hash))
         .route("/alloc", get(alloc))
         .route("/profile", get(profile))
+        .route("/heap", get(heap))
         .with_state(app);
 
     // What `#[tokio::main(worker_threads = N)]` builds; workers keep tokio's

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p firewatch-agent --example service -- \
 //!     [--dir DIR] [--seconds N] [--threads N] [--leak-kib-per-sec N]
-//!     [--own-usr2 before|after]
+//!     [--leak-stop-mib N] [--own-usr2 before|after] [--usr1 heap|cpu]
 //! kill -USR2 <pid>   # writes DIR/service.heap.<time>.<pid>.<seq>.signal.pb.gz now
 //!                    # and DIR/service.cpu.<time>.<pid>.<seq>.signal.pb.gz after 2 s
 //! firewatch analyze DIR/service.cpu.*.pb.gz
@@ -12,10 +12,17 @@
 //! Its worker threads spend most of their time in `checksum_orders`, so that
 //! is the function a CPU profile should name. With `--leak-kib-per-sec`, a
 //! thread keeps that many KiB per second forever in `remember_session`, so
-//! that is the function a heap snapshot (and a diff of two) should name.
+//! that is the function a heap snapshot (and a diff of two) should name;
+//! with `--leak-stop-mib N` it stops after N MiB and says so (`service:
+//! leak stopped at N MiB`), so the service's own memory stays still while
+//! a capture's is measured.
 //! With `--own-usr2`, the service installs a `SIGUSR2` handler of its own
 //! (raw `sigaction`) before or after starting the agent, and at exit writes
-//! how many signals it saw into `DIR/own-usr2.count`.
+//! how many signals it saw into `DIR/own-usr2.count`. With `--usr1 heap`
+//! (or `cpu`), `SIGUSR1` asks the agent for that one capture
+//! (`Agent::capture_heap`, `Agent::capture_cpu` of 1 s), as a service's
+//! admin endpoint would, and the service says `service: usr1 capture
+//! wrote PATH`.
 //!
 //! It stops cleanly (dropping the agent) after `--seconds` or on `SIGTERM` /
 //! `SIGINT`, as a service does on a graceful shutdown; the leaking thread
@@ -44,6 +51,13 @@ static OWN_USR2: AtomicUsize = AtomicUsize::new(0);
 
 /// Set by `SIGTERM` / `SIGINT`: shut down gracefully.
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+
+/// Set by `SIGUSR1` with `--usr1`: one capture of the kind asked.
+static USR1: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn usr1(_: libc::c_int) {
+    USR1.store(true, Ordering::Relaxed);
+}
 
 extern "C" fn shutdown(_: libc::c_int) {
     SHUTDOWN.store(true, Ordering::Relaxed);
@@ -91,12 +105,15 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (mut dir, mut seconds, mut threads, mut leak_kib) = (None, 600u64, 2usize, 0u64);
     let mut own_usr2 = None;
+    let (mut leak_stop_mib, mut usr1_kind) = (None, None);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--dir" => dir = args.next(),
             "--seconds" => seconds = args.next().and_then(|s| s.parse().ok()).unwrap_or(seconds),
             "--threads" => threads = args.next().and_then(|s| s.parse().ok()).unwrap_or(threads),
             "--own-usr2" => own_usr2 = args.next(),
+            "--leak-stop-mib" => leak_stop_mib = args.next().and_then(|s| s.parse::<u64>().ok()),
+            "--usr1" => usr1_kind = args.next(),
             "--leak-kib-per-sec" => {
                 leak_kib = args.next().and_then(|s| s.parse().ok()).unwrap_or(0)
             }
@@ -106,6 +123,11 @@ fn main() {
 
     on_signal(libc::SIGTERM, shutdown);
     on_signal(libc::SIGINT, shutdown);
+    match usr1_kind.as_deref() {
+        None => {}
+        Some("heap" | "cpu") => on_signal(libc::SIGUSR1, usr1),
+        Some(other) => panic!("--usr1 {other}: expected heap or cpu"),
+    }
 
     // The two lines a service adds (plus its choice of settings).
     let mut builder = firewatch_agent::Agent::builder()
@@ -145,12 +167,20 @@ fn main() {
             let mut id = 0u64;
             // Ten rounds a second, each keeping a tenth of the rate.
             const REPORT_EVERY: u64 = 4 << 20;
+            let mut leaking = true;
             while !stop.load(Ordering::Relaxed) {
                 for _ in 0..leak_kib * 1024 / 512 / 10 {
+                    if !leaking {
+                        break;
+                    }
                     remember_session(&mut sessions, id);
                     id += 1;
                     if (id * 512) % REPORT_EVERY == 0 {
                         eprintln!("service: leaked {} MiB", (id * 512) >> 20);
+                    }
+                    if leak_stop_mib.is_some_and(|mib| id * 512 >= mib << 20) {
+                        leaking = false;
+                        eprintln!("service: leak stopped at {} MiB", (id * 512) >> 20);
                     }
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -165,6 +195,16 @@ fn main() {
     );
     let until = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < until && !SHUTDOWN.load(Ordering::Relaxed) {
+        if USR1.swap(false, Ordering::Relaxed) {
+            let written = match usr1_kind.as_deref() {
+                Some("cpu") => agent.capture_cpu(Duration::from_secs(1)),
+                _ => agent.capture_heap(),
+            };
+            match written {
+                Ok(path) => eprintln!("service: usr1 capture wrote {}", path.display()),
+                Err(e) => eprintln!("service: usr1 capture failed: {e}"),
+            }
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, Ordering::Relaxed);

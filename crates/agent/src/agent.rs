@@ -22,13 +22,16 @@ use crate::capture::{
 use crate::config::Config;
 use crate::cpu::CpuProfiler;
 use crate::process::{memory_limit_bytes, process_cpu_time, rss_bytes};
+use crate::symbolize::budget::{self, CaptureReport, RssMeter};
+use crate::symbolize::Symbolizer;
 use crate::trigger::{CpuMeter, GrowthThreshold, SustainedThreshold};
-use crate::{Error, Result};
+use crate::{Error, Result, SkipReason};
 
 const TICK: Duration = Duration::from_millis(100);
 
-/// Configures and starts an [`Agent`]. Environment variables `FIREWATCH_*`
-/// override what is set here (see [`Config::apply_env`]).
+/// Configures and starts an [`Agent`]. `FIREWATCH_*` environment
+/// variables override what is set here (see `docs/agent.md`, "Options", for
+/// every setting, its variable and its default).
 #[derive(Default)]
 pub struct AgentBuilder {
     config: Config,
@@ -40,29 +43,33 @@ macro_rules! setters {
     };
 }
 
+/// One method per row of the settings table (`config::SETTINGS`); values
+/// are checked at [`AgentBuilder::start`], not clamped.
 impl AgentBuilder {
     setters! {
         /// Where captures go; created `0700` if missing.
         output_dir: impl Into<PathBuf> => |c, v| c.output_dir = v.into();
         /// Used in file names (default: the executable's name).
         service_name: impl Into<String> => |c, v| c.service_name = v.into();
-        /// Length of a triggered CPU profile (default 10 s).
+        /// Length of a triggered CPU profile (default 10 s, at most 1 h).
         cpu_duration: Duration => |c, v| c.cpu_duration = v;
-        /// Sampling rate per thread (default 100 Hz).
-        cpu_hz: u32 => |c, v| c.cpu_hz = v.clamp(1, crate::cpu::MAX_HZ);
+        /// Sampling rate per thread (default 100 Hz, 1–4000).
+        cpu_hz: u32 => |c, v| c.cpu_hz = v;
         /// Heap in use that triggers a heap snapshot (needs the sampling allocator).
         heap_threshold_bytes: u64 => |c, v| c.heap_threshold_bytes = Some(v);
         /// Growth above the last heap/RSS trigger level that fires it again.
-        heap_step_bytes: u64 => |c, v| c.heap_step_bytes = Some(v.max(1));
-        /// RSS, in % of the memory limit, that triggers a heap snapshot (default 90).
-        rss_threshold_percent: u32 => |c, v| c.rss_threshold_percent = Some(v.min(100));
-        /// Process CPU, in % of one core, that triggers a CPU profile (default 80).
-        cpu_threshold_percent: u32 => |c, v| c.cpu_threshold_percent = Some(v);
+        heap_step_bytes: u64 => |c, v| c.heap_step_bytes = Some(v);
+        /// RSS, in % of the memory limit, that triggers a heap snapshot
+        /// (default 90; `None` for none).
+        rss_threshold_percent: Option<u32> => |c, v| c.rss_threshold_percent = v;
+        /// Process CPU, in % of one core, that triggers a CPU profile
+        /// (default 80; `None` for none).
+        cpu_threshold_percent: Option<u32> => |c, v| c.cpu_threshold_percent = v;
         /// Consecutive checks over the CPU threshold needed (default 2).
-        cpu_threshold_checks: u32 => |c, v| c.cpu_threshold_checks = v.max(1);
-        /// How often thresholds are checked (default 5 s).
-        check_interval: Duration => |c, v| c.check_interval = v.max(TICK);
-        /// Minimum gap between automatic captures of one kind (default 30 min).
+        cpu_threshold_checks: u32 => |c, v| c.cpu_threshold_checks = v;
+        /// How often the CPU threshold is checked (default 5 s, at least 100 ms).
+        check_interval: Duration => |c, v| c.check_interval = v;
+        /// Minimum gap between automatic captures of one kind (default 10 min).
         min_interval: Duration => |c, v| c.min_interval = v;
         /// Automatic captures of one kind per hour (default 4).
         max_per_hour: u32 => |c, v| c.max_per_hour = v;
@@ -75,24 +82,34 @@ impl AgentBuilder {
         /// Delete captures older than this (default 24 h).
         max_age: Duration => |c, v| c.max_age = Some(v);
         /// Skip captures when the filesystem is fuller than this (default 90%).
-        disk_usage_threshold_percent: u32 => |c, v| c.disk_usage_threshold_percent = v.min(100);
+        disk_usage_threshold_percent: u32 => |c, v| c.disk_usage_threshold_percent = v;
         /// The signal that requests captures (default `SIGUSR2`; `None` for none).
         signal: Option<i32> => |c, v| c.signal = v;
         /// Return freed heap to the system with glibc's `malloc_trim(0)`
         /// after each capture (off by default: it locks every arena).
         malloc_trim: bool => |c, v| c.malloc_trim = v;
+        /// What symbolizing one capture may add to RSS (default 8 MiB;
+        /// `None`: no limit). Objects whose debug info would not fit are
+        /// named from their symbol tables, or left as addresses and build
+        /// IDs; the profile's comments say which.
+        capture_memory_limit: Option<u64> => |c, v| c.capture_memory_limit = v;
         /// Turns the agent on or off (`FIREWATCH_ENABLED` overrides).
         enabled: bool => |c, v| c.enabled = v;
     }
 
-    /// The configuration after environment overrides, without starting.
+    /// The settings: the builder's values, checked (an invalid one is an
+    /// error naming it), then the environment's overrides (an invalid one
+    /// is logged and ignored).
     pub fn config(mut self) -> Result<Config> {
-        self.config.apply_env(|k| std::env::var(k).ok())?;
+        self.config.validate()?;
+        self.config.apply_env(|k| std::env::var(k).ok());
         Ok(self.config)
     }
 
-    /// Applies `FIREWATCH_*` overrides, prepares the output directory, and
-    /// starts the agent thread.
+    /// Checks the settings, applies `FIREWATCH_*` overrides and starts the
+    /// agent thread. Fails only for invalid builder values or when the
+    /// thread or signal handler cannot be set up: an unusable output
+    /// directory is logged and retried at each capture.
     pub fn start(self) -> Result<Agent> {
         Agent::start(self.config()?)
     }
@@ -130,20 +147,9 @@ impl Agent {
                 dir: config.output_dir,
             });
         }
-        let options = StoreOptions {
-            disk_threshold_percent: config.disk_usage_threshold_percent.min(100) as u8,
-            ..StoreOptions::default()
-        };
-        let retention = Retention {
-            max_files: config.max_files,
-            max_bytes: config.max_total_bytes,
-            max_age: config.max_age,
-        };
-        let throttle = Throttle::new(ThrottleConfig {
-            min_interval: config.min_interval,
-            per_hour: config.max_per_hour,
-            lifetime_cap: config.lifetime_cap,
-        });
+        let options = StoreOptions::from(&config);
+        let retention = Retention::from(&config);
+        let throttle = Throttle::new(ThrottleConfig::from(&config));
         // A profiler is never the reason a service does not start: an output
         // directory that cannot be made or used now (permissions, another
         // user's directory, a read-only mount) is logged, and every capture
@@ -231,7 +237,7 @@ impl Agent {
         let requests = self
             .requests
             .as_ref()
-            .ok_or_else(|| Error::Config("the agent is disabled".into()))?;
+            .ok_or(Error::Skipped(SkipReason::Disabled))?;
         let (reply, answer) = mpsc::channel();
         requests
             .send(Request {
@@ -239,10 +245,10 @@ impl Agent {
                 duration,
                 reply,
             })
-            .map_err(|_| Error::Skipped("the agent thread has stopped".into()))?;
+            .map_err(|_| Error::Skipped(SkipReason::AgentStopped))?;
         answer
             .recv()
-            .map_err(|_| Error::Skipped("the agent thread has stopped".into()))?
+            .map_err(|_| Error::Skipped(SkipReason::AgentStopped))?
     }
 }
 
@@ -280,11 +286,14 @@ impl Outputs {
                 self.options.clone(),
                 SystemTime::now(),
             )
-            .map_err(|e| {
-                Error::Skipped(format!(
-                    "output directory {} is not usable: {e}",
-                    self.dir.display()
-                ))
+            .map_err(|e| match e {
+                Error::Skipped(reason @ SkipReason::OutputDirUnusable { .. }) => {
+                    Error::Skipped(reason)
+                }
+                e => Error::Skipped(SkipReason::OutputDirUnusable {
+                    dir: self.dir.clone(),
+                    reason: e.to_string(),
+                }),
             })?;
             if let Err(e) = retention::enforce(&store, &self.retention, SystemTime::now()) {
                 log::warn!("firewatch: retention at start failed: {e}");
@@ -299,9 +308,12 @@ impl Outputs {
             self.store = Some(store);
         }
         // Just opened or already open.
-        self.store
-            .as_ref()
-            .ok_or_else(|| Error::Skipped("output directory not open".into()))
+        self.store.as_ref().ok_or_else(|| {
+            Error::Skipped(SkipReason::OutputDirUnusable {
+                dir: self.dir.clone(),
+                reason: "not open".into(),
+            })
+        })
     }
 }
 
@@ -361,7 +373,7 @@ impl Worker {
         for request in self.waiting.drain(..) {
             let _ = request
                 .reply
-                .send(Err(Error::Skipped("the agent stopped".into())));
+                .send(Err(Error::Skipped(SkipReason::AgentStopped)));
         }
     }
 
@@ -448,25 +460,26 @@ impl Worker {
         // agent thread down with it: it becomes a failed capture.
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.capture(kind, trigger)))
-                .unwrap_or_else(|_| Err(Error::Skipped("the capture panicked".into())));
+                .unwrap_or(Err(Error::Skipped(SkipReason::CapturePanicked)));
         if let Err(e) = &result {
             log::warn!("firewatch: {kind} capture ({trigger}) failed: {e}");
         }
-        self.answer_waiting(kind, waiting_before, &result);
+        self.answer_waiting(kind, waiting_before, result);
     }
 
     /// Answers the requests for `kind` that were waiting when the capture
     /// began (the first `count`); later ones wait for the next capture.
-    fn answer_waiting(&mut self, kind: Kind, count: usize, result: &Result<PathBuf>) {
+    fn answer_waiting(&mut self, kind: Kind, count: usize, result: Result<PathBuf>) {
         let later = self.waiting.split_off(count.min(self.waiting.len()));
         let (done, mut keep): (Vec<Request>, Vec<Request>) =
             self.waiting.drain(..).partition(|r| r.kind == kind);
         keep.extend(later);
         self.waiting = keep;
+        let result = result.map_err(Arc::new);
         for request in done {
-            let reply = match result {
+            let reply = match &result {
                 Ok(path) => Ok(path.clone()),
-                Err(e) => Err(Error::Skipped(e.to_string())),
+                Err(e) => Err(Error::CaptureFailed(Arc::clone(e))),
             };
             let _ = request.reply.send(reply);
         }
@@ -483,16 +496,45 @@ impl Worker {
 
     fn capture_heap(&mut self, trigger: Trigger) -> Result<PathBuf> {
         let started = SystemTime::now();
+        let clock = Instant::now();
+        let meter = RssMeter::start();
         let comments = vec![
             format!("trigger: {trigger}"),
             format!("service: {}", self.outputs.service),
         ];
-        let profile = crate::heap::snapshot_with_comments(&comments)?;
-        crate::symbolize::Symbolizer::release_debug_info();
-        if self.config.malloc_trim {
-            crate::symbolize::Symbolizer::trim_heap();
+        // Symbolization within the memory limit; what it loaded is released
+        // when the scope ends.
+        let (profile, report) = budget::capture(self.config.capture_memory_limit, meter, || {
+            crate::heap::snapshot_with_comments(&comments)
+        });
+        let mut profile = profile?;
+        let mut said = report.comments();
+        if report.left_addresses_only() {
+            said.push(
+                "firewatch: allocation plumbing is cut from a stack's leaf end only where its \
+                 frames have names; stacks through addresses left without names keep it"
+                    .into(),
+            );
         }
-        self.write(Kind::Heap, trigger, started, &profile)
+        add_comments(&mut profile, said);
+        let path = self.finish(Kind::Heap, trigger, started, &profile)?;
+        drop(profile);
+        log_capture(Kind::Heap, clock.elapsed(), None, report);
+        Ok(path)
+    }
+
+    /// Trims the heap if asked, then writes the profile.
+    fn finish(
+        &mut self,
+        kind: Kind,
+        trigger: Trigger,
+        started: SystemTime,
+        profile: &firewatch_profile::Profile,
+    ) -> Result<PathBuf> {
+        if self.config.malloc_trim {
+            Symbolizer::trim_heap();
+        }
+        self.write(kind, trigger, started, profile)
     }
 
     /// Compresses `profile`, stores it atomically, applies retention.
@@ -511,10 +553,12 @@ impl Worker {
         })?;
         self.outputs.open()?;
         let outputs = &self.outputs;
-        let store = outputs
-            .store
-            .as_ref()
-            .ok_or_else(|| Error::Skipped("output directory not open".into()))?;
+        let store = outputs.store.as_ref().ok_or_else(|| {
+            Error::Skipped(SkipReason::OutputDirUnusable {
+                dir: outputs.dir.clone(),
+                reason: "not open".into(),
+            })
+        })?;
         let path = store.write(kind, trigger, started, &bytes)?;
         if let Err(e) = retention::enforce(store, &outputs.retention, SystemTime::now()) {
             log::warn!("firewatch: retention failed: {e}");
@@ -531,15 +575,14 @@ impl Worker {
             .max()
             .unwrap_or(self.config.cpu_duration);
         let started = SystemTime::now();
+        let mut meter = RssMeter::start();
         let profiler = CpuProfiler::start(self.config.cpu_hz)?;
         let until = Instant::now() + duration;
         let mut heap_taken = false;
         while Instant::now() < until {
             if self.stop.load(Ordering::Acquire) {
                 drop(profiler);
-                return Err(Error::Skipped(
-                    "the agent stopped during the capture".into(),
-                ));
+                return Err(Error::Skipped(SkipReason::AgentStopped));
             }
             // Requests arriving now are merged into the gate (served after).
             // A heap snapshot takes milliseconds: the first one asked for
@@ -557,19 +600,50 @@ impl Worker {
                 }
             }
             std::thread::sleep(TICK.min(until.saturating_duration_since(Instant::now())));
+            // The sampler's buffers count towards the capture's peak.
+            meter.read();
         }
         let capture = profiler.stop_raw()?;
+        let sampled = Instant::now();
         let comments = vec![
             format!("trigger: {trigger}"),
             format!("service: {}", self.outputs.service),
             format!("captured by firewatch-agent {}", env!("CARGO_PKG_VERSION")),
         ];
-        let profile = capture.to_profile(&comments);
-        // Parsed debug info is large; free it between captures.
-        crate::symbolize::Symbolizer::release_debug_info();
-        if self.config.malloc_trim {
-            crate::symbolize::Symbolizer::trim_heap();
-        }
-        self.write(Kind::Cpu, trigger, started, &profile)
+        // Symbolization within the memory limit; what it loaded (debug
+        // info, symbol tables) is released when the scope ends.
+        let (mut profile, report) =
+            budget::capture(self.config.capture_memory_limit, meter, || {
+                capture.to_profile(&comments)
+            });
+        drop(capture);
+        add_comments(&mut profile, report.comments());
+        let path = self.finish(Kind::Cpu, trigger, started, &profile)?;
+        drop(profile);
+        log_capture(Kind::Cpu, sampled.elapsed(), Some(duration), report);
+        Ok(path)
     }
+}
+
+/// Appends `comments` to a built profile.
+fn add_comments(profile: &mut firewatch_profile::Profile, comments: Vec<String>) {
+    for comment in comments {
+        let index = profile.push_string(comment);
+        profile.comment.push(index);
+    }
+}
+
+/// One log line per capture: how long its profile took to build
+/// (symbolization included) and to write, `took` being both (after
+/// sampling, for a CPU profile), and its memory, read once more now that
+/// the file is written.
+fn log_capture(kind: Kind, took: Duration, sampled: Option<Duration>, mut report: CaptureReport) {
+    report.meter.read();
+    let sampling = sampled.map_or_else(String::new, |d| format!(" after {d:?} of sampling"));
+    log::info!(
+        "firewatch: {kind} capture: profile built in {} ms, written in {} ms{sampling}; {}",
+        report.took.as_millis(),
+        took.saturating_sub(report.took).as_millis(),
+        report.summary()
+    );
 }

@@ -1,16 +1,26 @@
-//! Agent settings: defaults, the builder's values, then `FIREWATCH_*`
-//! environment overrides (so operators can retune a deployed service without
-//! a rebuild).
+//! Agent settings, from one table ([`SETTINGS`]): each row names the
+//! builder method, the `FIREWATCH_*` environment variable, the default (as
+//! the text the variable would take), what the values mean, how text is
+//! parsed and what is valid. [`Config::default`] is made by parsing the
+//! defaults, the environment overrides go through the same parsers, and
+//! `docs/agent.md`'s options table is checked against the table by a test.
+//!
+//! Invalid values are refused, never clamped: a builder value makes
+//! `start()` fail naming the setting (the code is wrong); an environment
+//! value is logged loudly and ignored, the rest apply (an operator's typo
+//! must not keep a service from starting).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{Error, Result};
 
-/// Everything the agent needs to know. Built by [`crate::AgentBuilder`].
-#[derive(Clone, Debug)]
+/// Everything the agent needs to know. Built by [`crate::AgentBuilder`];
+/// see `docs/agent.md` ("Options") for each field's meaning and default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
-    /// `false` turns the agent into a no-op (`FIREWATCH_ENABLED=0`).
+    /// `false` turns the agent into a no-op.
     pub enabled: bool,
     pub output_dir: PathBuf,
     pub service_name: String,
@@ -18,8 +28,8 @@ pub struct Config {
     pub cpu_hz: u32,
     /// Heap in use (from the sampling allocator) that triggers a heap snapshot.
     pub heap_threshold_bytes: Option<u64>,
-    /// Further growth, above the level a heap or RSS trigger last fired at,
-    /// that fires it again (default: a quarter of the heap threshold; for
+    /// Further growth above the level a heap or RSS trigger last fired at
+    /// that fires it again (`None`: a quarter of the heap threshold; for
     /// RSS, 5% of the memory limit).
     pub heap_step_bytes: Option<u64>,
     /// RSS as a percentage of the memory limit that triggers a heap snapshot.
@@ -28,7 +38,7 @@ pub struct Config {
     pub cpu_threshold_percent: Option<u32>,
     /// Consecutive checks above the CPU threshold before it fires.
     pub cpu_threshold_checks: u32,
-    /// How often thresholds are checked.
+    /// How often the CPU threshold is checked.
     pub check_interval: Duration,
     /// Minimum gap between automatic captures of one kind.
     pub min_interval: Duration,
@@ -43,49 +53,513 @@ pub struct Config {
     pub disk_usage_threshold_percent: u32,
     /// The signal that requests captures (`None`: no signal trigger).
     pub signal: Option<i32>,
-    /// Ask glibc to return freed memory to the system after each capture
-    /// (`malloc_trim(0)`). Off by default: it walks every arena under its
-    /// lock and can stall allocating threads of a large heap.
+    /// Ask glibc to return freed memory to the system after each capture.
     pub malloc_trim: bool,
+    /// What symbolizing a capture may add to RSS (`None`: no limit); see
+    /// [`crate::symbolize`]'s `budget` module for what is left out to keep
+    /// within it.
+    pub capture_memory_limit: Option<u64>,
 }
 
-impl Default for Config {
+/// A setting's default.
+pub(crate) enum Default {
+    /// Text parsed like the environment variable's value.
+    Text(&'static str),
+    /// Computed at start (shown in the docs as the text).
+    Computed(
+        #[cfg_attr(not(test), allow(dead_code))] &'static str,
+        fn(&mut Config),
+    ),
+}
+
+/// One row of the settings table.
+pub(crate) struct Setting {
+    /// The builder method, as the docs show it: `cpu_hz(n)`.
+    pub method: &'static str,
+    pub env: &'static str,
+    /// Forms the environment variable takes, for the docs: `` `10s`, `2m` ``.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub forms: &'static str,
+    pub default: Default,
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub meaning: &'static str,
+    /// Parses the environment variable's text into the field.
+    set: fn(&mut Config, &str) -> std::result::Result<(), String>,
+    /// Whether the field's value is valid (what a builder value must meet).
+    check: fn(&Config) -> std::result::Result<(), String>,
+    /// The field's current value, for messages.
+    show: fn(&Config) -> String,
+}
+
+impl Setting {
+    /// The builder method's name without its argument.
+    pub fn name(&self) -> &'static str {
+        self.method.split('(').next().unwrap_or(self.method)
+    }
+}
+
+/// Fewest checks of the CPU threshold per second: below this, a check
+/// every 100 ms would cost more than it tells.
+const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest triggered CPU profile: beyond, a trigger would hold the capture
+/// pipeline for longer than an incident needs.
+const MAX_CPU_DURATION: Duration = Duration::from_secs(3600);
+
+fn ok() -> std::result::Result<(), String> {
+    Ok(())
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    v: T,
+    lo: T,
+    hi: T,
+) -> std::result::Result<(), String> {
+    if v < lo || v > hi {
+        Err(format!("must be between {lo} and {hi}"))
+    } else {
+        Ok(())
+    }
+}
+
+fn optional<T>(
+    v: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> std::result::Result<Option<T>, String> {
+    if is_off(v) {
+        return Ok(None);
+    }
+    parse(v)
+        .map(Some)
+        .ok_or_else(|| format!("expected {what} or off"))
+}
+
+fn is_off(v: &str) -> bool {
+    ["off", "none"].contains(&v.to_ascii_lowercase().as_str())
+}
+
+fn number<T: TryFrom<u64>>(v: &str) -> std::result::Result<T, String> {
+    parse_size(v)
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| "expected a number".to_string())
+}
+
+fn duration(v: &str) -> std::result::Result<Duration, String> {
+    parse_duration(v).ok_or_else(|| "expected a duration like 500ms, 30s, 10m, 2h, 1d".into())
+}
+
+fn boolean(v: &str) -> std::result::Result<bool, String> {
+    parse_bool(v).ok_or_else(|| "expected 1/0, true/false, on/off".into())
+}
+
+fn show_duration(d: Duration) -> String {
+    format!("{d:?}")
+}
+
+fn show_optional<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "off".into(), |v| v.to_string())
+}
+
+/// Every setting, in the order the docs list them.
+pub(crate) const SETTINGS: &[Setting] = &[
+    Setting {
+        method: "output_dir(p)",
+        env: "FIREWATCH_DIR",
+        forms: "",
+        default: Default::Computed("`$TMPDIR/firewatch-<uid>`", |c| {
+            c.output_dir = default_output_dir()
+        }),
+        meaning: "where files go; created `0700` if missing. If it cannot be made or used, \
+                  `start()` still succeeds: the log says so and each capture is skipped until \
+                  the directory works",
+        set: |c, v| {
+            c.output_dir = PathBuf::from(v);
+            ok()
+        },
+        check: |c| {
+            if c.output_dir.as_os_str().is_empty() {
+                Err("must not be empty".into())
+            } else {
+                ok()
+            }
+        },
+        show: |c| c.output_dir.display().to_string(),
+    },
+    Setting {
+        method: "service_name(s)",
+        env: "FIREWATCH_SERVICE",
+        forms: "",
+        default: Default::Computed("executable name", |c| {
+            c.service_name = default_service_name()
+        }),
+        meaning: "first part of file names",
+        set: |c, v| {
+            c.service_name = v.to_string();
+            ok()
+        },
+        check: |c| {
+            if c.service_name.trim().is_empty() {
+                Err("must not be empty".into())
+            } else {
+                ok()
+            }
+        },
+        show: |c| c.service_name.clone(),
+    },
+    Setting {
+        method: "enabled(b)",
+        env: "FIREWATCH_ENABLED",
+        forms: "`0`/`1`; `FIREWATCH_DISABLE=1` also turns it off",
+        default: Default::Text("on"),
+        meaning: "off makes the agent a no-op",
+        set: |c, v| {
+            c.enabled = boolean(v)?;
+            ok()
+        },
+        check: |_| ok(),
+        show: |c| c.enabled.to_string(),
+    },
+    Setting {
+        method: "cpu_duration(d)",
+        env: "FIREWATCH_CPU_DURATION",
+        forms: "`10s`, `2m`",
+        default: Default::Text("10s"),
+        meaning: "length of a triggered CPU profile (up to 1 h)",
+        set: |c, v| {
+            c.cpu_duration = duration(v)?;
+            ok()
+        },
+        check: |c| {
+            if c.cpu_duration.is_zero() || c.cpu_duration > MAX_CPU_DURATION {
+                Err("must be more than 0 and at most 1h".into())
+            } else {
+                ok()
+            }
+        },
+        show: |c| show_duration(c.cpu_duration),
+    },
+    Setting {
+        method: "cpu_hz(n)",
+        env: "FIREWATCH_CPU_HZ",
+        forms: "",
+        default: Default::Text("100"),
+        meaning: "samples per CPU-second per thread (1–4000)",
+        set: |c, v| {
+            c.cpu_hz = number(v)?;
+            ok()
+        },
+        check: |c| in_range(c.cpu_hz, 1, crate::cpu::MAX_HZ),
+        show: |c| c.cpu_hz.to_string(),
+    },
+    Setting {
+        method: "cpu_threshold_percent(Some(p) / None)",
+        env: "FIREWATCH_CPU_THRESHOLD_PERCENT",
+        forms: "`off`",
+        default: Default::Text("80"),
+        meaning: "process CPU in % of one core that triggers a profile",
+        set: |c, v| {
+            c.cpu_threshold_percent = optional(v, |v| number(v).ok(), "a number")?;
+            ok()
+        },
+        check: |c| {
+            c.cpu_threshold_percent
+                .map_or(Ok(()), |p| in_range(p, 1, 100_000))
+        },
+        show: |c| show_optional(c.cpu_threshold_percent),
+    },
+    Setting {
+        method: "cpu_threshold_checks(n)",
+        env: "FIREWATCH_CPU_THRESHOLD_CHECKS",
+        forms: "",
+        default: Default::Text("2"),
+        meaning: "consecutive checks above the CPU threshold needed",
+        set: |c, v| {
+            c.cpu_threshold_checks = number(v)?;
+            ok()
+        },
+        check: |c| in_range(c.cpu_threshold_checks, 1, 1000),
+        show: |c| c.cpu_threshold_checks.to_string(),
+    },
+    Setting {
+        method: "check_interval(d)",
+        env: "FIREWATCH_CHECK_INTERVAL",
+        forms: "`5s`",
+        default: Default::Text("5s"),
+        meaning: "how often the CPU threshold is checked (at least 100 ms; memory thresholds \
+                  are checked every 100 ms)",
+        set: |c, v| {
+            c.check_interval = duration(v)?;
+            ok()
+        },
+        check: |c| {
+            if c.check_interval < MIN_CHECK_INTERVAL {
+                Err("must be at least 100ms".into())
+            } else {
+                ok()
+            }
+        },
+        show: |c| show_duration(c.check_interval),
+    },
+    Setting {
+        method: "min_interval(d)",
+        env: "FIREWATCH_MIN_INTERVAL",
+        forms: "`10m`",
+        default: Default::Text("10m"),
+        meaning: "minimum gap between automatic captures of one kind",
+        set: |c, v| {
+            c.min_interval = duration(v)?;
+            ok()
+        },
+        check: |_| ok(),
+        show: |c| show_duration(c.min_interval),
+    },
+    Setting {
+        method: "max_per_hour(n)",
+        env: "FIREWATCH_MAX_PER_HOUR",
+        forms: "",
+        default: Default::Text("4"),
+        meaning: "automatic captures per kind per hour, a token bucket: after a quiet spell up \
+                  to `n` more than the refill may come (`min_interval` apart), then one per \
+                  `60/n` min; 0 turns automatic captures off",
+        set: |c, v| {
+            c.max_per_hour = number(v)?;
+            ok()
+        },
+        check: |_| ok(),
+        show: |c| c.max_per_hour.to_string(),
+    },
+    Setting {
+        method: "lifetime_cap(Some(n) / None)",
+        env: "FIREWATCH_LIFETIME_CAP",
+        forms: "`off`",
+        default: Default::Text("20"),
+        meaning: "automatic captures per kind ever, counting files already on disk",
+        set: |c, v| {
+            c.lifetime_cap = optional(v, |v| number(v).ok(), "a number")?;
+            ok()
+        },
+        check: |_| ok(),
+        show: |c| show_optional(c.lifetime_cap),
+    },
+    Setting {
+        method: "max_files(n)",
+        env: "FIREWATCH_MAX_FILES",
+        forms: "`off`",
+        default: Default::Text("20"),
+        meaning: "retention: files kept",
+        set: |c, v| {
+            c.max_files = optional(v, |v| number(v).ok(), "a number")?;
+            ok()
+        },
+        check: |c| c.max_files.map_or(Ok(()), |n| in_range(n, 1, usize::MAX)),
+        show: |c| show_optional(c.max_files),
+    },
+    Setting {
+        method: "max_total_bytes(n)",
+        env: "FIREWATCH_MAX_BYTES",
+        forms: "`512M`, `5G`, `off`",
+        default: Default::Text("5G"),
+        meaning: "retention: bytes kept",
+        set: |c, v| {
+            c.max_total_bytes = optional(v, parse_size, "a size")?;
+            ok()
+        },
+        check: |c| {
+            c.max_total_bytes
+                .map_or(Ok(()), |n| in_range(n, 1, u64::MAX))
+        },
+        show: |c| show_optional(c.max_total_bytes),
+    },
+    Setting {
+        method: "max_age(d)",
+        env: "FIREWATCH_MAX_AGE",
+        forms: "`off`",
+        default: Default::Text("24h"),
+        meaning: "retention: older files are deleted",
+        set: |c, v| {
+            c.max_age = optional(v, parse_duration, "a duration")?;
+            ok()
+        },
+        check: |_| ok(),
+        show: |c| c.max_age.map_or_else(|| "off".into(), show_duration),
+    },
+    Setting {
+        method: "disk_usage_threshold_percent(p)",
+        env: "FIREWATCH_DISK_USAGE_THRESHOLD_PERCENT",
+        forms: "",
+        default: Default::Text("90"),
+        meaning: "skip captures when the filesystem is fuller",
+        set: |c, v| {
+            c.disk_usage_threshold_percent = number(v)?;
+            ok()
+        },
+        check: |c| in_range(c.disk_usage_threshold_percent, 1, 100),
+        show: |c| c.disk_usage_threshold_percent.to_string(),
+    },
+    Setting {
+        method: "signal(Some(n) / None)",
+        env: "FIREWATCH_SIGNAL",
+        forms: "`USR1`, `USR2`, a number, `off`",
+        default: Default::Text("USR2"),
+        meaning: "the capture signal",
+        set: |c, v| {
+            c.signal = parse_signal(v).ok_or("expected USR1, USR2, a number, or off")?;
+            ok()
+        },
+        check: |c| match c.signal {
+            Some(n) if !usable_signal(n) => {
+                Err("must be a signal from 1 to 64 other than SIGPROF, SIGKILL and SIGSTOP".into())
+            }
+            _ => ok(),
+        },
+        show: |c| show_optional(c.signal),
+    },
+    Setting {
+        method: "capture_memory_limit(Some(n) / None)",
+        env: "FIREWATCH_CAPTURE_MEMORY_LIMIT",
+        forms: "`8M`, `64M`, `off`",
+        default: Default::Text("8M"),
+        meaning: "what symbolizing one capture may add to RSS. An object whose debug info would \
+                  not fit is named from its symbol table only (no inlined frames, files or \
+                  lines); one whose symbol table would not fit either keeps addresses and build \
+                  IDs only, for offline symbolization. Each cut is said in the profile's \
+                  comments and once in the log; every profile reports its RSS before and the \
+                  highest seen. `off`: debug info for everything, tens of MiB per capture for a \
+                  large binary",
+        set: |c, v| {
+            c.capture_memory_limit = optional(v, parse_size, "a size")?;
+            ok()
+        },
+        check: |c| {
+            c.capture_memory_limit
+                .map_or(Ok(()), |n| in_range(n, 1, u64::MAX))
+        },
+        show: |c| show_optional(c.capture_memory_limit),
+    },
+    Setting {
+        method: "malloc_trim(b)",
+        env: "FIREWATCH_MALLOC_TRIM",
+        forms: "",
+        default: Default::Text("off"),
+        meaning: "after each capture, `malloc_trim(0)` returns freed heap to the system (RSS \
+                  drops by what symbolization used); it locks every glibc arena while it walks \
+                  them, so allocating threads of a large heap can stall: turn on where RSS \
+                  matters more",
+        set: |c, v| {
+            c.malloc_trim = boolean(v)?;
+            ok()
+        },
+        check: |_| ok(),
+        show: |c| c.malloc_trim.to_string(),
+    },
+    Setting {
+        method: "heap_threshold_bytes(n)",
+        env: "FIREWATCH_HEAP_THRESHOLD",
+        forms: "`2G`, `off`",
+        default: Default::Text("off"),
+        meaning: "heap snapshot when the sampling allocator's bytes in use reach `n`",
+        set: |c, v| {
+            c.heap_threshold_bytes = optional(v, parse_size, "a size")?;
+            ok()
+        },
+        check: |c| {
+            c.heap_threshold_bytes
+                .map_or(Ok(()), |n| in_range(n, 1, u64::MAX))
+        },
+        show: |c| show_optional(c.heap_threshold_bytes),
+    },
+    Setting {
+        method: "rss_threshold_percent(Some(p) / None)",
+        env: "FIREWATCH_RSS_THRESHOLD_PERCENT",
+        forms: "`off`",
+        default: Default::Text("90"),
+        meaning: "heap snapshot when RSS reaches `p`% of the memory limit (cgroup v2 \
+                  `memory.max`, cgroup v1 `memory.limit_in_bytes`, else `MemTotal`)",
+        set: |c, v| {
+            c.rss_threshold_percent = optional(v, |v| number(v).ok(), "a number")?;
+            ok()
+        },
+        check: |c| {
+            c.rss_threshold_percent
+                .map_or(Ok(()), |p| in_range(p, 1, 100))
+        },
+        show: |c| show_optional(c.rss_threshold_percent),
+    },
+    Setting {
+        method: "heap_step_bytes(n)",
+        env: "FIREWATCH_HEAP_STEP",
+        forms: "`512M`, `auto`",
+        default: Default::Text("auto"),
+        meaning: "growth above the last firing level that fires again (`auto`: ¼ of the heap \
+                  threshold; 5% of the limit for RSS)",
+        set: |c, v| {
+            c.heap_step_bytes = if v.eq_ignore_ascii_case("auto") {
+                None
+            } else {
+                Some(parse_size(v).ok_or("expected a size or auto")?)
+            };
+            ok()
+        },
+        check: |c| {
+            c.heap_step_bytes
+                .map_or(Ok(()), |n| in_range(n, 1, u64::MAX))
+        },
+        show: |c| {
+            c.heap_step_bytes
+                .map_or_else(|| "auto".into(), |n| n.to_string())
+        },
+    },
+];
+
+impl std::default::Default for Config {
+    /// Every setting at its default, parsed from the table.
     fn default() -> Config {
-        Config {
+        let mut config = Config {
             enabled: true,
-            output_dir: default_output_dir(),
-            service_name: default_service_name(),
-            cpu_duration: Duration::from_secs(10),
-            cpu_hz: 100,
+            output_dir: PathBuf::new(),
+            service_name: String::new(),
+            cpu_duration: Duration::ZERO,
+            cpu_hz: 0,
             heap_threshold_bytes: None,
             heap_step_bytes: None,
-            rss_threshold_percent: Some(90),
-            cpu_threshold_percent: Some(80),
-            cpu_threshold_checks: 2,
-            check_interval: Duration::from_secs(5),
-            min_interval: Duration::from_secs(30 * 60),
-            max_per_hour: 4,
-            lifetime_cap: Some(20),
-            max_files: Some(20),
-            max_total_bytes: Some(5 << 30),
-            max_age: Some(Duration::from_secs(24 * 3600)),
-            disk_usage_threshold_percent: 90,
-            signal: Some(libc::SIGUSR2),
+            rss_threshold_percent: None,
+            cpu_threshold_percent: None,
+            cpu_threshold_checks: 0,
+            check_interval: Duration::ZERO,
+            min_interval: Duration::ZERO,
+            max_per_hour: 0,
+            lifetime_cap: None,
+            max_files: None,
+            max_total_bytes: None,
+            max_age: None,
+            disk_usage_threshold_percent: 0,
+            signal: None,
             malloc_trim: false,
+            capture_memory_limit: None,
+        };
+        for setting in SETTINGS {
+            match setting.default {
+                // Checked for every row by `defaults_parse_and_are_valid`.
+                Default::Text(text) => {
+                    let _ = (setting.set)(&mut config, text);
+                }
+                Default::Computed(_, make) => make(&mut config),
+            }
         }
+        config
     }
 }
 
 /// `$TMPDIR/firewatch-<uid>`: per user, so a second user's service on the
 /// same host does not find the first one's `0700` directory in its way.
-pub fn default_output_dir() -> PathBuf {
+fn default_output_dir() -> PathBuf {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     std::env::temp_dir().join(format!("firewatch-{uid}"))
 }
 
 /// The executable's file name, else "service".
-pub fn default_service_name() -> String {
+fn default_service_name() -> String {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
@@ -94,123 +568,90 @@ pub fn default_service_name() -> String {
 }
 
 impl Config {
+    /// Checks every setting; the first invalid one is returned, named by its
+    /// builder method.
+    pub fn validate(&self) -> Result<()> {
+        for setting in SETTINGS {
+            (setting.check)(self).map_err(|reason| Error::InvalidSetting {
+                setting: setting.name(),
+                value: (setting.show)(self),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Applies `FIREWATCH_*` overrides read through `var` (the process
-    /// environment in production, a map in tests).
-    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
-        let bad = |name: &str, value: &str, what: &str| {
-            Error::Config(format!("{name}={value:?}: {what}"))
-        };
+    /// environment in production, a map in tests). A value that does not
+    /// parse or is not valid is logged as an error and ignored; the others
+    /// apply. Returns the variables ignored.
+    pub(crate) fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Vec<Error> {
         let get = |name: &str| {
             var(name)
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        if let Some(v) = get("FIREWATCH_ENABLED") {
-            self.enabled = parse_bool(&v)
-                .ok_or_else(|| bad("FIREWATCH_ENABLED", &v, "expected 1/0, true/false, on/off"))?;
-        }
-        if let Some(v) = get("FIREWATCH_DISABLE") {
-            let off = parse_bool(&v)
-                .ok_or_else(|| bad("FIREWATCH_DISABLE", &v, "expected 1/0, true/false"))?;
-            self.enabled &= !off;
-        }
-        if let Some(v) = get("FIREWATCH_DIR") {
-            self.output_dir = PathBuf::from(v);
-        }
-        if let Some(v) = get("FIREWATCH_SERVICE") {
-            self.service_name = v;
-        }
-        let number = |name: &str| -> Result<Option<u64>> {
-            get(name)
-                .map(|v| parse_size(&v).ok_or_else(|| bad(name, &v, "expected a number")))
-                .transpose()
-        };
-        let seconds = |name: &str| -> Result<Option<Duration>> {
-            get(name)
-                .map(|v| {
-                    parse_duration(&v)
-                        .ok_or_else(|| bad(name, &v, "expected a duration like 30s, 10m, 2h"))
-                })
-                .transpose()
-        };
-        // "off" disables an optional threshold or cap.
-        let optional = |name: &str| -> Result<Option<Option<u64>>> {
-            match get(name) {
-                Some(v) if ["off", "none", "0"].contains(&v.to_ascii_lowercase().as_str()) => {
-                    Ok(Some(None))
+        let mut ignored = Vec::new();
+        let mut apply = |config: &mut Config, setting: &Setting, name: &'static str, v: &str| {
+            let mut trial = config.clone();
+            match (setting.set)(&mut trial, v).and_then(|()| (setting.check)(&trial)) {
+                Ok(()) => *config = trial,
+                Err(reason) => {
+                    let e = Error::InvalidSetting {
+                        setting: name,
+                        value: v.to_string(),
+                        reason,
+                    };
+                    log::error!("firewatch: {e}; ignored, the other settings apply");
+                    ignored.push(e);
                 }
-                Some(v) => parse_size(&v)
-                    .map(|n| Some(Some(n)))
-                    .ok_or_else(|| bad(name, &v, "expected a number or off")),
-                None => Ok(None),
             }
         };
-        if let Some(hz) = number("FIREWATCH_CPU_HZ")? {
-            self.cpu_hz = hz.clamp(1, 4000) as u32;
+        for setting in SETTINGS {
+            if let Some(v) = get(setting.env) {
+                apply(self, setting, setting.env, &v);
+            }
         }
-        if let Some(d) = seconds("FIREWATCH_CPU_DURATION")? {
-            self.cpu_duration = d;
+        // A shorthand kept for operators: FIREWATCH_DISABLE=1.
+        if let Some(v) = get("FIREWATCH_DISABLE") {
+            match parse_bool(&v) {
+                Some(off) => self.enabled &= !off,
+                None => {
+                    let e = Error::InvalidSetting {
+                        setting: "FIREWATCH_DISABLE",
+                        value: v,
+                        reason: "expected 1/0, true/false, on/off".into(),
+                    };
+                    log::error!("firewatch: {e}; ignored, the other settings apply");
+                    ignored.push(e);
+                }
+            }
         }
-        if let Some(t) = optional("FIREWATCH_HEAP_THRESHOLD")? {
-            self.heap_threshold_bytes = t;
-        }
-        if let Some(t) = optional("FIREWATCH_HEAP_STEP")? {
-            self.heap_step_bytes = t;
-        }
-        if let Some(t) = optional("FIREWATCH_RSS_THRESHOLD_PERCENT")? {
-            self.rss_threshold_percent = t.map(|p| p.min(100) as u32);
-        }
-        if let Some(t) = optional("FIREWATCH_CPU_THRESHOLD_PERCENT")? {
-            self.cpu_threshold_percent = t.map(|p| p.min(100_000) as u32);
-        }
-        if let Some(d) = seconds("FIREWATCH_CHECK_INTERVAL")? {
-            self.check_interval = d.max(Duration::from_millis(100));
-        }
-        if let Some(d) = seconds("FIREWATCH_MIN_INTERVAL")? {
-            self.min_interval = d;
-        }
-        if let Some(n) = number("FIREWATCH_MAX_PER_HOUR")? {
-            self.max_per_hour = n.min(u64::from(u32::MAX)) as u32;
-        }
-        if let Some(n) = optional("FIREWATCH_LIFETIME_CAP")? {
-            self.lifetime_cap = n.map(|n| n.min(u64::from(u32::MAX)) as u32);
-        }
-        if let Some(n) = optional("FIREWATCH_MAX_FILES")? {
-            self.max_files = n.map(|n| n as usize);
-        }
-        if let Some(n) = optional("FIREWATCH_MAX_BYTES")? {
-            self.max_total_bytes = n;
-        }
-        if let Some(v) = get("FIREWATCH_MAX_AGE") {
-            self.max_age =
-                if v.eq_ignore_ascii_case("off") {
-                    None
-                } else {
-                    Some(parse_duration(&v).ok_or_else(|| {
-                        bad("FIREWATCH_MAX_AGE", &v, "expected a duration or off")
-                    })?)
-                };
-        }
-        if let Some(v) = get("FIREWATCH_MALLOC_TRIM") {
-            self.malloc_trim = parse_bool(&v).ok_or_else(|| {
-                bad(
-                    "FIREWATCH_MALLOC_TRIM",
-                    &v,
-                    "expected 1/0, true/false, on/off",
-                )
-            })?;
-        }
-        if let Some(v) = get("FIREWATCH_SIGNAL") {
-            self.signal = parse_signal(&v).ok_or_else(|| {
-                bad(
-                    "FIREWATCH_SIGNAL",
-                    &v,
-                    "expected USR1, USR2, a number, or off",
-                )
-            })?;
-        }
-        Ok(())
+        ignored
     }
+}
+
+/// The options table of `docs/agent.md`, made from [`SETTINGS`].
+#[cfg(test)]
+fn docs_table() -> String {
+    let mut out =
+        String::from("| builder | environment | default | meaning |\n|---|---|---|---|\n");
+    for s in SETTINGS {
+        let env = if s.forms.is_empty() {
+            format!("`{}`", s.env)
+        } else {
+            format!("`{}` ({})", s.env, s.forms)
+        };
+        let default = match s.default {
+            Default::Text(t) => format!("`{t}`"),
+            Default::Computed(shown, _) => shown.to_string(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {env} | {default} | {} |\n",
+            s.method, s.meaning
+        ));
+    }
+    out
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -222,7 +663,7 @@ fn parse_bool(v: &str) -> Option<bool> {
 }
 
 /// `1234`, `512K`, `2G` (powers of 1024).
-pub fn parse_size(v: &str) -> Option<u64> {
+fn parse_size(v: &str) -> Option<u64> {
     let v = v.trim();
     let (digits, factor) = match v.as_bytes().last()? {
         b'k' | b'K' => (&v[..v.len() - 1], 1u64 << 10),
@@ -234,7 +675,7 @@ pub fn parse_size(v: &str) -> Option<u64> {
 }
 
 /// `30` (seconds), `500ms`, `30s`, `10m`, `2h`, `1d`.
-pub fn parse_duration(v: &str) -> Option<Duration> {
+fn parse_duration(v: &str) -> Option<Duration> {
     let v = v.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let n: u64 = v[..split].parse().ok()?;
@@ -249,6 +690,10 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
     }
 }
 
+fn usable_signal(n: i32) -> bool {
+    (1..=64).contains(&n) && n != libc::SIGPROF && n != libc::SIGKILL && n != libc::SIGSTOP
+}
+
 fn parse_signal(v: &str) -> Option<Option<i32>> {
     let upper = v.to_ascii_uppercase();
     match upper.trim_start_matches("SIG") {
@@ -258,12 +703,7 @@ fn parse_signal(v: &str) -> Option<Option<i32>> {
         _ => v
             .parse::<i32>()
             .ok()
-            .filter(|&n| {
-                (1..=64).contains(&n)
-                    && n != libc::SIGPROF
-                    && n != libc::SIGKILL
-                    && n != libc::SIGSTOP
-            })
+            .filter(|&n| usable_signal(n))
             .map(Some),
     }
 }
@@ -273,58 +713,152 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn with(vars: &[(&str, &str)]) -> Result<Config> {
+    fn with(vars: &[(&str, &str)]) -> (Config, Vec<Error>) {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let mut c = Config::default();
-        c.apply_env(|k| map.get(k).cloned())?;
-        Ok(c)
+        let ignored = c.apply_env(|k| map.get(k).cloned());
+        (c, ignored)
+    }
+
+    #[test]
+    fn defaults_parse_and_are_valid() {
+        let mut config = Config::default();
+        for s in SETTINGS {
+            if let Default::Text(text) = s.default {
+                assert_eq!((s.set)(&mut config, text), Ok(()), "{}", s.method);
+            }
+        }
+        config.validate().unwrap();
+        assert_eq!(config.cpu_hz, 100);
+        assert_eq!(config.min_interval, Duration::from_secs(600));
+        assert_eq!(config.signal, Some(libc::SIGUSR2));
+        assert!(config.enabled && !config.malloc_trim);
+        assert_eq!(config.heap_threshold_bytes, None);
+        assert_eq!(config.max_total_bytes, Some(5 << 30));
+        assert_eq!(config.capture_memory_limit, Some(8 << 20));
+    }
+
+    /// The issue's complaint: with a 30 min gap at most 2 captures fit an
+    /// hour, so a limit of 4 per hour never bound. The default gap must let
+    /// the hourly limit be the one that binds.
+    #[test]
+    fn the_default_hourly_limit_can_bind() {
+        let c = Config::default();
+        let gaps_per_hour = Duration::from_secs(3600).as_secs() / c.min_interval.as_secs();
+        assert!(u64::from(c.max_per_hour) < gaps_per_hour + 1, "{c:?}");
+    }
+
+    #[test]
+    fn every_setting_has_a_distinct_environment_variable_and_method() {
+        let mut envs: Vec<_> = SETTINGS.iter().map(|s| s.env).collect();
+        let mut names: Vec<_> = SETTINGS.iter().map(|s| s.name()).collect();
+        envs.sort_unstable();
+        envs.dedup();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(envs.len(), SETTINGS.len());
+        assert_eq!(names.len(), SETTINGS.len());
+        assert!(envs.iter().all(|e| e.starts_with("FIREWATCH_")));
     }
 
     #[test]
     fn environment_overrides_the_builder() {
-        let c = with(&[
+        let (c, ignored) = with(&[
             ("FIREWATCH_DIR", "/var/lib/x"),
             ("FIREWATCH_SERVICE", "api"),
             ("FIREWATCH_CPU_HZ", "250"),
             ("FIREWATCH_CPU_DURATION", "30s"),
             ("FIREWATCH_HEAP_THRESHOLD", "2G"),
             ("FIREWATCH_CPU_THRESHOLD_PERCENT", "off"),
+            ("FIREWATCH_CPU_THRESHOLD_CHECKS", "3"),
+            ("FIREWATCH_DISK_USAGE_THRESHOLD_PERCENT", "80"),
             ("FIREWATCH_MIN_INTERVAL", "10m"),
             ("FIREWATCH_MAX_FILES", "5"),
             ("FIREWATCH_MAX_AGE", "2d"),
             ("FIREWATCH_SIGNAL", "SIGUSR1"),
-        ])
-        .unwrap();
+            ("FIREWATCH_HEAP_STEP", "64M"),
+        ]);
+        assert!(ignored.is_empty(), "{ignored:?}");
         assert_eq!(c.output_dir, PathBuf::from("/var/lib/x"));
         assert_eq!(c.service_name, "api");
         assert_eq!(c.cpu_hz, 250);
         assert_eq!(c.cpu_duration, Duration::from_secs(30));
         assert_eq!(c.heap_threshold_bytes, Some(2 << 30));
         assert_eq!(c.cpu_threshold_percent, None);
+        assert_eq!(c.cpu_threshold_checks, 3);
+        assert_eq!(c.disk_usage_threshold_percent, 80);
         assert_eq!(c.min_interval, Duration::from_secs(600));
         assert_eq!(c.max_files, Some(5));
         assert_eq!(c.max_age, Some(Duration::from_secs(2 * 86_400)));
         assert_eq!(c.signal, Some(libc::SIGUSR1));
+        assert_eq!(c.heap_step_bytes, Some(64 << 20));
     }
 
     #[test]
-    fn off_switch_and_bad_values() {
-        assert!(!with(&[("FIREWATCH_ENABLED", "0")]).unwrap().enabled);
-        assert!(!with(&[("FIREWATCH_DISABLE", "1")]).unwrap().enabled);
-        assert!(with(&[]).unwrap().enabled);
-        let err = with(&[("FIREWATCH_CPU_HZ", "fast")])
-            .unwrap_err()
-            .to_string();
+    fn a_bad_environment_value_is_ignored_and_the_rest_apply() {
+        let (c, ignored) = with(&[
+            ("FIREWATCH_CPU_HZ", "fast"),
+            ("FIREWATCH_RSS_THRESHOLD_PERCENT", "150"),
+            ("FIREWATCH_SIGNAL", "KILL"),
+            ("FIREWATCH_MAX_FILES", "7"),
+        ]);
+        assert_eq!(c.cpu_hz, 100);
+        assert_eq!(c.rss_threshold_percent, Some(90));
+        assert_eq!(c.signal, Some(libc::SIGUSR2));
+        assert_eq!(c.max_files, Some(7));
+        let messages: Vec<String> = ignored.iter().map(|e| e.to_string()).collect();
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        let said = |words: &[&str]| messages.iter().any(|m| words.iter().all(|w| m.contains(w)));
+        assert!(said(&["FIREWATCH_CPU_HZ", "fast"]), "{messages:?}");
         assert!(
-            err.contains("FIREWATCH_CPU_HZ") && err.contains("fast"),
-            "{err}"
+            said(&["FIREWATCH_RSS_THRESHOLD_PERCENT", "between 1 and 100"]),
+            "{messages:?}"
         );
-        assert!(with(&[("FIREWATCH_SIGNAL", "KILL")]).is_err());
-        assert!(with(&[("FIREWATCH_SIGNAL", "9")]).is_err());
-        assert_eq!(with(&[("FIREWATCH_SIGNAL", "off")]).unwrap().signal, None);
+        assert!(said(&["FIREWATCH_SIGNAL", "KILL"]), "{messages:?}");
+        assert!(with(&[("FIREWATCH_SIGNAL", "9")]).1.len() == 1);
+        assert_eq!(with(&[("FIREWATCH_SIGNAL", "off")]).0.signal, None);
+    }
+
+    #[test]
+    fn off_switches() {
+        assert!(!with(&[("FIREWATCH_ENABLED", "0")]).0.enabled);
+        assert!(!with(&[("FIREWATCH_DISABLE", "1")]).0.enabled);
+        assert!(with(&[]).0.enabled);
+        assert!(with(&[("FIREWATCH_MALLOC_TRIM", "on")]).0.malloc_trim);
+        let limit = |v| with(&[("FIREWATCH_CAPTURE_MEMORY_LIMIT", v)]);
+        assert_eq!(limit("off").0.capture_memory_limit, None);
+        assert_eq!(limit("64M").0.capture_memory_limit, Some(64 << 20));
+        assert_eq!(limit("512K").0.capture_memory_limit, Some(512 << 10));
+        assert_eq!(limit("0").1.len(), 1, "0 is refused; off means no limit");
+        assert_eq!(limit("lots").1.len(), 1);
+        assert_eq!(with(&[("FIREWATCH_MALLOC_TRIM", "maybe")]).1.len(), 1);
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_the_settings_name_not_clamped() {
+        let c = Config {
+            cpu_hz: 10_000,
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("cpu_hz") && e.contains("10000"), "{e}");
+        let c = Config {
+            check_interval: Duration::from_millis(1),
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("check_interval"));
+        let c = Config {
+            rss_threshold_percent: Some(0),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
     }
 
     #[test]
@@ -336,16 +870,29 @@ mod tests {
         assert_eq!(parse_duration("3 weeks"), None);
     }
 
+    /// `docs/agent.md`'s table is this table. Run with
+    /// `FIREWATCH_BLESS_DOCS=1` to rewrite it after changing a setting.
     #[test]
-    fn malloc_trim_is_off_unless_asked() {
-        assert!(!Config::default().malloc_trim);
-        let mut c = Config::default();
-        c.apply_env(|k| (k == "FIREWATCH_MALLOC_TRIM").then(|| "on".to_string()))
-            .unwrap();
-        assert!(c.malloc_trim);
-        let mut c = Config::default();
-        assert!(c
-            .apply_env(|k| (k == "FIREWATCH_MALLOC_TRIM").then(|| "maybe".to_string()))
-            .is_err());
+    fn the_docs_table_is_the_settings_table() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/agent.md");
+        let docs = std::fs::read_to_string(&path).unwrap();
+        let start = docs
+            .find("| builder | environment | default | meaning |")
+            .expect("docs/agent.md has the options table");
+        let end = docs[start..]
+            .find("\n\n")
+            .map_or(docs.len(), |e| start + e + 1);
+        let expected = docs_table();
+        if std::env::var_os("FIREWATCH_BLESS_DOCS").is_some() {
+            let updated = format!("{}{}{}", &docs[..start], expected, &docs[end..]);
+            std::fs::write(&path, updated).unwrap();
+            return;
+        }
+        assert_eq!(
+            &docs[start..end],
+            expected,
+            "docs/agent.md's options table is out of date: run \
+             FIREWATCH_BLESS_DOCS=1 cargo test -p firewatch-agent --lib the_docs_table"
+        );
     }
 }

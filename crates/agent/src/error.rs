@@ -2,10 +2,15 @@
 //! the agent logs them and skips the capture.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::capture::Throttled;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What went wrong. Variants will be added: match with a wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A filesystem operation on a capture file or the output directory failed.
     #[error("{}: {what}: {source}", path.display())]
@@ -26,11 +31,58 @@ pub enum Error {
     #[error("a CPU profile is already running")]
     Busy,
 
-    /// A capture was skipped on purpose (disk guard, throttling).
+    /// A capture was not taken, on purpose or because it could not be.
     #[error("capture skipped: {0}")]
-    Skipped(String),
+    Skipped(SkipReason),
 
-    /// Invalid configuration (builder or `FIREWATCH_*` environment).
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// A setting's value is invalid: from the builder, `start()` fails with
+    /// this; from the environment, it is logged and ignored.
+    #[error("invalid setting {setting} = {value:?}: {reason}")]
+    InvalidSetting {
+        /// The builder method (or environment variable) of the setting.
+        setting: &'static str,
+        value: String,
+        reason: String,
+    },
+
+    /// The capture a request waited for failed; every request merged into
+    /// that capture gets the same error.
+    #[error("{0}")]
+    CaptureFailed(Arc<Error>),
+
+    /// What was asked for does not exist on the target the agent was built
+    /// for: `Unsupported("CPU profiling")` off Linux on x86_64 and aarch64
+    /// (see `docs/agent.md`, "Targets").
+    #[error("{0} is not supported on this target")]
+    Unsupported(&'static str),
+}
+
+/// Why a capture was not taken. Reasons will be added: match with a
+/// wildcard arm.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// An automatic capture over the throttle's limits.
+    #[error("{0}")]
+    Throttled(Throttled),
+    /// The disk guard: the filesystem is too full, or the file would not fit.
+    #[error("{0}")]
+    DiskGuard(String),
+    /// The output directory cannot be made or used (permissions, another
+    /// user's directory, not a directory); retried at the next capture.
+    #[error("output directory {} is not usable: {reason}", dir.display())]
+    OutputDirUnusable { dir: PathBuf, reason: String },
+    /// The agent was disabled by its settings.
+    #[error("the agent is disabled")]
+    Disabled,
+    /// Heap snapshots need [`crate::SamplingAllocator`] as the global allocator.
+    #[error("heap snapshots need firewatch_agent::SamplingAllocator as the #[global_allocator]")]
+    NoSamplingAllocator,
+    /// The agent stopped (dropped) before or during the capture.
+    #[error("the agent stopped")]
+    AgentStopped,
+    /// A bug in the capture (symbolizing, encoding) panicked; the agent
+    /// thread lives on.
+    #[error("the capture panicked")]
+    CapturePanicked,
 }

@@ -31,9 +31,10 @@
 //! - [`alloc`]: the sampling allocator (per-thread countdowns, a reserved
 //!   address range for sampled small blocks, lock-free tables); [`heap`]:
 //!   snapshots of what it sampled, unsampled as Go does;
-//! - [`cpu`]: the sampler (per-thread CPU-time timers, the SIGPROF handler,
-//!   the frame-pointer walk, per-thread rings) and [`cpu::CpuProfiler`] for
-//!   profiles on demand, without an agent;
+//! - [`cpu`]: the sampler (per-thread CPU-time timers, a SIGPROF handler
+//!   that copies registers and the stack into a shared pool, unwinding of
+//!   the copies with `.eh_frame` tables on the sampler thread) and
+//!   [`cpu::CpuProfiler`] for profiles on demand, without an agent;
 //! - [`capture`]: the pipeline from "a trigger fired" to "a file is on disk":
 //!   gate, throttle, atomic store with a disk guard, retention;
 //! - [`trigger`]: threshold state machines; [`config`]: settings and
@@ -56,12 +57,26 @@ pub mod process;
 pub mod stacks_to_profile;
 pub mod symbolize;
 pub mod trigger;
+/// Unwinding (unwind tables, copied stacks, `process_vm_readv`) needs Linux
+/// on x86_64 or aarch64; elsewhere a stub says so and the allocator's stacks
+/// come from frame pointers alone (`docs/agent.md`, "Targets").
+#[cfg_attr(
+    not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )),
+    path = "unwind/unsupported.rs"
+)]
 mod unwind;
 
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 #[doc(hidden)]
 pub mod testing;
 
 pub use agent::{Agent, AgentBuilder};
 pub use alloc::SamplingAllocator;
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{Error, Result, SkipReason};

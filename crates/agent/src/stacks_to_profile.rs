@@ -1,12 +1,13 @@
 //! Raw stacks (addresses) → a pprof [`Profile`], filled the way `go tool
-//! pprof`, Pyroscope and Parca expect (prior-art `cpu.md` §5, §6 item 16).
+//! pprof`, Pyroscope and Parca expect.
 //!
 //! The rules, and why:
 //! - **Samples** with the same stack, synthetic root and labels are merged
 //!   (values summed): a CPU profile is a histogram of stacks.
 //! - **Locations are keyed by address**, one per distinct address, never by
 //!   function name, so a profile can be re-symbolized offline and two call
-//!   sites in one function stay apart.
+//!   sites in one function stay apart. A leaf that leaves inlined frames out
+//!   ([`RawSample::leaf_frames_dropped`]) is a location of its own.
 //! - **Address convention.** `stack[0]` is the interrupted PC and is stored
 //!   (and symbolized) as is. Every other entry is a return address, which
 //!   points at the instruction *after* the call, possibly already in the
@@ -75,6 +76,11 @@ pub struct RawSample {
     /// `stack` the sample is just that frame (e.g. [`LOST_SAMPLES_FRAME`]);
     /// with a stack, it marks it (e.g. [`TRUNCATED_STACK_FRAME`]).
     pub synthetic_root: Option<String>,
+    /// Frames left out of the leaf's location: the first this many of
+    /// `stack[0]`'s frames, innermost first (heap snapshots leave out the
+    /// allocation plumbing inlined into the function that asked for
+    /// memory). At least its out-of-line function always stays.
+    pub leaf_frames_dropped: usize,
 }
 
 impl RawSample {
@@ -102,6 +108,11 @@ impl RawSample {
 
     pub fn with_synthetic_root(mut self, name: impl Into<String>) -> Self {
         self.synthetic_root = Some(name.into());
+        self
+    }
+
+    pub fn with_leaf_frames_dropped(mut self, frames: usize) -> Self {
+        self.leaf_frames_dropped = frames;
         self
     }
 }
@@ -161,6 +172,7 @@ pub fn build_profile(
         }
         let key = (
             raw.stack.as_slice(),
+            raw.leaf_frames_dropped,
             raw.synthetic_root.as_deref(),
             raw.labels.as_slice(),
         );
@@ -203,9 +215,9 @@ pub fn build_profile(
     p
 }
 
-/// What makes two raw samples the same sample: (stack, synthetic root,
-/// labels), borrowed from the input.
-type SampleKey<'s> = (&'s [u64], Option<&'s str>, &'s [(String, String)]);
+/// What makes two raw samples the same sample: (stack, frames dropped from
+/// the leaf, synthetic root, labels), borrowed from the input.
+type SampleKey<'s> = (&'s [u64], usize, Option<&'s str>, &'s [(String, String)]);
 
 /// What symbolization achieved in one mapping: its `has_*` flags.
 #[derive(Clone, Copy, Default)]
@@ -224,7 +236,8 @@ struct Builder<'a> {
     by_start: Vec<usize>,
     coverage: Vec<Coverage>,
     locations: Vec<Location>,
-    location_by_address: HashMap<u64, u64>,
+    /// (address, leading frames left out) → location id.
+    location_by_address: HashMap<(u64, usize), u64>,
     location_by_synthetic: HashMap<String, u64>,
     functions: Vec<Function>,
     /// (name, system_name, filename) string indexes → function id.
@@ -264,12 +277,11 @@ impl<'a> Builder<'a> {
             .enumerate()
             .filter(|&(_, &addr)| addr != 0)
             .map(|(depth, &addr)| {
-                let addr = if depth == 0 {
-                    addr
+                if depth == 0 {
+                    self.address_location(addr, raw.leaf_frames_dropped)
                 } else {
-                    addr.saturating_sub(1)
-                };
-                self.address_location(addr)
+                    self.address_location(addr.saturating_sub(1), 0)
+                }
             })
             .collect();
         if let Some(name) = &raw.synthetic_root {
@@ -300,12 +312,15 @@ impl<'a> Builder<'a> {
         self.mappings[i].contains(addr).then_some(i)
     }
 
-    fn address_location(&mut self, addr: u64) -> u64 {
-        if let Some(&id) = self.location_by_address.get(&addr) {
+    /// The location of `addr` with its first `dropped` frames left out
+    /// (never its outermost one).
+    fn address_location(&mut self, addr: u64, dropped: usize) -> u64 {
+        if let Some(&id) = self.location_by_address.get(&(addr, dropped)) {
             return id;
         }
         let mapping = self.mapping_of(addr);
         let frames = self.symbolizer.resolve(addr);
+        let frames = &frames[dropped.min(frames.len().saturating_sub(1))..];
         let mut line = Vec::with_capacity(frames.len());
         let mut found = Coverage {
             functions: !frames.is_empty(),
@@ -352,7 +367,7 @@ impl<'a> Builder<'a> {
             line,
             is_folded: false,
         });
-        self.location_by_address.insert(addr, id);
+        self.location_by_address.insert((addr, dropped), id);
         id
     }
 

@@ -27,6 +27,19 @@
 //!   Call [`Symbolizer::release_debug_info`] after building a profile to
 //!   give the memory back (RSS back to within ~2 MiB of where it started),
 //!   at the price of reloading next time.
+//! - **A limit per capture.** The agent builds each profile inside a
+//!   capture scope (`symbolize/budget.rs`) with a limit on what
+//!   symbolization may add to RSS (`capture_memory_limit`, 8 MiB by
+//!   default). Each object then gets the best source of names that fits,
+//!   decided before anything is loaded, from its section headers
+//!   (`symbolize/cost.rs`): its debug info; its symbol table
+//!   (`symbolize/symtab.rs`, tens of KiB: out-of-line functions with their
+//!   path, no inlined frames or lines); or none, leaving addresses,
+//!   mappings and build IDs for offline symbolization. RSS is watched while
+//!   debug info is in use, and the profile says what was cut and the
+//!   capture's peak. The file readers (`elf.rs`, `cost.rs`, the tables of
+//!   `symtab.rs`) take a path and a build ID, not this process's state, so
+//!   they can serve an offline symbolizer too.
 //! - **Shared cache.** [`Symbolizer::shared`] keeps the resolved frames (not
 //!   the debug info) process-wide, per mapping identity and within
 //!   [`SHARED_CACHE_BUDGET`], so the next profile only looks up the addresses
@@ -35,6 +48,13 @@
 //!   process (its first lookup) and never again, so code in a library
 //!   `dlopen`ed later resolves to nothing here; the mapping and address are
 //!   still in the profile, so offline symbolization still works for it.
+//! - **Names keep their path.** Debug info with line tables only (`debug =
+//!   "line-tables-only"`) names functions without it (`remember_session`);
+//!   the outermost frame of an address then takes the symbol table's name
+//!   (`service::remember_session`; `symbolize/symtab.rs`), which also says
+//!   whether it is allocation plumbing. Inlined frames have no symbol: they
+//!   keep the short name, and their source file tells the plumbing apart
+//!   ([`crate::heap::is_allocation_plumbing_frame`]).
 //!
 //! Addresses are looked up **exactly**: `resolve(a)` describes the
 //! instruction at `a`. `backtrace::resolve` itself always subtracts one (it
@@ -45,15 +65,44 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Instant;
 
 use crate::process::Mapping;
+
+pub(crate) mod budget;
+mod cost;
+mod elf;
+mod symtab;
+
+use budget::{CaptureMemory, Source};
 
 /// Byte budget of the process-wide cache of resolved frames (see
 /// [`Symbolizer::shared`]). An address costs ~600 bytes as counted (two
 /// names, a file path, overhead; measured in `tests/heap_stress.rs`: 1,093
 /// addresses, 645 KiB), so 8 MiB holds ~14,000 addresses, several busy
-/// profiles' worth. A constant for now; issue 10 makes it a setting.
+/// profiles' worth. Under a capture memory limit the cache gets a quarter
+/// of the limit, at most this: it stays in RSS
+/// between captures.
 pub const SHARED_CACHE_BUDGET: usize = 8 << 20;
+
+/// The shared cache's byte budget under a capture memory limit of `limit`
+/// bytes (`None`: no limit).
+pub(crate) fn shared_cache_budget(limit: Option<u64>) -> usize {
+    limit.map_or(SHARED_CACHE_BUDGET, |l| {
+        usize::try_from(l / 4).map_or(SHARED_CACHE_BUDGET, |b| b.min(SHARED_CACHE_BUDGET))
+    })
+}
+
+/// Gives the process-wide cache a new byte budget (emptied if over it).
+pub(crate) fn set_shared_cache_budget(budget: usize) {
+    let mut cache = lock(&SHARED_CACHE);
+    if cache.budget != budget {
+        cache.budget = budget;
+        if cache.bytes > budget {
+            cache.clear();
+        }
+    }
+}
 
 /// One function at an address: the function the instruction belongs to, or
 /// one of the functions inlined into it.
@@ -83,15 +132,21 @@ pub struct Symbolizer {
     /// once per profile.
     local: HashMap<u64, Arc<Resolved>>,
     shared: Option<Shared>,
+    /// The capture this profile belongs to, when made inside one
+    /// ([`budget::capture`]): what it may load.
+    memory: Option<Arc<Mutex<CaptureMemory>>>,
 }
 
 /// What an address resolved to, shared between a profile and the cache.
 #[derive(Debug)]
 struct Resolved {
     frames: Box<[Frame]>,
-    /// [`Symbolizer::is_allocation_plumbing`], computed on first use: heap
-    /// snapshots ask it for every frame of every record.
-    plumbing: OnceLock<bool>,
+    /// [`Symbolizer::plumbing_depth`], computed on first use: heap snapshots
+    /// ask it for every frame of every record.
+    plumbing: OnceLock<usize>,
+    /// Where the frames came from: a cached answer from a lesser source
+    /// than a later capture may use is looked up again.
+    source: Source,
 }
 
 /// The process-wide cache behind [`Symbolizer::shared`].
@@ -131,8 +186,21 @@ impl Symbolizer {
     /// plus a fixed overhead per entry and per mapping; hash-table slack
     /// comes on top). Over budget it evicts the entries the running profile
     /// has not used, oldest profile first, then everything.
+    ///
+    /// Made inside a capture (as the agent makes its profiles: see
+    /// `symbolize/budget.rs`), it loads only what the capture's memory
+    /// limit allows: each object's names come from its debug info, its
+    /// symbol table, or not at all.
     pub fn shared(mappings: &[Mapping]) -> Self {
-        Self::with_cache(Arc::clone(&SHARED_CACHE), mappings)
+        let mut symbolizer = Self::with_cache(Arc::clone(&SHARED_CACHE), mappings);
+        symbolizer.memory = budget::current();
+        if let Some(memory) = &symbolizer.memory {
+            let main = mappings
+                .first()
+                .map(|m| (m.path.as_str(), m.build_id.as_deref()));
+            budget::lock(memory).begin_profile(main);
+        }
+        symbolizer
     }
 
     /// Empties the process-wide cache [`Symbolizer::shared`] keeps, giving
@@ -141,6 +209,28 @@ impl Symbolizer {
     /// returns to where it started (the cache is live memory, and sampled).
     pub fn clear_shared_cache() {
         lock(&SHARED_CACHE).clear();
+    }
+
+    /// A symbolizer that answers `frames` for each given address (tests of
+    /// what is built from the answers).
+    #[cfg(test)]
+    pub(crate) fn with_answers(answers: impl IntoIterator<Item = (u64, Vec<Frame>)>) -> Self {
+        let local = answers
+            .into_iter()
+            .map(|(addr, frames)| {
+                let resolved = Resolved {
+                    frames: frames.into_boxed_slice(),
+                    plumbing: OnceLock::new(),
+                    source: Source::DebugInfo,
+                };
+                (addr, Arc::new(resolved))
+            })
+            .collect();
+        Symbolizer {
+            local,
+            shared: None,
+            memory: None,
+        }
     }
 
     /// [`Symbolizer::shared`] over a given cache (tests inject small ones).
@@ -155,6 +245,7 @@ impl Symbolizer {
                 objects,
                 profile,
             }),
+            memory: None,
         }
     }
 
@@ -167,24 +258,36 @@ impl Symbolizer {
 
     /// Whether the location at `addr` is allocation plumbing: it resolved,
     /// and its out-of-line function and every function inlined into it are
-    /// ([`crate::heap::is_allocation_plumbing`]). Computed once per address
-    /// while the address stays cached, not once per record.
+    /// ([`crate::heap::is_allocation_plumbing_frame`]).
     pub fn is_allocation_plumbing(&mut self, addr: u64) -> bool {
+        let depth = self.plumbing_depth(addr);
+        depth > 0 && depth == self.resolved(addr).frames.len()
+    }
+
+    /// How many of the frames at `addr`, innermost first, are allocation
+    /// plumbing before the first that is not: 0 when the innermost is not,
+    /// all of them when the location is plumbing through and through. In
+    /// between, plumbing was inlined into the caller (`Vec::with_capacity`
+    /// into the function that made the vector), and a heap snapshot whose
+    /// stack ends there leaves those frames out of its leaf. Computed once
+    /// per address while the address stays cached, not once per record.
+    pub fn plumbing_depth(&mut self, addr: u64) -> usize {
         let resolved = self.resolved(addr);
         *resolved.plumbing.get_or_init(|| {
-            !resolved.frames.is_empty()
-                && resolved
-                    .frames
-                    .iter()
-                    .all(|f| crate::heap::is_allocation_plumbing(&f.name))
+            resolved
+                .frames
+                .iter()
+                .take_while(|f| crate::heap::is_allocation_plumbing_frame(f))
+                .count()
         })
     }
 
     fn resolved(&mut self, addr: u64) -> &Resolved {
         let shared = self.shared.as_ref();
+        let memory = self.memory.as_deref();
         self.local.entry(addr).or_insert_with(|| match shared {
-            Some(shared) => shared.resolve(addr),
-            None => Arc::new(lookup(addr)),
+            Some(shared) => shared.resolve(addr, memory),
+            None => Arc::new(lookup(addr, Source::DebugInfo)),
         })
     }
 
@@ -206,6 +309,7 @@ impl Symbolizer {
     /// MiB without, → 7 MiB with).
     pub fn release_debug_info() {
         backtrace::clear_symbol_cache();
+        symtab::clear();
     }
 
     /// Asks glibc to return freed heap to the system (`malloc_trim(0)`).
@@ -224,23 +328,47 @@ impl Symbolizer {
 }
 
 impl Shared {
-    /// `addr` from the cache, or looked up and cached. The lock is not held
-    /// during the lookup: `backtrace` allocates, takes its own lock and may
-    /// parse DWARF for a long time, and other profiles may use the cache
+    /// `addr` from the cache, or looked up (from the source the capture's
+    /// budget allows, if any) and cached. The locks are not held during the
+    /// lookup: `backtrace` allocates, takes its own lock and may parse
+    /// DWARF for a long time, and other profiles may use the cache
     /// meanwhile.
-    fn resolve(&self, addr: u64) -> Arc<Resolved> {
+    fn resolve(&self, addr: u64, memory: Option<&Mutex<CaptureMemory>>) -> Arc<Resolved> {
         let after = self.objects.partition_point(|o| o.start <= addr);
         let object = after
             .checked_sub(1)
             .map(|i| &self.objects[i])
             .filter(|o| o.start <= addr && addr < o.end);
         let Some(object) = object else {
-            return Arc::new(lookup(addr));
+            let source = memory.map_or(Source::DebugInfo, |m| {
+                budget::lock(m).source_outside_objects()
+            });
+            return Arc::new(lookup(addr, source));
         };
-        if let Some(hit) = lock(&self.cache).get(object, addr, self.profile) {
+        let (path, build_id) = (object.path.as_str(), object.build_id.as_deref());
+        let source = memory.map_or(Source::DebugInfo, |m| {
+            budget::lock(m).source_for(path, build_id)
+        });
+        let hit = lock(&self.cache).get(object, addr, self.profile);
+        if let Some(hit) = hit.filter(|hit| hit.source >= source) {
+            if let Some(m) = memory {
+                budget::lock(m).resolved(path, build_id, hit.source);
+            }
             return hit;
         }
-        let fresh = Arc::new(lookup(addr));
+        let started = Instant::now();
+        let fresh = Arc::new(lookup(addr, source));
+        if let Some(m) = memory {
+            let mut m = budget::lock(m);
+            m.resolved(path, build_id, source);
+            if source == Source::DebugInfo {
+                m.after_debug_info_lookup(path, build_id, started.elapsed());
+            }
+        }
+        // No names only because of the limit: not worth keeping.
+        if source == Source::Addresses {
+            return fresh;
+        }
         lock(&self.cache).insert(object, addr, fresh, self.profile)
     }
 }
@@ -340,8 +468,9 @@ impl SymbolCache {
         Some(Arc::clone(&entry.resolved))
     }
 
-    /// Caches `resolved` unless another profile cached `addr` first (then
-    /// returns that) or it alone exceeds the budget.
+    /// Caches `resolved` unless another profile cached `addr` first from as
+    /// good a source (then returns that) or it alone exceeds the budget.
+    /// An answer from a lesser source is replaced.
     fn insert(
         &mut self,
         key: &ObjectKey,
@@ -350,7 +479,16 @@ impl SymbolCache {
         profile: u64,
     ) -> Arc<Resolved> {
         if let Some(hit) = self.get(key, addr, profile) {
-            return hit;
+            if hit.source >= resolved.source {
+                return hit;
+            }
+            if let Some(old) = self
+                .objects
+                .get_mut(key)
+                .and_then(|o| o.entries.remove(&addr))
+            {
+                self.bytes = self.bytes.saturating_sub(old.bytes);
+            }
         }
         let bytes = entry_bytes(&resolved.frames);
         // The mapping's key counts too when it is new (or was just evicted).
@@ -464,14 +602,36 @@ fn object_bytes(key: &ObjectKey) -> usize {
         + key.build_id.as_ref().map_or(0, String::capacity)
 }
 
-/// Looks `addr` up with `backtrace`, uncached.
-fn lookup(addr: u64) -> Resolved {
+/// Looks `addr` up in `source`, uncached.
+fn lookup(addr: u64, source: Source) -> Resolved {
     #[cfg(test)]
     tests::LOOKUPS.with(|n| n.set(n.get() + 1));
+    let frames = match source {
+        Source::DebugInfo => lookup_frames(addr),
+        Source::SymbolTable => symbol_table_frames(addr),
+        Source::Addresses => Box::new([]),
+    };
     Resolved {
-        frames: lookup_frames(addr),
+        frames,
         plumbing: OnceLock::new(),
+        source,
     }
+}
+
+/// The out-of-line function at `addr` from its object's symbol table
+/// ([`symtab`]): one frame, named with its path (demangled as `backtrace`
+/// demangles, legacy hash stripped), without file or line.
+fn symbol_table_frames(addr: u64) -> Box<[Frame]> {
+    let Some(linker_name) = symtab::function_name(addr) else {
+        return Box::new([]);
+    };
+    let name = format!("{:#}", backtrace::SymbolName::new(&linker_name));
+    Box::new([Frame {
+        name,
+        system_name: String::from_utf8_lossy(&linker_name).into_owned(),
+        file: None,
+        line: None,
+    }])
 }
 
 fn lookup_frames(addr: u64) -> Box<[Frame]> {
@@ -498,7 +658,86 @@ fn lookup_frames(addr: u64) -> Box<[Frame]> {
             line: symbol.lineno(),
         });
     });
+    if let Some(outer) = frames.last_mut() {
+        if !is_qualified(&outer.name) {
+            if let Some(linker_name) = symtab::function_name(addr) {
+                qualify(outer, &linker_name);
+            }
+        }
+    }
     frames.into_boxed_slice()
+}
+
+/// Whether `name` carries its path (`alloc::vec::from_elem`,
+/// `<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem`) rather
+/// than only the function's own name, as debug info with line tables only
+/// gives it (`from_elem<u8>`, `{closure#0}`), or as C functions are named
+/// (`malloc`).
+pub fn is_qualified(name: &str) -> bool {
+    name.starts_with('<')
+        || name
+            .split('<')
+            .next()
+            .is_some_and(|head| head.contains("::"))
+}
+
+/// Gives `frame`, the out-of-line function at an address, the symbol
+/// table's name for it, `linker_name` (mangled), when that is the same
+/// function with its path: demangled as `backtrace` demangles (legacy hash
+/// stripped), and `linker_name` as the system name. A name that does not
+/// end like the short one (another function, identical code folded
+/// together) is not taken.
+fn qualify(frame: &mut Frame, linker_name: &[u8]) {
+    let symbol = backtrace::SymbolName::new(linker_name);
+    let qualified = format!("{symbol:#}");
+    if qualified != frame.name && names_same_function(&frame.name, &qualified) {
+        frame.name = qualified;
+        frame.system_name = String::from_utf8_lossy(linker_name).into_owned();
+    }
+}
+
+/// Whether `qualified` (`service::remember_session`,
+/// `firewatch_agent::alloc::alloc_event`,
+/// `service::main::{{closure}}::{{closure}}`) can be the function debug
+/// info calls `short` (`remember_session`, `alloc_event<std::alloc::System>`,
+/// `{closure#0}`): its last path segment is `short` without generic
+/// arguments, or both are closures.
+fn names_same_function(short: &str, qualified: &str) -> bool {
+    let base = short.split('<').next().unwrap_or(short);
+    let last = last_segment(qualified);
+    if base.starts_with("{closure") {
+        return last.contains("{closure") || last.contains("{{closure}}");
+    }
+    !base.is_empty() && is_qualified(qualified) && last.starts_with(base)
+}
+
+/// The last `::`-separated segment of a demangled path that is not a list
+/// of generic arguments (v0 names end functions with `::<T>`): `call_once`
+/// of `<alloc::boxed::Box<F> as core::ops::function::FnOnce<A>>::call_once`.
+fn last_segment(name: &str) -> &str {
+    let bytes = name.as_bytes();
+    let (mut depth, mut last_start, mut prev_start) = (0usize, 0usize, 0usize);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'<' => depth += 1,
+            // `->` in a function pointer type is not a closing bracket.
+            b'>' if i == 0 || bytes[i - 1] != b'-' => depth = depth.saturating_sub(1),
+            b':' if depth == 0 && bytes.get(i + 1) == Some(&b':') => {
+                prev_start = last_start;
+                last_start = i + 2;
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let last = &name[last_start..];
+    if last.starts_with('<') && prev_start < last_start {
+        &name[prev_start..last_start.saturating_sub(2)]
+    } else {
+        last
+    }
 }
 
 #[cfg(test)]
@@ -579,6 +818,143 @@ mod tests {
         );
     }
 
+    fn frame(name: &str, file: &str) -> Frame {
+        Frame {
+            name: name.into(),
+            system_name: name.into(),
+            file: Some(file.into()),
+            line: Some(1),
+        }
+    }
+
+    #[test]
+    fn names_with_and_without_their_path() {
+        for qualified in [
+            "service::remember_session",
+            "alloc::vec::Vec<T,A>::with_capacity_in",
+            "<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem",
+            "<alloc::raw_vec::RawVecInner>::finish_grow",
+            "core::ops::function::FnOnce::call_once{{vtable.shim}}",
+        ] {
+            assert!(is_qualified(qualified), "{qualified}");
+        }
+        // What `debug = "line-tables-only"` gives, and C.
+        for short in [
+            "remember_session",
+            "from_elem<alloc::alloc::Global>",
+            "alloc_event<std::alloc::System>",
+            "{closure#0}",
+            "malloc",
+        ] {
+            assert!(!is_qualified(short), "{short}");
+        }
+    }
+
+    #[test]
+    fn a_short_name_takes_the_symbol_tables_name_of_the_same_function() {
+        let cases = [
+            // (short, symbol table's demangled name, taken)
+            ("remember_session", "service::remember_session", true),
+            (
+                "alloc_event<std::alloc::System>",
+                "firewatch_agent::alloc::alloc_event",
+                true,
+            ),
+            ("{closure#0}", "service::main::{{closure}}::{{closure}}", true),
+            ("{closure#0}", "service::main::{closure#0}::{closure#0}", true),
+            (
+                "call_once<(), dyn core::ops::function::FnOnce<(), Output=()>>",
+                "<alloc::boxed::Box<F,A> as core::ops::function::FnOnce<Args>>::call_once",
+                true,
+            ),
+            (
+                "__rust_begin_short_backtrace<service::main::{closure_env#4}, usize>",
+                "std::sys::backtrace::__rust_begin_short_backtrace::<service::main::{closure#4}, usize>",
+                true,
+            ),
+            // Another function (folded code, a replaced file): not taken.
+            ("remember_session", "service::forget_session", false),
+            ("remember_session", "service::main::{{closure}}", false),
+            ("{closure#0}", "service::remember_session", false),
+            // A C function's symbol is no better.
+            ("malloc", "malloc", false),
+        ];
+        for (short, qualified, taken) in cases {
+            assert_eq!(
+                names_same_function(short, qualified),
+                taken,
+                "{short} / {qualified}"
+            );
+        }
+        assert_eq!(last_segment("a::b::<c::d>"), "b");
+        assert_eq!(last_segment("<a::B<fn() -> u8> as c::D>::e"), "e");
+        assert_eq!(last_segment("plain"), "plain");
+
+        // The legacy mangled name: demangled, the hash stripped, kept as the
+        // system name.
+        let mut f = frame("remember_session", "service.rs");
+        qualify(&mut f, b"_ZN7service16remember_session17h7cd6e8e5930f2aeeE");
+        assert_eq!(f.name, "service::remember_session");
+        assert_eq!(
+            f.system_name,
+            "_ZN7service16remember_session17h7cd6e8e5930f2aeeE"
+        );
+        let mut f = frame("remember_session", "service.rs");
+        qualify(&mut f, b"_ZN7service14forget_session17h7cd6e8e5930f2aeeE");
+        assert_eq!(f.name, "remember_session");
+    }
+
+    #[test]
+    fn plumbing_depth_counts_the_innermost_plumbing_frames() {
+        let vec = "/rustc/0123/library/alloc/src/vec/mod.rs";
+        let mut s = Symbolizer::with_answers([
+            // The allocator, through and through.
+            (
+                0x10,
+                vec![
+                    frame("firewatch_agent::alloc::alloc_event", "mod.rs"),
+                    frame("__rustc::__rust_alloc", "lib.rs"),
+                ],
+            ),
+            // `vec![…]` inlined into the leak (line-tables-only names).
+            (
+                0x20,
+                vec![
+                    frame("with_capacity_in<u8, alloc::alloc::Global>", vec),
+                    frame("from_elem<u8>", vec),
+                    frame("service::remember_session", "service.rs"),
+                ],
+            ),
+            (0x30, vec![frame("service::main", "service.rs")]),
+            (0x40, vec![]),
+        ]);
+        assert_eq!(s.plumbing_depth(0x10), 2);
+        assert!(s.is_allocation_plumbing(0x10));
+        assert_eq!(s.plumbing_depth(0x20), 2);
+        assert!(!s.is_allocation_plumbing(0x20));
+        assert_eq!(s.plumbing_depth(0x30), 0);
+        assert!(!s.is_allocation_plumbing(0x30));
+        // Unresolved: not plumbing, the cut stops there.
+        assert_eq!(s.plumbing_depth(0x40), 0);
+        assert!(!s.is_allocation_plumbing(0x40));
+    }
+
+    #[test]
+    fn the_outermost_frame_of_this_binary_has_its_path() {
+        // This binary has full debug info: names come qualified from it, and
+        // the symbol table agrees.
+        let addr = symbolize_me_please as *const () as u64;
+        let linker_name = symtab::function_name(addr).unwrap();
+        let mut f = frame("symbolize_me_please", "symbolize.rs");
+        qualify(&mut f, &linker_name);
+        assert!(
+            f.name.ends_with("symbolize::tests::symbolize_me_please"),
+            "{}",
+            f.name
+        );
+        assert_eq!(Symbolizer::new().resolve(addr).last().unwrap().name, f.name);
+    }
+
     fn new_cache(budget: usize) -> Arc<Mutex<SymbolCache>> {
         Arc::new(Mutex::new(SymbolCache::new(budget)))
     }
@@ -611,7 +987,7 @@ mod tests {
         // The plumbing verdict came along, computed by the first profile.
         let entries: usize = lock(&cache).objects.values().map(|o| o.entries.len()).sum();
         assert_eq!(entries, 1);
-        assert_eq!(second.local[&addr].plumbing.get(), Some(&false));
+        assert_eq!(second.local[&addr].plumbing.get(), Some(&0));
         counted_bytes(&cache);
 
         // A private symbolizer does not share.

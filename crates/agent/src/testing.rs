@@ -61,7 +61,7 @@ impl Unwinder {
 #[inline(never)]
 pub fn unwind_in_place_here(frames: &mut [u64]) -> Option<usize> {
     thread_local! {
-        static BOUNDS: Option<(usize, usize)> = crate::alloc::own_stack_bounds();
+        static BOUNDS: Option<(usize, usize)> = crate::alloc::stack::query_stack_bounds();
     }
     let bounds = BOUNDS.with(|b| *b)?;
     crate::unwind::in_place::capture(bounds, frames).ok()

@@ -5,22 +5,46 @@
 //! a snapshot unsamples each bucket exactly with Go's formula at its size.
 //! The table is a fixed array (untouched entries cost no memory), filled
 //! lock-free: an entry is claimed by a compare-exchange, written, then
-//! published; readers skip entries still being written (a bucket may then
-//! be created twice, which a snapshot merges). Entries are never removed,
-//! so a bucket index stays valid for the life of the process.
+//! published; readers skip entries being written (a bucket may then be
+//! created twice, which a snapshot merges).
+//!
+//! **Reuse.** Go never frees a bucket; a service that runs for weeks and
+//! allocates many distinct sizes would fill a fixed table and then drop
+//! samples. Once the table is [`PRESSURE`] full, a new (stack, size) takes
+//! over an entry in its probe chain that has **nothing live** (every sampled
+//! block of it freed) instead of a never-used one, so the table holds what is
+//! in use plus as much history as fits. What a reused entry had counted
+//! (its sampled allocations, for `alloc_space`) is added to [`reclaimed`]
+//! and said in the snapshot.
+//!
+//! Counting and reuse cannot race: [`intern`] counts the allocation as it
+//! finds the bucket (a compare-exchange on `allocs` that fails once the
+//! entry is retired), and an entry is retired only by a compare-exchange of
+//! `allocs` from a value equal to `frees`, with the retired bit. A block
+//! counted in a bucket therefore keeps it from reuse until it is freed, and
+//! a free always lands in the bucket that counted its block. Readers check
+//! the entry's generation before and after reading it (a sequence lock) and
+//! skip entries that changed meanwhile.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Frames kept per sampled stack.
 pub const MAX_FRAMES: usize = 64;
-/// Most distinct (stack, size) pairs recorded; further ones are dropped
-/// and counted.
+/// Most distinct (stack, size) pairs recorded at once; further ones are
+/// dropped and counted.
 pub const CAPACITY: usize = 1 << 16;
+/// Entries in use (out of [`CAPACITY`]) from which dead entries are reused
+/// rather than never-used ones claimed.
+pub const PRESSURE: usize = CAPACITY / 4 * 3;
 const MAX_PROBES: usize = 256;
 
+/// `state`: generation << 2 | kind.
 const EMPTY: u32 = 0;
 const WRITING: u32 = 1;
 const READY: u32 = 2;
+const KIND: u32 = 3;
+/// `allocs`: no allocation may be counted any more; the entry is being reused.
+const RETIRED: u64 = 1 << 63;
 
 pub struct Bucket {
     state: AtomicU32,
@@ -46,10 +70,15 @@ const NEW_BUCKET: Bucket = Bucket {
 };
 
 static BUCKETS: [Bucket; CAPACITY] = [NEW_BUCKET; CAPACITY];
-/// Published bucket indices + 1, in order of publication, so readers visit
-/// only the entries in use (the table itself is spread by hash).
+/// Claimed bucket indices + 1, in order of first claim, so readers visit
+/// only the entries ever used (the table itself is spread by hash). A
+/// reused entry keeps its place here.
 static PUBLISHED: [AtomicU32; CAPACITY] = [const { AtomicU32::new(0) }; CAPACITY];
 static PUBLISHED_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Entries reused, and the sampled allocations and bytes they had counted.
+static RECLAIMED_BUCKETS: AtomicU64 = AtomicU64::new(0);
+static RECLAIMED_ALLOCS: AtomicU64 = AtomicU64::new(0);
+static RECLAIMED_BYTES: AtomicU64 = AtomicU64::new(0);
 
 fn hash_of(frames: &[u64], size: usize) -> u64 {
     let mut h = (size as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ frames.len() as u64;
@@ -59,43 +88,89 @@ fn hash_of(frames: &[u64], size: usize) -> u64 {
     h | 1
 }
 
-/// The bucket of (`frames`, `size`), created if new; `None` when the table
-/// has no room (the allocation is then not sampled).
+/// The bucket of (`frames`, `size`), created if new, with one sampled
+/// allocation counted in it; `None` when the table has no room (the
+/// allocation is then not sampled). A caller that does not keep the block
+/// after all gives the count back with [`cancel`].
 pub fn intern(frames: &[u64], size: usize, interval: usize) -> Option<u32> {
     let frames = &frames[..frames.len().min(MAX_FRAMES)];
     let h = hash_of(frames, size);
     let home = (h as usize) % CAPACITY;
+    let under_pressure = used() >= PRESSURE;
+    // A dead entry passed on the way, to reuse under pressure.
+    let mut dead = None;
     for probe in 0..MAX_PROBES {
         let i = (home + probe) % CAPACITY;
         let b = &BUCKETS[i];
-        match b.state.load(Ordering::Acquire) {
-            READY if b.matches(h, frames, size) => return Some(i as u32),
+        let state = b.state.load(Ordering::Acquire);
+        match state & KIND {
+            READY => {
+                if b.count_if_key(state, h, frames, size) {
+                    return Some(i as u32);
+                }
+                if under_pressure && dead.is_none() && b.is_dead() {
+                    dead = Some(i);
+                }
+            }
             EMPTY => {
+                if let Some(d) = dead {
+                    if let Some(i) = reuse(d, h, frames, size, interval) {
+                        return Some(i);
+                    }
+                }
                 if b.state
                     .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
-                    b.hash.store(h, Ordering::Relaxed);
-                    b.size.store(size as u64, Ordering::Relaxed);
-                    b.interval.store(interval as u64, Ordering::Relaxed);
-                    b.depth.store(frames.len() as u32, Ordering::Relaxed);
-                    for (slot, &f) in b.frames.iter().zip(frames) {
-                        slot.store(f, Ordering::Relaxed);
-                    }
-                    b.state.store(READY, Ordering::Release);
+                    b.write(WRITING, h, frames, size, interval);
                     let n = PUBLISHED_COUNT.fetch_add(1, Ordering::AcqRel);
                     PUBLISHED[n].store(i as u32 + 1, Ordering::Release);
                     return Some(i as u32);
                 }
                 // Lost the race for this entry: it may now hold our key.
-                if b.state.load(Ordering::Acquire) == READY && b.matches(h, frames, size) {
+                let state = b.state.load(Ordering::Acquire);
+                if b.count_if_key(state, h, frames, size) {
                     return Some(i as u32);
                 }
             }
             _ => {}
         }
     }
-    None
+    dead.and_then(|d| reuse(d, h, frames, size, interval))
+}
+
+/// Retires the dead entry `i` (if it is still dead) and writes the new key
+/// into it, with one allocation counted.
+fn reuse(i: usize, h: u64, frames: &[u64], size: usize, interval: usize) -> Option<u32> {
+    let b = &BUCKETS[i];
+    let state = b.state.load(Ordering::Acquire);
+    if state & KIND != READY {
+        return None;
+    }
+    let frees = b.frees.load(Ordering::Acquire);
+    // Only an entry whose every counted block was freed can be retired: no
+    // free can then arrive, and the retired bit refuses new counts.
+    b.allocs
+        .compare_exchange(frees, frees | RETIRED, Ordering::AcqRel, Ordering::Acquire)
+        .ok()?;
+    if b.state.load(Ordering::Acquire) != state {
+        // Reused by another thread since `state` was read: `frees` may be
+        // the old key's and the allocations counted the new key's. Undo.
+        b.allocs.fetch_and(!RETIRED, Ordering::AcqRel);
+        return None;
+    }
+    RECLAIMED_BUCKETS.fetch_add(1, Ordering::Relaxed);
+    RECLAIMED_ALLOCS.fetch_add(frees, Ordering::Relaxed);
+    RECLAIMED_BYTES.fetch_add(
+        frees.saturating_mul(b.size.load(Ordering::Relaxed)),
+        Ordering::Relaxed,
+    );
+    let writing = ((state >> 2).wrapping_add(1) << 2) | WRITING;
+    b.state.store(writing, Ordering::Relaxed);
+    // Readers that see any of the new key's fields see `writing` too.
+    std::sync::atomic::fence(Ordering::Release);
+    b.write(writing, h, frames, size, interval);
+    Some(i as u32)
 }
 
 impl Bucket {
@@ -109,19 +184,69 @@ impl Bucket {
                 .zip(frames)
                 .all(|(a, &b)| a.load(Ordering::Relaxed) == b)
     }
+
+    /// Writes the key of an entry this thread holds in `writing` state,
+    /// counts one allocation, and publishes it.
+    fn write(&self, writing: u32, h: u64, frames: &[u64], size: usize, interval: usize) {
+        self.hash.store(h, Ordering::Relaxed);
+        self.size.store(size as u64, Ordering::Relaxed);
+        self.interval.store(interval as u64, Ordering::Relaxed);
+        self.depth.store(frames.len() as u32, Ordering::Relaxed);
+        for (slot, &f) in self.frames.iter().zip(frames) {
+            slot.store(f, Ordering::Relaxed);
+        }
+        self.frees.store(0, Ordering::Relaxed);
+        self.allocs.store(1, Ordering::Release);
+        self.state
+            .store((writing & !KIND) | READY, Ordering::Release);
+    }
+
+    /// Counts one allocation if the entry, read in `state`, holds the key
+    /// (`h`, `frames`, `size`) and is not retired. The key is compared
+    /// before counting and the state after: an entry reused in between has
+    /// a new generation, and the count is given back.
+    fn count_if_key(&self, state: u32, h: u64, frames: &[u64], size: usize) -> bool {
+        if state & KIND != READY || !self.matches(h, frames, size) {
+            return false;
+        }
+        let counted = self
+            .allocs
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+                (a & RETIRED == 0).then_some(a + 1)
+            })
+            .is_ok();
+        if !counted {
+            return false;
+        }
+        // A count of a rewritten entry read its `allocs` (a release store
+        // after the new generation), so this load sees the new generation.
+        if self.state.load(Ordering::Acquire) != state {
+            self.allocs.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Nothing live: every allocation counted has been freed.
+    fn is_dead(&self) -> bool {
+        let frees = self.frees.load(Ordering::Acquire);
+        self.allocs.load(Ordering::Acquire) == frees
+    }
 }
 
-/// Counts a sampled allocation in `bucket`.
-pub fn record_alloc(bucket: u32) {
+/// Takes back the allocation [`intern`] counted in `bucket`, when the block
+/// was not kept after all (no slot, no room in the large-block table, the
+/// inner allocator refused). The count held the entry, so it is still ours.
+pub fn cancel(bucket: u32) {
     BUCKETS[bucket as usize]
         .allocs
-        .fetch_add(1, Ordering::Relaxed);
+        .fetch_sub(1, Ordering::AcqRel);
 }
 
 /// Counts the free of a sampled allocation of `bucket`.
 pub fn record_free(bucket: u32) {
     if let Some(b) = BUCKETS.get(bucket as usize) {
-        b.frees.fetch_add(1, Ordering::Relaxed);
+        b.frees.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -136,9 +261,29 @@ pub struct BucketRecord {
     pub frees: u64,
 }
 
-/// Every published bucket with at least one sampled allocation. Frees are
-/// read before allocations (and clamped), so `frees <= allocs` in every
-/// record even while threads allocate.
+/// Entries reused for a new (stack, size) since the process started, and
+/// the sampled allocations and bytes they had counted (missing from every
+/// later snapshot's `alloc_*` values).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    pub buckets: u64,
+    pub allocs: u64,
+    pub bytes: u64,
+}
+
+/// See [`Reclaimed`].
+pub fn reclaimed() -> Reclaimed {
+    Reclaimed {
+        buckets: RECLAIMED_BUCKETS.load(Ordering::Relaxed),
+        allocs: RECLAIMED_ALLOCS.load(Ordering::Relaxed),
+        bytes: RECLAIMED_BYTES.load(Ordering::Relaxed),
+    }
+}
+
+/// Every bucket with at least one sampled allocation. Frees are read before
+/// allocations (and clamped), so `frees <= allocs` in every record even
+/// while threads allocate; an entry being written or reused meanwhile is
+/// skipped (it had nothing live).
 pub fn records() -> Vec<BucketRecord> {
     let mut out = Vec::new();
     for published in &PUBLISHED[..used()] {
@@ -146,13 +291,17 @@ pub fn records() -> Vec<BucketRecord> {
             continue; // claimed a moment ago, index not stored yet
         };
         let b = &BUCKETS[i as usize];
+        let before = b.state.load(Ordering::Acquire);
+        if before & KIND != READY {
+            continue;
+        }
         let frees = b.frees.load(Ordering::Acquire);
         let allocs = b.allocs.load(Ordering::Acquire);
-        if allocs == 0 {
+        if allocs == 0 || allocs & RETIRED != 0 {
             continue;
         }
         let depth = (b.depth.load(Ordering::Relaxed) as usize).min(MAX_FRAMES);
-        out.push(BucketRecord {
+        let record = BucketRecord {
             frames: b.frames[..depth]
                 .iter()
                 .map(|f| f.load(Ordering::Relaxed))
@@ -161,7 +310,13 @@ pub fn records() -> Vec<BucketRecord> {
             interval: b.interval.load(Ordering::Relaxed),
             allocs,
             frees: frees.min(allocs),
-        });
+        };
+        // The key was read between two equal generations: not torn. (The
+        // fence orders the relaxed reads of the key before the re-check.)
+        std::sync::atomic::fence(Ordering::Acquire);
+        if b.state.load(Ordering::Relaxed) == before {
+            out.push(record);
+        }
     }
     out
 }
@@ -175,12 +330,17 @@ pub fn live_samples() -> u64 {
         .map(|i| {
             let b = &BUCKETS[i as usize];
             let frees = b.frees.load(Ordering::Acquire);
-            b.allocs.load(Ordering::Acquire).saturating_sub(frees)
+            let allocs = b.allocs.load(Ordering::Acquire);
+            if allocs & RETIRED != 0 {
+                0
+            } else {
+                allocs.saturating_sub(frees)
+            }
         })
         .sum()
 }
 
-/// Buckets in use (published).
+/// Entries ever claimed (in use or reusable).
 pub fn used() -> usize {
     PUBLISHED_COUNT.load(Ordering::Acquire).min(CAPACITY)
 }

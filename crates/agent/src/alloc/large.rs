@@ -93,8 +93,13 @@ mod tests {
     #[test]
     fn inserted_addresses_are_found_once_and_others_never() {
         // Addresses no allocator hands out, so the allocator under test
-        // (the test harness may use it) cannot collide with them.
-        let base = 0x7fff_0000_0000usize;
+        // (the test harness may use it) cannot collide with them: near the
+        // top of the user address space.
+        let base: usize = if cfg!(target_pointer_width = "64") {
+            0x7fff_0000_0000_u64 as usize
+        } else {
+            0xf000_0000_u32 as usize
+        };
         let ptrs: Vec<*mut u8> = (0..1000).map(|i| (base + i * 4096) as *mut u8).collect();
         for (i, &p) in ptrs.iter().enumerate() {
             assert!(insert(p, i as u32));

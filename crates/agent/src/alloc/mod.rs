@@ -14,10 +14,12 @@
 //!   (`large::may_contain`); a thread-local subtraction and a branch for
 //!   the in-use accounting; then the inner allocator.
 //! - **an event** (every `countdown::FOLD_BYTES` or at a sample point):
-//!   an atomic add, and at a sample point a frame-pointer walk, a bucket
+//!   an atomic add, and at a sample point a stack walk (in place with the
+//!   modules' unwind tables; frame pointers where they cannot be used), a bucket
 //!   lookup and the placement of the block (a region slot for blocks up to
-//!   `region::SLOT` bytes, the inner allocator plus an address table
-//!   above that).
+//!   the slot size, 64 KiB, or 4 KiB on 32-bit targets and with pages over
+//!   4 KiB, see `region`; the inner allocator plus an address table above
+//!   that).
 //!
 //! Nothing here locks, allocates through the global allocator, or panics:
 //! every table is a fixed-size static filled lock-free, full tables drop the
@@ -34,18 +36,15 @@ mod buckets;
 mod countdown;
 mod large;
 mod region;
-mod stack;
+pub(crate) mod stack;
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
-pub use buckets::{BucketRecord, MAX_FRAMES};
+pub use buckets::{BucketRecord, Reclaimed, MAX_FRAMES};
 use countdown::Event;
 
 use crate::unwind::in_place::{self, Fallback};
-
-/// The calling thread's stack, `[bottom, top)` (not cached; not for the allocation path).
-pub(crate) use stack::query_stack_bounds as own_stack_bounds;
 
 /// The default mean number of bytes between samples, as Go and jemalloc.
 pub const DEFAULT_SAMPLE_INTERVAL: usize = 512 * 1024;
@@ -127,7 +126,7 @@ pub struct AllocatorStats {
     pub freed_bytes: u64,
     /// Sampled blocks alive now.
     pub live_samples: u64,
-    /// Distinct (stack, size) buckets recorded.
+    /// Distinct (stack, size) buckets in the table (in use or reusable).
     pub buckets: usize,
     /// Region slots ever used (each holds at most one resident page when free).
     pub region_slots_used: usize,
@@ -203,15 +202,26 @@ pub fn bucket_records() -> Vec<BucketRecord> {
     buckets::records()
 }
 
+/// Buckets reused for new stacks once the table filled, and the history
+/// they took with them.
+pub fn reclaimed() -> Reclaimed {
+    buckets::reclaimed()
+}
+
 /// Whether the region for small sampled blocks could not be reserved.
 pub fn region_unavailable() -> bool {
     region::failed()
 }
 
-/// Bytes of address space reserved for sampled small blocks, and the most
-/// it would take without an address-space limit.
-pub(crate) fn region_reserved() -> (usize, usize) {
-    (region::reserved(), region::REGION_BYTES)
+/// Bytes of address space reserved for sampled small blocks, the most it
+/// would take without an address-space limit, and the bytes per slot (one
+/// sampled block each).
+pub(crate) fn region_reserved() -> (usize, usize, usize) {
+    (
+        region::reserved(),
+        region::full_bytes(),
+        region::slot_bytes(),
+    )
 }
 
 /// Restarts the calling thread's sampling generator from `seed`, for
@@ -220,10 +230,12 @@ pub fn reseed_current_thread(seed: u64, interval: usize) {
     countdown::reseed(seed, interval);
 }
 
-/// Small blocks (and their alignment) fit a region slot when sampled.
+/// Small blocks (and their alignment) fit a region slot when sampled. The
+/// slot size is decided at the first event (`region::decide`), before any
+/// block is placed.
 #[inline(always)]
 fn fits_slot(size: usize, align: usize) -> bool {
-    size <= region::SLOT && align <= region::SLOT
+    region::fits(size, align)
 }
 
 /// Where a live sampled block is recorded.
@@ -263,8 +275,9 @@ fn forget(block: Sampled, size: usize) {
     }
 }
 
-/// The stack of the allocation being sampled, interned with its size.
-/// `None` (and counted) when the bucket table is full.
+/// The stack of the allocation being sampled, interned with its size, and
+/// the allocation counted in it (give it back with `buckets::cancel` if the
+/// block is not kept). `None` (and counted) when the bucket table is full.
 fn bucket_for(size: usize, interval: usize) -> Option<u32> {
     let mut frames = [0u64; MAX_FRAMES];
     // The walk runs here, not inside a thread-local closure, so every frame
@@ -326,6 +339,7 @@ impl<A: GlobalAlloc> SamplingAllocator<A> {
     #[inline(never)]
     unsafe fn alloc_event(&self, layout: Layout, zeroed: bool) -> *mut u8 {
         EVENTS.fetch_add(1, Relaxed);
+        region::decide();
         let plain = |this: &Self| {
             // SAFETY: the caller's contract for `alloc`/`alloc_zeroed`.
             unsafe {
@@ -352,19 +366,19 @@ impl<A: GlobalAlloc> SamplingAllocator<A> {
         };
         if fits_slot(layout.size(), layout.align()) {
             let Some(slot) = slot_for(bucket) else {
+                buckets::cancel(bucket);
                 return plain(self);
             };
             let ptr = region::block(slot);
             if zeroed {
-                // SAFETY: the slot is ours and at least `SLOT` ≥ size bytes.
+                // SAFETY: the slot is ours and, as `fits_slot` said, holds `size` bytes.
                 unsafe { ptr.write_bytes(0, layout.size()) };
             }
-            buckets::record_alloc(bucket);
             return ptr;
         }
         let ptr = plain(self);
-        if !ptr.is_null() && remember_large(ptr, bucket) {
-            buckets::record_alloc(bucket);
+        if ptr.is_null() || !remember_large(ptr, bucket) {
+            buckets::cancel(bucket);
         }
         ptr
     }
@@ -384,6 +398,7 @@ impl<A: GlobalAlloc> SamplingAllocator<A> {
         // SAFETY (whole function): the caller's `realloc` contract: `ptr`
         // is a live block of `layout`, `new_size` is valid for its align.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        region::decide();
         let sample = event && countdown::on_event(self.interval) == Event::Sample;
         let bucket = if sample {
             bucket_for(new_size, self.interval)
@@ -416,10 +431,10 @@ impl<A: GlobalAlloc> SamplingAllocator<A> {
                     // Stays in its slot, now counted under the new bucket.
                     buckets::record_free(SLOT_BUCKET[slot].load(Relaxed));
                     SLOT_BUCKET[slot].store(bucket, Relaxed);
-                    buckets::record_alloc(bucket);
                     return ptr;
                 }
                 let Some(slot) = slot_for(bucket) else {
+                    buckets::cancel(bucket);
                     let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
                     if new.is_null() {
                         self.restore(ptr, old);
@@ -436,7 +451,6 @@ impl<A: GlobalAlloc> SamplingAllocator<A> {
                 if let Some(block) = old {
                     forget(block, layout.size());
                 }
-                buckets::record_alloc(bucket);
                 new
             }
             (old, Some(bucket)) => {
@@ -452,14 +466,15 @@ impl<A: GlobalAlloc> SamplingAllocator<A> {
                     _ => unsafe { self.inner.realloc(ptr, layout, new_size) },
                 };
                 if new.is_null() {
+                    buckets::cancel(bucket);
                     self.restore(ptr, old);
                     return new;
                 }
                 if let Some(block) = old {
                     forget(block, layout.size());
                 }
-                if remember_large(new, bucket) {
-                    buckets::record_alloc(bucket);
+                if !remember_large(new, bucket) {
+                    buckets::cancel(bucket);
                 }
                 new
             }
@@ -479,7 +494,7 @@ impl<A: GlobalAlloc> SamplingAllocator<A> {
 }
 
 // SAFETY: every method returns memory from `inner` under the caller's
-// layout, or a region slot (`SLOT`-sized and aligned, reserved for this
+// layout, or a region slot (slot-sized and aligned, reserved for this
 // block alone until it is freed, so it satisfies any layout that
 // `fits_slot` admits); frees go back where the block came from.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for SamplingAllocator<A> {

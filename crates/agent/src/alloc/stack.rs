@@ -1,4 +1,7 @@
-//! The call stack of a sampled allocation: a bounded frame-pointer walk.
+//! The fallback walk for the call stack of a sampled allocation: a bounded
+//! frame-pointer walk, used where the in-place walk with the modules' unwind
+//! tables (`unwind::in_place`) cannot run (tables not prepared yet, little
+//! stack left, every unwind cache busy; targets without unwinding).
 //!
 //! The walk starts at its own frame and follows saved frame pointers
 //! upwards. Every frame record read lies between the walk's own frame and
@@ -13,6 +16,10 @@
 use super::buckets::MAX_FRAMES;
 use super::countdown::ThreadCountdown;
 
+/// A frame record is two words: the caller's frame pointer, then the
+/// return address.
+const WORD: usize = std::mem::size_of::<usize>();
+
 /// The return addresses above the caller, innermost first, into `frames`;
 /// returns how many. Skips the walk's own return address.
 #[inline(never)]
@@ -24,15 +31,15 @@ pub fn capture((bottom, top): (usize, usize), frames: &mut [u64; MAX_FRAMES]) ->
     let mut depth = 0;
     let mut skipped = false;
     while depth < MAX_FRAMES {
-        if fp == 0 || fp % 8 != 0 || fp.checked_add(16).is_none_or(|end| end > top) {
+        if fp == 0 || fp % WORD != 0 || fp.checked_add(2 * WORD).is_none_or(|end| end > top) {
             break;
         }
-        // SAFETY: [fp, fp + 16) lies between this function's own frame
+        // SAFETY: [fp, fp + 2 words) lies between this function's own frame
         // and the top of this thread's stack, all mapped and readable.
         let (next, ret) = unsafe {
             (
                 std::ptr::read_volatile(fp as *const usize),
-                std::ptr::read_volatile((fp + 8) as *const usize),
+                std::ptr::read_volatile((fp + WORD) as *const usize),
             )
         };
         if ret == 0 {
@@ -80,7 +87,13 @@ fn current_frame_pointer() -> usize {
     unsafe {
         std::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags));
     }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[cfg(target_arch = "x86")]
+    // SAFETY: reads a register.
+    unsafe {
+        std::arch::asm!("mov {}, ebp", out(reg) fp, options(nomem, nostack, preserves_flags));
+    }
+    // Elsewhere no walk: the stack is empty.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "x86")))]
     {
         fp = 0;
     }
@@ -93,12 +106,16 @@ pub fn stack_bounds(thread: &ThreadCountdown) -> Option<(usize, usize)> {
     if cached.1 != 0 {
         return Some(cached);
     }
+    #[cfg(test)]
+    tests::DURING_LOOKUP.with(|hook| hook.get().map(|f| f()));
     let (bottom, top) = query_stack_bounds()?;
     thread.stack_bottom.set(bottom);
     thread.stack_top.set(top);
     Some((bottom, top))
 }
 
+/// The calling thread's stack, `[bottom, top)` (not cached; not for the
+/// allocation path).
 #[cfg(target_os = "linux")]
 pub(crate) fn query_stack_bounds() -> Option<(usize, usize)> {
     // SAFETY: `attr` is initialised by pthread_getattr_np before use and
@@ -122,4 +139,51 @@ pub(crate) fn query_stack_bounds() -> Option<(usize, usize)> {
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn query_stack_bounds() -> Option<(usize, usize)> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    use crate::SamplingAllocator;
+
+    thread_local! {
+        /// Runs inside the stack-bounds lookup, standing for a C library
+        /// whose `malloc` is routed to the Rust global allocator (glibc
+        /// calls `malloc` there for the main thread).
+        pub(super) static DURING_LOOKUP: Cell<Option<fn()>> = const { Cell::new(None) };
+    }
+
+    /// Samples every allocation, so an allocation made during the lookup
+    /// would be sampled and look the bounds up again, and so on.
+    static EVERY_BYTE: SamplingAllocator<System> =
+        SamplingAllocator::with_sample_interval(System, 1);
+
+    fn allocate_through_the_sampler() {
+        let layout = Layout::from_size_align(64, 8).unwrap();
+        // SAFETY: non-zero size; freed with the same layout.
+        unsafe {
+            let ptr = EVERY_BYTE.alloc(layout);
+            assert!(!ptr.is_null());
+            EVERY_BYTE.dealloc(ptr, layout);
+        }
+    }
+
+    /// Finding 10 of the lifecycle review: the reentrancy guard was set
+    /// after the lookup (tuple order), so an allocation made inside it was
+    /// sampled, looked the bounds up again, and recursed until the stack
+    /// overflowed (the test process dies with SIGSEGV).
+    #[test]
+    fn an_allocation_inside_the_stack_bounds_lookup_is_not_sampled() {
+        // A new thread: its bounds are not cached yet.
+        std::thread::spawn(|| {
+            DURING_LOOKUP.with(|hook| hook.set(Some(allocate_through_the_sampler)));
+            allocate_through_the_sampler();
+            DURING_LOOKUP.with(|hook| hook.set(None));
+            allocate_through_the_sampler();
+        })
+        .join()
+        .unwrap();
+    }
 }

@@ -43,7 +43,7 @@ pub mod throttle;
 pub use naming::{sanitize_service, CaptureName};
 pub use retention::Retention;
 pub use store::{DiskUsage, Store, StoreOptions, StoredCapture};
-pub use throttle::{Admission, CaptureGuard, Gate, SkipReason, Throttle, ThrottleConfig};
+pub use throttle::{Admission, CaptureGuard, Gate, Throttle, ThrottleConfig, Throttled};
 
 use std::fmt;
 

@@ -24,10 +24,6 @@ use super::naming::{sanitize_service, CaptureName};
 use super::{Kind, Trigger};
 use crate::{Error, Result};
 
-/// Default disk guard: skip a capture when the filesystem is at least this
-/// full (percent of the space available to unprivileged users, as `df`).
-pub const DEFAULT_DISK_THRESHOLD_PERCENT: u8 = 90;
-
 /// Default space a capture must leave free beyond its own size, so the agent
 /// never takes the last few megabytes the service may need for itself.
 pub const DEFAULT_DISK_RESERVE_BYTES: u64 = 16 << 20;
@@ -64,13 +60,23 @@ pub struct StoreOptions {
     pub stale_temp_age: Duration,
 }
 
-impl Default for StoreOptions {
-    fn default() -> Self {
+impl From<&crate::Config> for StoreOptions {
+    /// The disk guard's percentage is a setting (percent of the space
+    /// available to unprivileged users, as `df`); the reserve and the temp
+    /// age are not.
+    fn from(c: &crate::Config) -> Self {
         StoreOptions {
-            disk_threshold_percent: DEFAULT_DISK_THRESHOLD_PERCENT,
+            disk_threshold_percent: c.disk_usage_threshold_percent.min(100) as u8,
             disk_reserve_bytes: DEFAULT_DISK_RESERVE_BYTES,
             stale_temp_age: DEFAULT_STALE_TEMP_AGE,
         }
+    }
+}
+
+impl Default for StoreOptions {
+    /// The options of a default [`crate::Config`].
+    fn default() -> Self {
+        StoreOptions::from(&crate::Config::default())
     }
 }
 
@@ -270,7 +276,7 @@ impl Store {
                 "firewatch: skipping {kind} capture ({trigger}) in {}: {reason}",
                 self.dir.display()
             );
-            return Err(Error::Skipped(reason));
+            return Err(Error::Skipped(crate::SkipReason::DiskGuard(reason)));
         }
 
         let mut name = CaptureName {
@@ -512,10 +518,10 @@ fn ensure_dir(dir: &Path) -> Result<()> {
         source,
     })?;
     if !meta.is_dir() {
-        return Err(Error::Config(format!(
-            "output directory {} is not a directory",
-            dir.display()
-        )));
+        return Err(Error::Skipped(crate::SkipReason::OutputDirUnusable {
+            dir: dir.to_owned(),
+            reason: "not a directory".into(),
+        }));
     }
     let mode = meta.permissions().mode();
     if mode & 0o022 != 0 {
@@ -728,7 +734,13 @@ mod tests {
         let file = tmp.path().join("not-a-dir");
         fs::write(&file, b"x").expect("write");
         let err = Store::open_with(&file, "api", permissive(), at(T0)).expect_err("file");
-        assert!(matches!(err, Error::Config(_)), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::Skipped(crate::SkipReason::OutputDirUnusable { .. })
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -877,7 +889,7 @@ mod tests {
             .write(Kind::Heap, Trigger::Signal, at(T0), b"x")
             .expect_err("guard");
         assert!(
-            matches!(&err, Error::Skipped(r) if r.contains("full")),
+            matches!(&err, Error::Skipped(crate::SkipReason::DiskGuard(r)) if r.contains("full")),
             "{err}"
         );
 
@@ -890,7 +902,7 @@ mod tests {
             .write(Kind::Heap, Trigger::Manual, at(T0), b"x")
             .expect_err("guard");
         assert!(
-            matches!(&err, Error::Skipped(r) if r.contains("not fit")),
+            matches!(&err, Error::Skipped(crate::SkipReason::DiskGuard(r)) if r.contains("not fit")),
             "{err}"
         );
         assert!(names_in(tmp.path()).is_empty());

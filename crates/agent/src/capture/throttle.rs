@@ -31,16 +31,6 @@ use super::store::StoredCapture;
 use super::{Kind, Trigger};
 use crate::Error;
 
-/// Default minimum gap between two automatic captures of the same kind.
-pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(30 * 60);
-
-/// Default hourly allowance of automatic captures, per kind.
-pub const DEFAULT_PER_HOUR: u32 = 4;
-
-/// Default lifetime cap of automatic captures, per kind, counting those
-/// already on disk.
-pub const DEFAULT_LIFETIME_CAP: Option<u32> = Some(20);
-
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// Limits on automatic captures. Every limit applies to each kind
@@ -61,12 +51,12 @@ pub struct ThrottleConfig {
     pub lifetime_cap: Option<u32>,
 }
 
-impl Default for ThrottleConfig {
-    fn default() -> Self {
+impl From<&crate::Config> for ThrottleConfig {
+    fn from(c: &crate::Config) -> Self {
         ThrottleConfig {
-            min_interval: DEFAULT_MIN_INTERVAL,
-            per_hour: DEFAULT_PER_HOUR,
-            lifetime_cap: DEFAULT_LIFETIME_CAP,
+            min_interval: c.min_interval,
+            per_hour: c.max_per_hour,
+            lifetime_cap: c.lifetime_cap,
         }
     }
 }
@@ -75,7 +65,7 @@ impl Default for ThrottleConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     Go,
-    Skip(SkipReason),
+    Skip(Throttled),
 }
 
 impl Admission {
@@ -87,14 +77,15 @@ impl Admission {
     pub fn into_result(self) -> Result<(), Error> {
         match self {
             Admission::Go => Ok(()),
-            Admission::Skip(reason) => Err(Error::Skipped(reason.to_string())),
+            Admission::Skip(reason) => Err(Error::Skipped(crate::SkipReason::Throttled(reason))),
         }
     }
 }
 
-/// Why an automatic capture was not admitted.
+/// Why an automatic capture was not admitted. Reasons may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SkipReason {
+#[non_exhaustive]
+pub enum Throttled {
     /// The lifetime cap for this kind is used up.
     LifetimeCap { cap: u32 },
     /// The last automatic capture of this kind was too recent.
@@ -106,21 +97,21 @@ pub enum SkipReason {
     },
 }
 
-impl fmt::Display for SkipReason {
+impl fmt::Display for Throttled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            SkipReason::LifetimeCap { cap } => {
+            Throttled::LifetimeCap { cap } => {
                 write!(f, "lifetime cap of {cap} automatic captures reached")
             }
-            SkipReason::MinInterval { retry_after } => write!(
+            Throttled::MinInterval { retry_after } => write!(
                 f,
                 "too soon after the previous automatic capture (next allowed in {}s)",
                 retry_after.as_secs()
             ),
-            SkipReason::RateLimited { per_hour: 0, .. } => {
+            Throttled::RateLimited { per_hour: 0, .. } => {
                 f.write_str("automatic captures are disabled (0 per hour)")
             }
-            SkipReason::RateLimited {
+            Throttled::RateLimited {
                 per_hour,
                 retry_after,
             } => write!(
@@ -218,21 +209,21 @@ impl Throttle {
 
         if let Some(cap) = config.lifetime_cap {
             if state.on_disk.saturating_add(state.taken) >= u64::from(cap) {
-                return Admission::Skip(SkipReason::LifetimeCap { cap });
+                return Admission::Skip(Throttled::LifetimeCap { cap });
             }
         }
 
         if let Some(last) = state.last {
             let since = now.saturating_duration_since(last);
             if since < config.min_interval {
-                return Admission::Skip(SkipReason::MinInterval {
+                return Admission::Skip(Throttled::MinInterval {
                     retry_after: config.min_interval - since,
                 });
             }
         }
 
         let Some(emission) = emission else {
-            return Admission::Skip(SkipReason::RateLimited {
+            return Admission::Skip(Throttled::RateLimited {
                 per_hour: 0,
                 retry_after: Duration::MAX,
             });
@@ -243,7 +234,7 @@ impl Throttle {
         let tat = state.tat.map_or(now, |t| t.max(now));
         if let Some(limit) = now.checked_add(tolerance) {
             if tat > limit {
-                return Admission::Skip(SkipReason::RateLimited {
+                return Admission::Skip(Throttled::RateLimited {
                     per_hour: config.per_hour,
                     retry_after: tat - limit,
                 });
@@ -392,18 +383,34 @@ mod tests {
     fn skip_kind(a: Admission) -> &'static str {
         match a {
             Admission::Go => "go",
-            Admission::Skip(SkipReason::LifetimeCap { .. }) => "lifetime",
-            Admission::Skip(SkipReason::MinInterval { .. }) => "interval",
-            Admission::Skip(SkipReason::RateLimited { .. }) => "rate",
+            Admission::Skip(Throttled::LifetimeCap { .. }) => "lifetime",
+            Admission::Skip(Throttled::MinInterval { .. }) => "interval",
+            Admission::Skip(Throttled::RateLimited { .. }) => "rate",
         }
     }
 
+    /// The defaults (10 min gap, 4 an hour): the bucket binds. After a
+    /// quiet hour, captures come 10 min apart until the bucket runs low,
+    /// then one per 15 min (the gap alone would allow one per 10 min).
     #[test]
-    fn defaults_are_documented_values() {
-        let d = ThrottleConfig::default();
-        assert_eq!(d.min_interval, Duration::from_secs(1800));
-        assert_eq!(d.per_hour, 4);
-        assert_eq!(d.lifetime_cap, Some(20));
+    fn with_the_defaults_the_hourly_bucket_binds() {
+        let mut t = Throttle::new(ThrottleConfig::from(&crate::Config::default()));
+        let start = Instant::now();
+        let mut admitted = Vec::new();
+        for minute in 0..240u64 {
+            let at = start + Duration::from_secs(minute * 60);
+            if t.admit(Kind::Cpu, Trigger::CpuThreshold, at).is_go() {
+                admitted.push(minute);
+            }
+        }
+        let gaps: Vec<u64> = admitted.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|&g| g >= 10), "{admitted:?}");
+        // The bucket, not the gap, sets the long-run pace: 4 an hour.
+        assert!(
+            gaps.iter().any(|&g| g > 10),
+            "the bucket never bound: {admitted:?}"
+        );
+        assert!((15..=19).contains(&admitted.len()), "{admitted:?}");
     }
 
     #[test]
@@ -430,7 +437,7 @@ mod tests {
         let a = t.admit(Kind::Heap, Trigger::RssThreshold, now + 10 * MIN);
         assert_eq!(
             a,
-            Admission::Skip(SkipReason::MinInterval {
+            Admission::Skip(Throttled::MinInterval {
                 retry_after: 20 * MIN
             })
         );
@@ -464,7 +471,7 @@ mod tests {
         let a = t.admit(Kind::Cpu, Trigger::CpuThreshold, now);
         assert_eq!(
             a,
-            Admission::Skip(SkipReason::RateLimited {
+            Admission::Skip(Throttled::RateLimited {
                 per_hour: 4,
                 retry_after: 15 * MIN
             })
@@ -540,7 +547,7 @@ mod tests {
         }
         assert_eq!(
             t.admit(Kind::Heap, Trigger::HeapThreshold, now + 100 * HOUR),
-            Admission::Skip(SkipReason::LifetimeCap { cap: 3 })
+            Admission::Skip(Throttled::LifetimeCap { cap: 3 })
         );
         assert_eq!(t.lifetime_count(Kind::Heap), 3);
         assert!(t.admit(Kind::Cpu, Trigger::CpuThreshold, now).is_go());
@@ -609,7 +616,7 @@ mod tests {
         t.seed_from_disk(&disk, wall, now);
         assert_eq!(
             t.admit(Kind::Heap, Trigger::HeapThreshold, now),
-            Admission::Skip(SkipReason::MinInterval {
+            Admission::Skip(Throttled::MinInterval {
                 retry_after: 20 * MIN
             })
         );
@@ -678,14 +685,14 @@ mod tests {
     #[test]
     fn skips_become_skipped_errors() {
         assert!(Admission::Go.into_result().is_ok());
-        let err = Admission::Skip(SkipReason::LifetimeCap { cap: 20 })
+        let err = Admission::Skip(Throttled::LifetimeCap { cap: 20 })
             .into_result()
             .expect_err("skip");
         assert!(
-            matches!(&err, Error::Skipped(r) if r.contains("lifetime cap of 20")),
+            matches!(&err, Error::Skipped(r) if r.to_string().contains("lifetime cap of 20")),
             "{err}"
         );
-        let msg = SkipReason::RateLimited {
+        let msg = Throttled::RateLimited {
             per_hour: 4,
             retry_after: 90 * MIN,
         }

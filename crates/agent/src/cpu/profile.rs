@@ -54,7 +54,7 @@ impl CpuCapture {
         spec.comments.push(format!(
             "firewatch: unwinding: .eh_frame CFI on a copy of up to {} KiB of each sampled stack, \
              frame pointers where no table covers the code; {:.2}% of samples truncated",
-            super::pool::WINDOW / 1024,
+            super::WINDOW / 1024,
             share(self.truncated)
         ));
         if let Some(comment) = crate::unwind::self_check::result().comment() {
@@ -65,7 +65,7 @@ impl CpuCapture {
                 "firewatch: {} samples had stacks deeper than {} frames or than the copied {} KiB; shown under {TRUNCATED_STACK_FRAME}",
                 self.truncated,
                 super::MAX_DEPTH,
-                super::pool::WINDOW / 1024
+                super::WINDOW / 1024
             ));
         }
         if self.incomplete > 0 {
@@ -85,7 +85,7 @@ impl CpuCapture {
             spec.comments.push(format!(
                 "firewatch: up to {} threads were not profiled (more threads than the profiler's {} slots)",
                 self.untracked,
-                super::signal::MAX_SLOTS
+                super::MAX_SLOTS
             ));
         }
         if self.stale > 0 {

@@ -8,7 +8,7 @@ use firewatch_profile::Profile;
 use crate::alloc::{self, AllocatorStats, BucketRecord, Dropped};
 use crate::process::{current_mappings, Mapping};
 use crate::stacks_to_profile::{build_profile, ProfileSpec, RawSample};
-use crate::symbolize::Symbolizer;
+use crate::symbolize::{is_qualified, Frame, Symbolizer};
 use crate::{Error, Result};
 
 /// Functions of the allocator itself, dropped by pprof (`drop_frames`) so the
@@ -16,7 +16,7 @@ use crate::{Error, Result};
 /// that never call back into user code belong here: pprof prunes from the
 /// *rootmost* match down, so a pattern that also matched, say, `Vec`'s
 /// `collect` would drop the user closures it calls.
-pub const ALLOCATOR_FRAMES: &str = r".*firewatch_agent::alloc::.*|__rustc::__rust_.*|__rustc::__rdl_.*|__rustc::__rg_.*|__rust_alloc.*|__rust_realloc.*|__rust_alloc_zeroed.*|__rdl_.*|__rg_.*|alloc::alloc::.*|alloc::raw_vec::.*|<alloc::alloc::Global as core::alloc::Allocator>::.*|<std::alloc::System as core::alloc::global::GlobalAlloc>::.*|std::sys::alloc::.*|malloc|calloc|realloc|posix_memalign|aligned_alloc";
+pub const ALLOCATOR_FRAMES: &str = r".*firewatch_agent::alloc::.*|__rustc::__rust_.*|__rustc::__rdl_.*|__rustc::__rg_.*|__rust_alloc.*|__rust_realloc.*|__rust_alloc_zeroed.*|__rdl_.*|__rg_.*|alloc::alloc::.*|alloc::raw_vec::.*|<alloc::raw_vec::.*|<alloc::alloc::Global as core::alloc::Allocator>::.*|<std::alloc::System as core::alloc::global::GlobalAlloc>::.*|std::sys::alloc::.*|malloc|calloc|realloc|posix_memalign|aligned_alloc";
 
 /// Whether `name` is allocation plumbing: the allocator ([`ALLOCATOR_FRAMES`])
 /// or the standard library code between a caller and the allocator (`Vec`
@@ -48,13 +48,64 @@ pub fn is_allocation_plumbing(name: &str) -> bool {
     ];
     // `<T as alloc::vec::spec_from_elem::SpecFromElem>::from_elem` and kin.
     let trait_impl_in_alloc = name.starts_with('<') && name.contains(" as alloc::");
+    // Inherent methods as v0 mangling names them (the standard library's
+    // symbols): `<alloc::raw_vec::RawVecInner>::finish_grow`. A trait impl
+    // for an `alloc` type (`<alloc::boxed::Box<dyn FnOnce()> as
+    // core::ops::function::FnOnce<()>>::call_once`) is not one.
+    let inherent_in_alloc = name.starts_with("<alloc::") && !name.contains(" as ");
     name.contains("firewatch_agent::alloc::")
         || trait_impl_in_alloc
+        || inherent_in_alloc
         || PREFIXES.iter().any(|p| name.starts_with(p))
         || matches!(
             name,
             "malloc" | "calloc" | "realloc" | "posix_memalign" | "aligned_alloc"
         )
+}
+
+/// Whether a resolved frame is allocation plumbing: by its name
+/// ([`is_allocation_plumbing`]), or, when debug info gave the name without
+/// its path (`debug = "line-tables-only"` names an inlined
+/// `Vec::with_capacity_in` just `with_capacity_in<u8, alloc::alloc::Global>`),
+/// by the source file its code is in ([`is_plumbing_source`]). Functions
+/// that call a closure (`call_once` and kin) are never plumbing, whatever
+/// their file.
+pub fn is_allocation_plumbing_frame(frame: &Frame) -> bool {
+    if is_allocation_plumbing(&frame.name) {
+        return true;
+    }
+    let base = frame.name.split('<').next().unwrap_or_default();
+    !is_qualified(&frame.name)
+        && !matches!(base, "call_once" | "call_mut" | "call")
+        && frame.file.as_deref().is_some_and(is_plumbing_source)
+}
+
+/// Whether `file` is source of allocation plumbing, the files behind the
+/// names [`is_allocation_plumbing`] knows: the standard library's `alloc`
+/// crate (`…/library/alloc/src/…`, as `/rustc/<commit>/` or a `rust-src`
+/// path), the allocator and collections parts of `std`, `core::fmt`,
+/// `hashbrown`, and this crate's allocator (`src/alloc/`, in this build's
+/// source directory or any `firewatch-agent-<version>` one).
+pub fn is_plumbing_source(file: &str) -> bool {
+    const IN_STD: &[&str] = &[
+        "/library/alloc/src/",
+        "/library/std/src/alloc.rs",
+        "/library/std/src/sys/alloc/",
+        "/library/std/src/collections/",
+        "/library/core/src/fmt/",
+    ];
+    const THIS_ALLOCATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/alloc/");
+    let in_hashbrown = file
+        .split_once("/hashbrown-")
+        .is_some_and(|(_, rest)| rest.contains("/src/"));
+    let in_released_agent = file
+        .split_once("firewatch-agent-")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .is_some_and(|(_, path)| path.starts_with("src/alloc/"));
+    IN_STD.iter().any(|p| file.contains(p))
+        || in_hashbrown
+        || file.starts_with(THIS_ALLOCATOR)
+        || in_released_agent
 }
 
 /// Go's `scaleHeapSample`: the (objects, bytes) that `count` sampled
@@ -92,10 +143,7 @@ pub fn snapshot_with_comments(extra: &[String]) -> Result<Profile> {
     crate::unwind::in_place::prepare();
     let stats = alloc::stats();
     if !stats.active {
-        return Err(Error::Skipped(
-            "heap snapshots need firewatch_agent::SamplingAllocator as the #[global_allocator]"
-                .into(),
-        ));
+        return Err(Error::Skipped(crate::SkipReason::NoSamplingAllocator));
     }
     let records = alloc::bucket_records();
     let mut comments = extra.to_vec();
@@ -157,14 +205,23 @@ fn describe(stats: &AllocatorStats) -> Vec<String> {
             fp.not_prepared, fp.small_stack, fp.busy
         ));
     }
-    let (reserved, full) = alloc::region_reserved();
-    if reserved > 0 && reserved < full {
+    let reclaimed = alloc::reclaimed();
+    if reclaimed.buckets > 0 {
+        out.push(format!(
+            "stack table full: {} entries with nothing live were reused for new stacks; the {} \
+             sampled allocations ({} bytes sampled) they had counted are not in alloc_objects \
+             and alloc_space",
+            reclaimed.buckets, reclaimed.allocs, reclaimed.bytes
+        ));
+    }
+    let (reserved, full, slot) = alloc::region_reserved();
+    if reserved > 0 && reserved < full && slot > 0 {
         out.push(format!(
             "sampled small blocks: {} MiB of address space reserved, not {} MiB (RLIMIT_AS); at \
              most {} of them live at once",
             reserved >> 20,
             full >> 20,
-            reserved / (64 << 10)
+            reserved / slot
         ));
     }
     if alloc::region_unavailable() {
@@ -207,7 +264,7 @@ pub fn heap_profile(
         default_sample_type: Some("inuse_space".into()),
         drop_frames: Some(ALLOCATOR_FRAMES.into()),
     };
-    let mut by_stack: HashMap<Vec<u64>, [f64; 4]> = HashMap::new();
+    let mut by_stack: HashMap<CallerStack, [f64; 4]> = HashMap::new();
     for r in records {
         let stack = caller_stack(&r.frames, symbolizer);
         let (alloc_objects, alloc_bytes) =
@@ -223,31 +280,42 @@ pub fn heap_profile(
             *sum += v;
         }
     }
-    let mut stacks: Vec<(Vec<u64>, [f64; 4])> = by_stack.into_iter().collect();
+    let mut stacks: Vec<(CallerStack, [f64; 4])> = by_stack.into_iter().collect();
     stacks.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let samples: Vec<RawSample> = stacks
         .into_iter()
-        .map(|(stack, v)| RawSample::new(stack, v.iter().map(|x| x.round() as i64).collect()))
+        .map(|((stack, inlined_plumbing), v)| {
+            RawSample::new(stack, v.iter().map(|x| x.round() as i64).collect())
+                .with_leaf_frames_dropped(inlined_plumbing)
+        })
         .collect();
     build_profile(&samples, &spec, mappings, symbolizer)
 }
 
-/// Return addresses (innermost first) → the stack a profile stores:
-/// allocation plumbing cut off the leaf end (a location counts as plumbing
-/// when its out-of-line function and every function inlined into it are;
-/// the symbolizer remembers the verdict per address, as records share most
-/// of their frames), and the new leaf given as an address inside its call
-/// instruction (`stack[0]` is stored as is).
-fn caller_stack(frames: &[u64], symbolizer: &mut Symbolizer) -> Vec<u64> {
-    let first_caller = frames
-        .iter()
-        .position(|&ret| !symbolizer.is_allocation_plumbing(ret.saturating_sub(1)))
-        .unwrap_or(frames.len());
-    let mut stack = frames[first_caller..].to_vec();
-    if let Some(leaf) = stack.first_mut() {
-        *leaf = leaf.saturating_sub(1);
+/// A stack as a profile stores it (see [`caller_stack`]) and how many
+/// inlined frames its leaf leaves out.
+type CallerStack = (Vec<u64>, usize);
+
+/// Return addresses (innermost first) → the stack a profile stores, and
+/// how many inlined frames to leave out of its leaf: allocation plumbing cut
+/// off the leaf end, frame by frame, whether a frame is a real call or was
+/// inlined. Locations that are plumbing through and through go; in the
+/// first that is not, the plumbing inlined into its caller is left out
+/// (`Vec::with_capacity_in` inlined into `remember_session` leaves
+/// `remember_session` as the leaf). The symbolizer remembers each verdict
+/// per address, as records share most of their frames. The new leaf is
+/// given as an address inside its call instruction (`stack[0]` is stored
+/// as is).
+fn caller_stack(frames: &[u64], symbolizer: &mut Symbolizer) -> CallerStack {
+    for (i, &ret) in frames.iter().enumerate() {
+        let at = ret.saturating_sub(1);
+        if !symbolizer.is_allocation_plumbing(at) {
+            let mut stack = frames[i..].to_vec();
+            stack[0] = at;
+            return (stack, symbolizer.plumbing_depth(at));
+        }
     }
-    stack
+    (Vec::new(), 0)
 }
 
 #[cfg(test)]
@@ -278,12 +346,169 @@ mod tests {
             "<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem"
         ));
         assert!(!is_allocation_plumbing("service::leak_orders"));
+        assert!(is_allocation_plumbing(
+            "<alloc::raw_vec::RawVecInner>::finish_grow"
+        ));
         // A thread's entry point is not plumbing, though it names `alloc::`.
         assert!(!is_allocation_plumbing(
             "<alloc::boxed::Box<dyn core::ops::function::FnOnce<()>> as core::ops::function::FnOnce<()>>::call_once"
         ));
         assert_eq!(unsample(0, 0, 512 * 1024), (0, 0));
         assert_eq!(unsample(3, 300, 1), (3, 300));
+    }
+
+    fn frame(name: &str, file: &str) -> Frame {
+        Frame {
+            name: name.into(),
+            system_name: name.into(),
+            file: Some(file.into()),
+            line: Some(1),
+        }
+    }
+
+    #[test]
+    fn plumbing_frames_by_name_or_by_source_file() {
+        let rustc = "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library";
+        let plumbing = [
+            // Standard library names as v0 mangling gives them.
+            frame("<alloc::raw_vec::RawVecInner>::finish_grow", "x.rs"),
+            frame("<alloc::vec::Vec<u8>>::push", "x.rs"),
+            // Short names (`debug = "line-tables-only"`), by their file.
+            frame(
+                "with_capacity_in<u8, alloc::alloc::Global>",
+                &format!("{rustc}/alloc/src/vec/mod.rs"),
+            ),
+            frame("from_elem<u8>", &format!("{rustc}/alloc/src/vec/mod.rs")),
+            frame(
+                "try_allocate_in<alloc::alloc::Global>",
+                &format!("{rustc}/alloc/src/raw_vec/mod.rs"),
+            ),
+            frame(
+                "alloc",
+                "/root/.rustup/toolchains/stable/lib/rustlib/src/rust/library/alloc/src/alloc.rs",
+            ),
+            frame("__rdl_alloc", &format!("{rustc}/std/src/alloc.rs")),
+            frame(
+                "reserve_rehash<u64>",
+                "/rust/deps/hashbrown-0.15.2/src/raw/mod.rs",
+            ),
+            frame(
+                "alloc<std::alloc::System>",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/src/alloc/mod.rs"),
+            ),
+            frame(
+                "alloc_event<std::alloc::System>",
+                "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/firewatch-agent-0.2.0/src/alloc/mod.rs",
+            ),
+        ];
+        for f in &plumbing {
+            assert!(is_allocation_plumbing_frame(f), "{f:?}");
+        }
+        let not_plumbing = [
+            frame("service::remember_session", "service.rs"),
+            frame("remember_session", "/work/svc/src/main.rs"),
+            frame("{closure#0}", "/work/svc/src/main.rs"),
+            // Calls a closure, though in `alloc`.
+            frame(
+                "call_once<(), dyn core::ops::function::FnOnce<(), Output=()>, alloc::alloc::Global>",
+                &format!("{rustc}/alloc/src/boxed.rs"),
+            ),
+            frame(
+                "<alloc::boxed::Box<dyn core::ops::function::FnOnce<()>> as core::ops::function::FnOnce<()>>::call_once",
+                &format!("{rustc}/alloc/src/boxed.rs"),
+            ),
+            // A qualified name is judged by its name, not its file.
+            frame("service::alloc::Pool::grow", concat!(env!("CARGO_MANIFEST_DIR"), "/src/alloc/mod.rs")),
+            // A service's own `alloc` module.
+            frame("grow", "/work/svc/src/alloc/mod.rs"),
+            frame("spawn<u8>", "/work/svc/src/hashbrown/mod.rs"),
+        ];
+        for f in &not_plumbing {
+            assert!(!is_allocation_plumbing_frame(f), "{f:?}");
+        }
+        let no_file = Frame {
+            file: None,
+            ..frame("from_elem<u8>", "")
+        };
+        assert!(!is_allocation_plumbing_frame(&no_file));
+    }
+
+    #[test]
+    fn inlined_plumbing_is_left_out_of_the_leaf_only() {
+        let vec = "/rustc/0123/library/alloc/src/vec/mod.rs";
+        let session = "/work/svc/src/main.rs";
+        // Return addresses, one past these call sites.
+        let (alloc, remember, main, helper) = (0x1000, 0x2000, 0x3000, 0x4000);
+        let mut symbolizer = Symbolizer::with_answers([
+            (
+                alloc,
+                vec![frame("firewatch_agent::alloc::alloc_event", "mod.rs")],
+            ),
+            (
+                remember,
+                vec![
+                    frame("with_capacity_in<u8, alloc::alloc::Global>", vec),
+                    frame("alloc::vec::from_elem", vec),
+                    frame("service::remember_session", session),
+                ],
+            ),
+            (main, vec![frame("service::main", session)]),
+            (helper, vec![frame("service::helper", session)]),
+        ]);
+        let record = |frames: Vec<u64>| BucketRecord {
+            frames: frames.into_iter().map(|a| a + 1).collect(),
+            size: 512,
+            interval: 1,
+            allocs: 1,
+            frees: 0,
+        };
+        let records = [
+            record(vec![alloc, remember, main]),
+            // `remember` again, below a user frame (a closure it called,
+            // say): all its frames stay.
+            record(vec![alloc, helper, remember, main]),
+        ];
+        let p = heap_profile(&records, 1, SystemTime::now(), &[], &[], &mut symbolizer);
+        p.validate().unwrap();
+        let names = |sample: &firewatch_profile::Sample| -> Vec<Vec<String>> {
+            sample
+                .location_id
+                .iter()
+                .map(|&id| {
+                    p.location[id as usize - 1]
+                        .line
+                        .iter()
+                        .map(|l| {
+                            p.string(p.function[l.function_id as usize - 1].name)
+                                .to_string()
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let stacks: Vec<_> = p.sample.iter().map(names).collect();
+        assert!(
+            stacks.contains(&vec![
+                vec!["service::remember_session".to_string()],
+                vec!["service::main".to_string()],
+            ]),
+            "{stacks:#?}"
+        );
+        assert!(
+            stacks.contains(&vec![
+                vec!["service::helper".to_string()],
+                vec![
+                    "with_capacity_in<u8, alloc::alloc::Global>".to_string(),
+                    "alloc::vec::from_elem".to_string(),
+                    "service::remember_session".to_string(),
+                ],
+                vec!["service::main".to_string()],
+            ]),
+            "{stacks:#?}"
+        );
+        // Two locations at the leak's call site: the leaf, and the full one.
+        let at_remember = p.location.iter().filter(|l| l.address == remember).count();
+        assert_eq!(at_remember, 2);
     }
 
     #[test]

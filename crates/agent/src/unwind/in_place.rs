@@ -172,6 +172,11 @@ pub(crate) fn prepare() {
         code,
         mappings,
     }));
+    // SeqCst here and on the walker's side (its `WALKERS` increment, its
+    // `PUBLISHED` load): with weaker orderings this swap-then-wait and the
+    // walker's announce-then-load form a store-buffering pair in which both
+    // read the old values, and the tables are freed under a walk. Checked,
+    // both ways, by `scripts/model-check.sh` (models/ring_retirement).
     let old = PUBLISHED.swap(fresh, Ordering::SeqCst);
     if old.is_null() {
         return;

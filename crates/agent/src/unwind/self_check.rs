@@ -103,7 +103,7 @@ fn copied_stack_check() -> bool {
 
 #[inline(never)]
 fn in_place_here(frames: &mut [u64; 8]) -> Option<usize> {
-    let bounds = crate::alloc::own_stack_bounds()?;
+    let bounds = crate::alloc::stack::query_stack_bounds()?;
     let n = super::in_place::capture(bounds, frames).ok();
     black_box(n)
 }

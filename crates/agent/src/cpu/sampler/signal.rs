@@ -21,8 +21,6 @@ use crate::unwind::Registers;
 /// 32-bit thread slot (see [`timer_value`]).
 const MAGIC: u64 = 0xF1AE_u64 << 48;
 const MAGIC_MASK: u64 = 0xFFFF_u64 << 48;
-/// Threads profiled at once.
-pub const MAX_SLOTS: usize = 4096;
 
 /// The `si_value` of the timer of the thread in `slot`, `generation`-th
 /// owner of that slot: a signal queued by a deleted timer (kernels before
@@ -42,8 +40,12 @@ pub static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 /// then waits for `ACTIVE == 0`. All four operations are `SeqCst`, so they
 /// take place in one total order: a handler that still loaded the old pool
 /// incremented `ACTIVE` before the swap, and the sampler's later load of
-/// `ACTIVE` sees it until that handler is done. (With acquire/release alone
-/// this store-buffering pattern lets both sides miss each other.)
+/// `ACTIVE` sees it until that handler is done. (With acquire/release alone,
+/// or `SeqCst` on one side only, this store-buffering pattern lets both
+/// sides miss each other: the C++/Rust memory model allows the use after
+/// free, even where x86 and ARMv8 code generation happens to hide it.
+/// Checked in that model, the old orderings shown to fail, by
+/// `scripts/model-check.sh`: see models/ring_retirement.)
 pub static POOL: AtomicPtr<Pool> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The SIGPROF action that was in place before ours (chained to for foreign
@@ -115,7 +117,7 @@ extern "C" fn on_sigprof(signo: libc::c_int, info: *mut libc::siginfo_t, context
     let timer = unsafe { (info as *const TimerInfo).as_ref() };
     match timer {
         Some(t) if t.code == SI_TIMER && t.value & MAGIC_MASK == MAGIC => {
-            if ENABLED.load(Ordering::Acquire) {
+            if ENABLED.load(Ordering::SeqCst) {
                 let pool = POOL.load(Ordering::SeqCst);
                 // SAFETY: a non-null pool is alive: it is freed only after
                 // being unpublished and ACTIVE drops to 0 (see POOL).

@@ -10,7 +10,8 @@
 //!
 //! Memory: [`slots_for`] × (`WINDOW` + 64 bytes): 2 CPUs → 64 slots, 2 MiB;
 //! capped at 512 slots (16 MiB). Allocated when a profile starts, freed
-//! when it stops.
+//! when it stops (while handlers may still be running: how that is safe is
+//! argued at `signal::POOL` and checked by `scripts/model-check.sh`).
 //!
 //! Each slot has a state word. The handler claims a free slot with one
 //! compare-and-swap (scanning from a rotating start), fills it, and marks
@@ -21,11 +22,8 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use crate::cpu::WINDOW;
 use crate::unwind::{memory, Registers};
-
-/// Bytes of stack copied per sample. Deeper stacks are unwound as far as
-/// the copy goes and marked truncated.
-pub(crate) const WINDOW: usize = 32 * 1024;
 
 const FREE: u32 = 0;
 const WRITING: u32 = 1;
