@@ -40,7 +40,7 @@ static SAMPLING_OFF: SamplingAllocator<System> = SamplingAllocator::with_sample_
 static SAMPLING_ALL: SamplingAllocator<System> = SamplingAllocator::with_sample_interval(System, 1);
 
 const SIZES: [usize; 4] = [16, 64, 256, 4096];
-const DEFAULT_INTERVAL: usize = firewatch_agent::alloc::DEFAULT_SAMPLE_INTERVAL;
+const DEFAULT_INTERVAL: usize = firewatch_agent::DEFAULT_SAMPLE_INTERVAL;
 
 /// Restarts this thread's sample countdown for `interval` before a bench
 /// (a new seed each time). The countdown is per thread, not per instance:
@@ -48,7 +48,7 @@ const DEFAULT_INTERVAL: usize = firewatch_agent::alloc::DEFAULT_SAMPLE_INTERVAL;
 /// another interval would go on from there without sampling.
 fn reseed(interval: usize) {
     static SEED: AtomicU64 = AtomicU64::new(1);
-    firewatch_agent::alloc::reseed_current_thread(SEED.fetch_add(1, Relaxed), interval);
+    firewatch_agent::testing::reseed_allocator_thread(SEED.fetch_add(1, Relaxed), interval);
 }
 const REALLOCS: [(usize, usize); 2] = [(64, 256), (1024, 4096)];
 
@@ -87,7 +87,7 @@ fn layout(size: usize) -> Layout {
 
 /// Sampled allocations so far (all buckets).
 fn sampled_so_far() -> u64 {
-    firewatch_agent::alloc::bucket_records()
+    firewatch_agent::testing::bucket_records()
         .iter()
         .map(|r| r.allocs)
         .sum()

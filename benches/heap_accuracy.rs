@@ -114,7 +114,7 @@ fn total(p: &Profile, sample_type: &str) -> i64 {
 
 /// One seed, in a fresh process: prints a `RESULT` line.
 fn child(seed: u64) -> Result<(), BoxError> {
-    firewatch_agent::alloc::reseed_current_thread(seed, INTERVAL);
+    firewatch_agent::testing::reseed_allocator_thread(seed, INTERVAL);
     let mut large = Vec::with_capacity(1024);
     let mut small = Vec::with_capacity((16 << 20) / 256);
     retain_large_blocks(&mut large);

@@ -52,7 +52,7 @@ use firewatch_agent::SamplingAllocator;
 use firewatch_profile::Profile;
 
 const ENV_INTERVAL: &str = "FIREWATCH_SNAPSHOT_INTERVAL";
-const DEFAULT_INTERVAL: usize = firewatch_agent::alloc::DEFAULT_SAMPLE_INTERVAL;
+const DEFAULT_INTERVAL: usize = firewatch_agent::DEFAULT_SAMPLE_INTERVAL;
 
 static EVERY: SamplingAllocator<System> = SamplingAllocator::with_sample_interval(System, 1);
 static DEFAULT: SamplingAllocator<System> = SamplingAllocator::new(System);
@@ -177,7 +177,7 @@ fn workload_samples(p: &Profile) -> usize {
 /// thread's unfolded count folded in (restarting its sample generator, which
 /// is the only way to fold on demand).
 fn allocated_so_far(interval: usize) -> u64 {
-    firewatch_agent::alloc::reseed_current_thread(0x5eed, interval);
+    firewatch_agent::testing::reseed_allocator_thread(0x5eed, interval);
     firewatch_agent::heap::stats().allocated_bytes
 }
 

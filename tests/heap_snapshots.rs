@@ -230,7 +230,7 @@ fn crossing_the_heap_threshold_writes_one_snapshot_not_a_flood() {
 fn crossing_the_rss_threshold_writes_one_snapshot() {
     // 1% of this machine's memory limit (cgroup, else RAM), reached by
     // leaking 64 MiB/s; skipped where 1% is more than this test should leak.
-    let Some(limit) = firewatch_agent::process::memory_limit_bytes() else {
+    let Some(limit) = firewatch_agent::testing::memory_limit_bytes() else {
         eprintln!("no memory limit known: skipping");
         return;
     };

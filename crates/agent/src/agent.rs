@@ -132,6 +132,7 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Settings start at their defaults (`docs/agent.md`, "Options").
     pub fn builder() -> AgentBuilder {
         AgentBuilder::default()
     }

@@ -22,9 +22,13 @@ use crate::{Error, Result};
 pub struct Config {
     /// `false` turns the agent into a no-op.
     pub enabled: bool,
+    /// Where captures go.
     pub output_dir: PathBuf,
+    /// The first part of file names.
     pub service_name: String,
+    /// Length of a triggered CPU profile.
     pub cpu_duration: Duration,
+    /// Samples per CPU-second per thread.
     pub cpu_hz: u32,
     /// Heap in use (from the sampling allocator) that triggers a heap snapshot.
     pub heap_threshold_bytes: Option<u64>,
@@ -46,8 +50,11 @@ pub struct Config {
     pub max_per_hour: u32,
     /// Automatic captures of one kind ever, counting files already on disk.
     pub lifetime_cap: Option<u32>,
+    /// Retention: capture files kept.
     pub max_files: Option<usize>,
+    /// Retention: bytes of captures kept.
     pub max_total_bytes: Option<u64>,
+    /// Retention: captures older than this are deleted.
     pub max_age: Option<Duration>,
     /// Skip captures when the output filesystem is fuller than this.
     pub disk_usage_threshold_percent: u32,
@@ -56,7 +63,7 @@ pub struct Config {
     /// Ask glibc to return freed memory to the system after each capture.
     pub malloc_trim: bool,
     /// What symbolizing a capture may add to RSS (`None`: no limit); see
-    /// [`crate::symbolize`]'s `budget` module for what is left out to keep
+    /// `docs/agent.md`, "Memory per capture", for what is left out to keep
     /// within it.
     pub capture_memory_limit: Option<u64>,
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::capture::Throttled;
 
+/// The agent's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong. Variants will be added: match with a wildcard arm.
@@ -15,15 +16,20 @@ pub enum Error {
     /// A filesystem operation on a capture file or the output directory failed.
     #[error("{}: {what}: {source}", path.display())]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// What the agent was doing.
         what: &'static str,
+        /// The system's error.
         source: std::io::Error,
     },
 
     /// A system call the sampler needs failed.
     #[error("{call} failed: {source}")]
     Sys {
+        /// What was being done.
         call: &'static str,
+        /// The system's error.
         source: std::io::Error,
     },
 
@@ -41,7 +47,9 @@ pub enum Error {
     InvalidSetting {
         /// The builder method (or environment variable) of the setting.
         setting: &'static str,
+        /// The value refused, as given.
         value: String,
+        /// What a valid value is.
         reason: String,
     },
 
@@ -71,7 +79,12 @@ pub enum SkipReason {
     /// The output directory cannot be made or used (permissions, another
     /// user's directory, not a directory); retried at the next capture.
     #[error("output directory {} is not usable: {reason}", dir.display())]
-    OutputDirUnusable { dir: PathBuf, reason: String },
+    OutputDirUnusable {
+        /// The output directory.
+        dir: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The agent was disabled by its settings.
     #[error("the agent is disabled")]
     Disabled,

@@ -26,37 +26,30 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Where things live:
-//!
-//! - [`alloc`]: the sampling allocator (per-thread countdowns, a reserved
-//!   address range for sampled small blocks, lock-free tables); [`heap`]:
-//!   snapshots of what it sampled, unsampled as Go does;
-//! - [`cpu`]: the sampler (per-thread CPU-time timers, a SIGPROF handler
-//!   that copies registers and the stack into a shared pool, unwinding of
-//!   the copies with `.eh_frame` tables on the sampler thread) and
-//!   [`cpu::CpuProfiler`] for profiles on demand, without an agent;
-//! - [`capture`]: the pipeline from "a trigger fired" to "a file is on disk":
-//!   gate, throttle, atomic store with a disk guard, retention;
-//! - [`trigger`]: threshold state machines; [`config`]: settings and
-//!   environment overrides;
-//! - [`process`]: `/proc` readings (mappings and build IDs, CPU time, RSS,
-//!   memory limit); [`symbolize`] and [`stacks_to_profile`]: addresses to a
-//!   pprof profile, off the signal path.
+//! The public surface: [`Agent`] and its builder (every setting: see
+//! [`Config`] and `docs/agent.md`, "Options"), [`SamplingAllocator`],
+//! [`cpu::CpuProfiler`] for a CPU profile on demand without an agent,
+//! [`heap::snapshot`] and [`heap::stats`] for heap snapshots and the
+//! allocator's counters without an agent, and [`Error`]. Everything else is
+//! internal; `ARCHITECTURE.md` maps it for contributors.
 //!
 //! See `docs/agent.md` for the user guide.
 
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod agent;
-pub mod alloc;
-pub mod capture;
-pub mod config;
+mod alloc;
+mod capture;
+mod config;
 pub mod cpu;
 mod error;
 mod fork;
 pub mod heap;
-pub mod process;
-pub mod stacks_to_profile;
-pub mod symbolize;
-pub mod trigger;
+mod process;
+mod stacks_to_profile;
+mod symbolize;
+mod trigger;
 /// Unwinding (unwind tables, copied stacks, `process_vm_readv`) needs Linux
 /// on x86_64 or aarch64; elsewhere a stub says so and the allocator's stacks
 /// come from frame pointers alone (`docs/agent.md`, "Targets").
@@ -77,6 +70,7 @@ mod unwind;
 pub mod testing;
 
 pub use agent::{Agent, AgentBuilder};
-pub use alloc::SamplingAllocator;
+pub use alloc::{SamplingAllocator, DEFAULT_SAMPLE_INTERVAL};
+pub use capture::Throttled;
 pub use config::Config;
 pub use error::{Error, Result, SkipReason};

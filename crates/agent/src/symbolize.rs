@@ -167,6 +167,7 @@ struct Shared {
 impl Symbolizer {
     /// A symbolizer with a cache of its own, empty: every address is looked
     /// up once per symbolizer.
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }
@@ -206,7 +207,15 @@ impl Symbolizer {
     /// Empties the process-wide cache [`Symbolizer::shared`] keeps, giving
     /// its memory back; the next profile resolves every address again. For
     /// a service that needs the memory, and for tests that check the heap
-    /// returns to where it started (the cache is live memory, and sampled).
+    /// returns to where it started (the cache is live memory, and sampled),
+    /// through `testing` (Linux x86_64/aarch64 only).
+    #[cfg_attr(
+        not(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        )),
+        allow(dead_code)
+    )]
     pub fn clear_shared_cache() {
         lock(&SHARED_CACHE).clear();
     }
@@ -292,12 +301,9 @@ impl Symbolizer {
     }
 
     /// Number of distinct addresses resolved so far.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.local.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.local.is_empty()
     }
 
     /// Drops the debug info `backtrace` has parsed, process-wide (its cache is

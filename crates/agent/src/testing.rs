@@ -71,3 +71,33 @@ pub fn unwind_in_place_here(frames: &mut [u64]) -> Option<usize> {
 pub fn prepare_in_place() {
     crate::unwind::in_place::prepare();
 }
+
+/// Restarts the calling thread's allocation-sampling generator from `seed`,
+/// for reproducible runs. `interval` must be the allocator's.
+pub fn reseed_allocator_thread(seed: u64, interval: usize) {
+    crate::alloc::reseed_current_thread(seed, interval);
+}
+
+pub use crate::alloc::{BucketRecord, Reclaimed};
+
+/// Every bucket of the sampling allocator with sampled allocations.
+pub fn bucket_records() -> Vec<BucketRecord> {
+    crate::alloc::bucket_records()
+}
+
+/// Bucket-table entries reused once the table filled.
+pub fn reclaimed() -> Reclaimed {
+    crate::alloc::reclaimed()
+}
+
+/// The memory limit the RSS threshold is a percentage of.
+pub fn memory_limit_bytes() -> Option<u64> {
+    crate::process::memory_limit_bytes()
+}
+
+/// Frees parsed debug info and the shared cache of resolved frames, so the
+/// next snapshot starts cold.
+pub fn forget_symbols() {
+    crate::symbolize::Symbolizer::release_debug_info();
+    crate::symbolize::Symbolizer::clear_shared_cache();
+}

@@ -103,7 +103,7 @@ fn distinct_sizes_beyond_the_table_do_not_drop_samples() {
         stats.dropped.no_bucket, 0,
         "samples dropped for want of a stack-table entry: {stats:?}"
     );
-    let reclaimed = firewatch_agent::alloc::reclaimed();
+    let reclaimed = firewatch_agent::testing::reclaimed();
     assert!(
         reclaimed.buckets > 0,
         "{} distinct sizes should have needed reused entries: {reclaimed:?}",
@@ -114,7 +114,7 @@ fn distinct_sizes_beyond_the_table_do_not_drop_samples() {
     // (At interval 1 the harness's own allocations are sampled too: only
     // the sizes this test made are checked, and they are unique to it.)
     let mut live_by_size: HashMap<u64, u64> = HashMap::new();
-    for r in firewatch_agent::alloc::bucket_records() {
+    for r in firewatch_agent::testing::bucket_records() {
         *live_by_size.entry(r.size).or_default() += r.allocs - r.frees;
     }
     for block in long_lived.iter().chain(&kept) {

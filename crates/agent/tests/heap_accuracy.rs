@@ -91,7 +91,7 @@ fn within(measured: i64, truth: i64, what: &str) {
 
 #[test]
 fn snapshot_matches_known_allocations() {
-    firewatch_agent::alloc::reseed_current_thread(0x5eed, INTERVAL);
+    firewatch_agent::testing::reseed_allocator_thread(0x5eed, INTERVAL);
     let mut large = Vec::with_capacity(1024);
     let mut small = Vec::with_capacity((16 << 20) / 256);
     retain_large_blocks(&mut large);

@@ -180,8 +180,7 @@ fn eight_threads_allocate_free_across_threads_reallocate_and_exit_under_snapshot
     // A first snapshot prepares what stays for the process's life (the
     // allocator's unwind tables); what it leaves in caches is released.
     firewatch_agent::heap::snapshot().expect("snapshot");
-    firewatch_agent::symbolize::Symbolizer::release_debug_info();
-    firewatch_agent::symbolize::Symbolizer::clear_shared_cache();
+    firewatch_agent::testing::forget_symbols();
     let live_before = firewatch_agent::heap::stats().live_samples;
     let operations = Arc::new(AtomicU64::new(0));
     let running = Arc::new(AtomicU64::new(0));
@@ -269,8 +268,7 @@ fn eight_threads_allocate_free_across_threads_reallocate_and_exit_under_snapshot
     finished.store(true, Ordering::Relaxed);
     // Symbolizing keeps parsed debug info (tens of MiB) until released, and
     // the resolved names in a bounded cache: both are live, sampled memory.
-    firewatch_agent::symbolize::Symbolizer::release_debug_info();
-    firewatch_agent::symbolize::Symbolizer::clear_shared_cache();
+    firewatch_agent::testing::forget_symbols();
 
     let stats = firewatch_agent::heap::stats();
     println!(

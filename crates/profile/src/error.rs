@@ -3,15 +3,20 @@
 
 use std::path::PathBuf;
 
+/// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
+/// Everything that can go wrong reading, decompressing or decoding a profile.
 pub enum Error {
     /// The bytes are not a well-formed `profile.proto` message.
     #[error("malformed profile: {detail} in {field} at byte {offset}")]
     Malformed {
+        /// Byte offset in the (decompressed) input where the problem was found.
         offset: usize,
+        /// The proto field being decoded.
         field: String,
+        /// What is wrong.
         detail: String,
     },
 
@@ -29,7 +34,10 @@ pub enum Error {
 
     /// Decompressing would exceed the configured cap (a gzip bomb, or a cap set too low).
     #[error("decompressed data exceeds the limit of {limit} bytes")]
-    TooLarge { limit: u64 },
+    TooLarge {
+        /// The cap on decompressed size, in bytes.
+        limit: u64,
+    },
 
     /// Reading the file failed.
     #[error("cannot read: {0}")]
@@ -38,7 +46,12 @@ pub enum Error {
     /// Any of the above, for a named file. (`error` is part of the message,
     /// deliberately not a `source`, so chains print it once.)
     #[error("{}: {error}", path.display())]
-    File { path: PathBuf, error: Box<Error> },
+    File {
+        /// The file the error is about.
+        path: PathBuf,
+        /// What went wrong with it.
+        error: Box<Error>,
+    },
 }
 
 impl Error {

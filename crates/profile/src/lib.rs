@@ -45,6 +45,9 @@
 //! # Ok::<(), firewatch_profile::Error>(())
 //! ```
 
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod decode;
 mod encode;
 mod error;

@@ -119,6 +119,7 @@ impl ProfileData {
         Ok(ProfileData { path, storage })
     }
 
+    /// The path the profile was opened from (or named by, for `from_bytes`).
     pub fn path(&self) -> &Path {
         &self.path
     }

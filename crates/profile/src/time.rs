@@ -5,13 +5,17 @@
 /// A UTC date and time to the second.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct UtcTime {
+    /// Year (proleptic Gregorian).
     pub year: i64,
     /// 1–12.
     pub month: u32,
     /// 1–31.
     pub day: u32,
+    /// 0–23.
     pub hour: u32,
+    /// 0–59.
     pub minute: u32,
+    /// 0–59 (no leap seconds).
     pub second: u32,
 }
 

@@ -16,75 +16,120 @@ pub type ValueType = model::ValueType;
 /// A whole profile, decoded and validated, borrowing its strings from the input.
 #[derive(Debug, Default)]
 pub struct ProfileView<'a> {
+    /// What each value of a sample measures, in order (the proto's `sample_type`).
     pub sample_types: Vec<ValueType>,
+    /// The samples, in column-wise blocks; iterate with [`ProfileView::samples`].
     pub sample_blocks: Vec<SampleBlock>,
+    /// The mappings; [`LocationView::mapping`] indexes this.
     pub mappings: Vec<MappingView>,
+    /// The locations; samples refer to them by index.
     pub locations: Vec<LocationView>,
     /// All locations' lines; a location owns `lines[loc.lines.0..loc.lines.1]`.
     pub lines: Vec<LineView>,
+    /// The functions; [`LineView::function`] indexes this.
     pub functions: Vec<FunctionView>,
+    /// The string table, borrowed from the input (copied only where invalid UTF-8 was replaced).
     pub strings: Vec<Cow<'a, str>>,
+    /// Regex (string index) of frames to drop, with everything they call.
     pub drop_frames: u32,
+    /// Regex (string index) of frames exempt from `drop_frames`.
     pub keep_frames: u32,
+    /// Time of collection, in nanoseconds since the Unix epoch (UTC).
     pub time_nanos: i64,
+    /// Duration of the profile, in nanoseconds.
     pub duration_nanos: i64,
+    /// The kind of events between sampled occurrences (`cpu/nanoseconds`).
     pub period_type: ValueType,
+    /// Number of events between sampled occurrences, in `period_type` units.
     pub period: i64,
+    /// Free-form comments (string indexes).
     pub comments: Vec<u32>,
+    /// Name (string index) of the sample type to show by default; 0 when unset.
     pub default_sample_type: u32,
+    /// Documentation link (string index) for this profile type; 0 when unset.
     pub doc_url: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A decoded `Mapping`; string fields index [`ProfileView::strings`].
 pub struct MappingView {
+    /// The proto's mapping id.
     pub id: u64,
+    /// Address at which the binary's text is loaded.
     pub memory_start: u64,
+    /// Limit of the address range occupied by the mapping.
     pub memory_limit: u64,
+    /// Offset in the binary that corresponds to `memory_start`.
     pub file_offset: u64,
+    /// Object file (string index): a path, or a virtual name such as `[vdso]`.
     pub filename: u32,
+    /// Unique identifier of the binary (string index), such as a GNU build id.
     pub build_id: u32,
+    /// Whether the mapping's locations have function names.
     pub has_functions: bool,
+    /// Whether the mapping's locations have source file names.
     pub has_filenames: bool,
+    /// Whether the mapping's locations have line numbers.
     pub has_line_numbers: bool,
+    /// Whether the mapping's locations have inline frames.
     pub has_inline_frames: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A decoded `Location`, its mapping and lines resolved to indexes.
 pub struct LocationView {
+    /// The proto's location id.
     pub id: u64,
     /// The proto's `mapping_id`, kept as written (it may name no mapping).
     pub mapping_id: u64,
     /// Index into [`ProfileView::mappings`], when `mapping_id` resolves (as pprof, a
     /// dangling mapping id leaves the location without a mapping rather than failing).
     pub mapping: Option<u32>,
+    /// Instruction address, if available.
     pub address: u64,
     /// `start..end` into [`ProfileView::lines`].
     pub lines: (u32, u32),
+    /// Several symbols map to this address (identical code folding by the linker);
+    /// the lines describe one of them.
     pub is_folded: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// One source line of a location, and the function it is in.
 pub struct LineView {
     /// Index into [`ProfileView::functions`].
     pub function: u32,
+    /// Line number in the source file; 0 when unknown.
     pub line: i64,
+    /// Column number in the source file; 0 when unknown.
     pub column: i64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A decoded `Function`; string fields index [`ProfileView::strings`].
 pub struct FunctionView {
+    /// The proto's function id.
     pub id: u64,
+    /// Human-readable (demangled) name (string index).
     pub name: u32,
+    /// Name as the linker knows it (mangled), as a string index.
     pub system_name: u32,
+    /// Source file (string index) that holds the function.
     pub filename: u32,
+    /// Line number in `filename` where the function starts; 0 when unknown.
     pub start_line: i64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A decoded sample label; string fields index [`ProfileView::strings`].
 pub struct LabelView {
+    /// Label name (string index).
     pub key: u32,
+    /// String value (string index); 0 for a numeric label.
     pub str: u32,
+    /// Numeric value, for a numeric label.
     pub num: i64,
+    /// Unit of `num` (string index), such as `bytes`; 0 when unspecified.
     pub num_unit: u32,
 }
 
@@ -105,7 +150,9 @@ pub struct SampleBlock {
 pub struct SampleRef<'v> {
     /// Indexes into [`ProfileView::locations`], leaf first.
     pub locations: &'v [u32],
+    /// One value per sample type, in [`ProfileView::sample_types`] order.
     pub values: &'v [i64],
+    /// The sample's labels.
     pub labels: &'v [LabelView],
 }
 
@@ -119,10 +166,12 @@ impl SampleBlock {
         }
     }
 
+    /// Number of samples in the block.
     pub fn len(&self) -> usize {
         self.location_offsets.len() - 1
     }
 
+    /// Whether the block holds no samples.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -133,6 +182,7 @@ impl SampleBlock {
     }
 
     #[inline]
+    /// The `i`-th sample of the block. Panics when `i` is out of range.
     pub fn get(&self, i: usize) -> SampleRef<'_> {
         let locs = self.location_offsets[i] as usize..self.location_offsets[i + 1] as usize;
         let labels = self.label_offsets[i] as usize..self.label_offsets[i + 1] as usize;
@@ -144,6 +194,7 @@ impl SampleBlock {
         }
     }
 
+    /// The block's samples, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = SampleRef<'_>> + '_ {
         (0..self.len()).map(move |i| self.get(i))
     }
@@ -156,10 +207,12 @@ impl<'a> ProfileView<'a> {
         &self.strings[index as usize]
     }
 
+    /// Number of samples, over all blocks.
     pub fn sample_count(&self) -> usize {
         self.sample_blocks.iter().map(SampleBlock::len).sum()
     }
 
+    /// All samples, block by block.
     pub fn samples(&self) -> impl Iterator<Item = SampleRef<'_>> + '_ {
         self.sample_blocks.iter().flat_map(SampleBlock::iter)
     }

@@ -255,9 +255,13 @@ pub fn record_free(bucket: u32) {
 pub struct BucketRecord {
     /// Return addresses, innermost first (the allocator's own frames too).
     pub frames: Vec<u64>,
+    /// The size of each allocation counted here.
     pub size: u64,
+    /// The sampling interval they were sampled at.
     pub interval: u64,
+    /// Sampled allocations counted.
     pub allocs: u64,
+    /// Of those, freed (at most `allocs`).
     pub frees: u64,
 }
 
@@ -266,8 +270,11 @@ pub struct BucketRecord {
 /// later snapshot's `alloc_*` values).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Reclaimed {
+    /// Entries reused.
     pub buckets: u64,
+    /// Sampled allocations they had counted.
     pub allocs: u64,
+    /// Bytes of those sampled allocations (not unsampled).
     pub bytes: u64,
 }
 

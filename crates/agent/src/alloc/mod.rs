@@ -90,6 +90,7 @@ impl<A> SamplingAllocator<A> {
 
 /// Samples not recorded, by reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Dropped {
     /// The region for small sampled blocks was full or could not be reserved.
     pub no_slot: u64,
@@ -114,6 +115,7 @@ static EVENTS: AtomicU64 = AtomicU64::new(0);
 
 /// What the sampling allocator knows, process-wide.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AllocatorStats {
     /// Whether a `SamplingAllocator` has served allocations in this process.
     pub active: bool,
@@ -122,7 +124,9 @@ pub struct AllocatorStats {
     /// Bytes allocated minus bytes freed, as folded by threads so far (each
     /// live thread may hold up to 256 KiB of each unfolded).
     pub in_use_bytes: u64,
+    /// Bytes allocated since the process started, as folded so far.
     pub allocated_bytes: u64,
+    /// Bytes freed since the process started, as folded so far.
     pub freed_bytes: u64,
     /// Sampled blocks alive now.
     pub live_samples: u64,
@@ -130,6 +134,7 @@ pub struct AllocatorStats {
     pub buckets: usize,
     /// Region slots ever used (each holds at most one resident page when free).
     pub region_slots_used: usize,
+    /// Samples not recorded because a table was full, by table.
     pub dropped: Dropped,
     /// Sampled allocations whose stack was walked with frame pointers only
     /// (incomplete in a build without them), by reason.
@@ -139,6 +144,7 @@ pub struct AllocatorStats {
 /// Why sampled stacks were walked with frame pointers instead of unwind
 /// tables.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FramePointerWalks {
     /// Before the tables were prepared (allocations before `Agent::start`
     /// or the first heap snapshot).
@@ -150,6 +156,7 @@ pub struct FramePointerWalks {
 }
 
 impl FramePointerWalks {
+    /// Walks with frame pointers only, whatever the reason.
     pub fn total(&self) -> u64 {
         self.not_prepared + self.small_stack + self.busy
     }
@@ -225,7 +232,14 @@ pub(crate) fn region_reserved() -> (usize, usize, usize) {
 }
 
 /// Restarts the calling thread's sampling generator from `seed`, for
-/// reproducible tests. `interval` must be the allocator's.
+/// reproducible tests (through `testing`). `interval` must be the allocator's.
+#[cfg_attr(
+    not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )),
+    allow(dead_code)
+)]
 pub fn reseed_current_thread(seed: u64, interval: usize) {
     countdown::reseed(seed, interval);
 }
@@ -395,8 +409,10 @@ impl<A: GlobalAlloc> SamplingAllocator<A> {
         old: Option<Sampled>,
         event: bool,
     ) -> *mut u8 {
-        // SAFETY (whole function): the caller's `realloc` contract: `ptr`
-        // is a live block of `layout`, `new_size` is valid for its align.
+        // The caller's `realloc` contract holds throughout: `ptr` is a live
+        // block of `layout`, and `new_size` rounded up to `layout.align()`
+        // does not overflow `isize`.
+        // SAFETY: that contract makes (new_size, align) a valid layout.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         region::decide();
         let sample = event && countdown::on_event(self.interval) == Event::Sample;
@@ -409,6 +425,8 @@ impl<A: GlobalAlloc> SamplingAllocator<A> {
         match (old, bucket) {
             // The old block stays in the inner allocator, the new is unsampled.
             (None | Some(Sampled::Large(_)), None) => {
+                // SAFETY: `ptr` is the inner allocator's (not a slot), live,
+                // of `layout`.
                 let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
                 if new.is_null() {
                     self.restore(ptr, old);
@@ -419,8 +437,12 @@ impl<A: GlobalAlloc> SamplingAllocator<A> {
             }
             // A sampled small block moves out to the inner allocator.
             (Some(Sampled::Slot(slot)), None) => {
+                // SAFETY: a valid, non-zero layout (`new_size` ≥ 1 by the
+                // contract).
                 let new = unsafe { self.inner.alloc(new_layout) };
                 if !new.is_null() {
+                    // SAFETY: both blocks hold at least `copy` bytes and are
+                    // distinct (one is a slot, the other the inner allocator's).
                     unsafe { std::ptr::copy_nonoverlapping(ptr, new, copy) };
                     forget(Sampled::Slot(slot), layout.size());
                 }
@@ -435,6 +457,8 @@ impl<A: GlobalAlloc> SamplingAllocator<A> {
                 }
                 let Some(slot) = slot_for(bucket) else {
                     buckets::cancel(bucket);
+                    // SAFETY: `old` is not a slot here (handled above), so
+                    // `ptr` is the inner allocator's, live, of `layout`.
                     let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
                     if new.is_null() {
                         self.restore(ptr, old);
@@ -444,6 +468,9 @@ impl<A: GlobalAlloc> SamplingAllocator<A> {
                     return new;
                 };
                 let new = region::block(slot);
+                // SAFETY: the slot is ours and holds `new_size` ≥ `copy`
+                // bytes; `ptr` is the inner allocator's (not a slot), live,
+                // of `layout`, and freed once copied.
                 unsafe {
                     std::ptr::copy_nonoverlapping(ptr, new, copy);
                     self.inner.dealloc(ptr, layout);
@@ -457,12 +484,15 @@ impl<A: GlobalAlloc> SamplingAllocator<A> {
                 // The new block is large: it lives in the inner allocator.
                 let new = match old {
                     Some(Sampled::Slot(_)) => {
+                        // SAFETY: a valid, non-zero layout.
                         let new = unsafe { self.inner.alloc(new_layout) };
                         if !new.is_null() {
+                            // SAFETY: both hold at least `copy` bytes, distinct.
                             unsafe { std::ptr::copy_nonoverlapping(ptr, new, copy) };
                         }
                         new
                     }
+                    // SAFETY: `ptr` is the inner allocator's, live, of `layout`.
                     _ => unsafe { self.inner.realloc(ptr, layout, new_size) },
                 };
                 if new.is_null() {

@@ -40,10 +40,12 @@ pub mod retention;
 pub mod store;
 pub mod throttle;
 
-pub use naming::{sanitize_service, CaptureName};
+pub use naming::sanitize_service;
+#[cfg(test)]
+pub use naming::CaptureName;
 pub use retention::Retention;
-pub use store::{DiskUsage, Store, StoreOptions, StoredCapture};
-pub use throttle::{Admission, CaptureGuard, Gate, Throttle, ThrottleConfig, Throttled};
+pub use store::{Store, StoreOptions};
+pub use throttle::{Admission, Gate, Throttle, ThrottleConfig, Throttled};
 
 use std::fmt;
 

@@ -35,6 +35,7 @@ pub struct Retention {
     pub max_age: Option<Duration>,
 }
 
+#[cfg(test)]
 impl Retention {
     /// Keeps everything (the disk guard still protects the filesystem).
     pub const UNLIMITED: Retention = Retention {

@@ -200,6 +200,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating it 0700 if missing) the capture directory of
     /// `service`, with default options, and removes stale temp files.
+    #[cfg(test)]
     pub fn open(dir: impl Into<PathBuf>, service: &str) -> Result<Store> {
         Store::open_with(dir, service, StoreOptions::default(), SystemTime::now())
     }
@@ -230,21 +231,6 @@ impl Store {
             );
         }
         Ok(store)
-    }
-
-    /// The capture directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The (sanitized) service name used in file names.
-    pub fn service(&self) -> &str {
-        &self.service
-    }
-
-    /// The options this store was opened with.
-    pub fn options(&self) -> &StoreOptions {
-        &self.options
     }
 
     /// Writes one capture and returns its final path.
@@ -1033,7 +1019,7 @@ mod tests {
     fn service_names_are_sanitized() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = open(tmp.path(), "my service/v2");
-        assert_eq!(store.service(), "my_service_v2");
+        assert_eq!(store.service, "my_service_v2");
         let path = store
             .write(Kind::Heap, Trigger::Manual, at(T0), b"x")
             .expect("write");

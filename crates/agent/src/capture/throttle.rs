@@ -29,7 +29,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::store::StoredCapture;
 use super::{Kind, Trigger};
-use crate::Error;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -68,16 +67,19 @@ pub enum Admission {
     Skip(Throttled),
 }
 
+#[cfg(test)]
 impl Admission {
     pub fn is_go(self) -> bool {
         self == Admission::Go
     }
 
     /// `Ok` to go ahead, else [`Error::Skipped`] with the reason.
-    pub fn into_result(self) -> Result<(), Error> {
+    pub fn into_result(self) -> Result<(), crate::Error> {
         match self {
             Admission::Go => Ok(()),
-            Admission::Skip(reason) => Err(Error::Skipped(crate::SkipReason::Throttled(reason))),
+            Admission::Skip(reason) => {
+                Err(crate::Error::Skipped(crate::SkipReason::Throttled(reason)))
+            }
         }
     }
 }
@@ -87,12 +89,20 @@ impl Admission {
 #[non_exhaustive]
 pub enum Throttled {
     /// The lifetime cap for this kind is used up.
-    LifetimeCap { cap: u32 },
+    LifetimeCap {
+        /// The cap (`lifetime_cap`).
+        cap: u32,
+    },
     /// The last automatic capture of this kind was too recent.
-    MinInterval { retry_after: Duration },
+    MinInterval {
+        /// When the gap (`min_interval`) will have passed.
+        retry_after: Duration,
+    },
     /// The hourly allowance for this kind is used up (or is 0).
     RateLimited {
+        /// The allowance (`max_per_hour`).
         per_hour: u32,
+        /// When the bucket will hold a capture again.
         retry_after: Duration,
     },
 }
@@ -152,10 +162,6 @@ impl Throttle {
             config,
             kinds: [KindState::default(); 2],
         }
-    }
-
-    pub fn config(&self) -> &ThrottleConfig {
-        &self.config
     }
 
     /// Takes the automatic captures already on disk into account: they count
@@ -249,6 +255,7 @@ impl Throttle {
 
     /// Automatic captures of `kind` counted against the lifetime cap: those
     /// on disk at start plus those admitted since.
+    #[cfg(test)]
     pub fn lifetime_count(&self, kind: Kind) -> u64 {
         let state = &self.kinds[kind.index()];
         state.on_disk.saturating_add(state.taken)
@@ -299,11 +306,7 @@ impl Gate {
             return None;
         }
         state.running = Some((kind, trigger));
-        Some(CaptureGuard {
-            gate: self.clone(),
-            kind,
-            trigger,
-        })
+        Some(CaptureGuard { gate: self.clone() })
     }
 
     /// Takes the requests merged while captures ran, at most one per kind,
@@ -320,11 +323,13 @@ impl Gate {
     }
 
     /// Whether requests are waiting in [`take_pending`](Self::take_pending).
+    #[cfg(test)]
     pub fn has_pending(&self) -> bool {
         self.lock().pending.iter().any(Option::is_some)
     }
 
     /// The capture in progress, if any.
+    #[cfg(test)]
     pub fn running(&self) -> Option<(Kind, Trigger)> {
         self.lock().running
     }
@@ -343,18 +348,6 @@ impl Gate {
 #[must_use = "the capture ends when the guard is dropped"]
 pub struct CaptureGuard {
     gate: Gate,
-    kind: Kind,
-    trigger: Trigger,
-}
-
-impl CaptureGuard {
-    pub fn kind(&self) -> Kind {
-        self.kind
-    }
-
-    pub fn trigger(&self) -> Trigger {
-        self.trigger
-    }
 }
 
 impl Drop for CaptureGuard {
@@ -689,7 +682,7 @@ mod tests {
             .into_result()
             .expect_err("skip");
         assert!(
-            matches!(&err, Error::Skipped(r) if r.to_string().contains("lifetime cap of 20")),
+            matches!(&err, crate::Error::Skipped(r) if r.to_string().contains("lifetime cap of 20")),
             "{err}"
         );
         let msg = Throttled::RateLimited {
@@ -705,10 +698,6 @@ mod tests {
         let gate = Gate::new();
         assert_eq!(gate.running(), None);
         let guard = gate.try_begin(Kind::Heap, Trigger::Signal).expect("free");
-        assert_eq!(
-            (guard.kind(), guard.trigger()),
-            (Kind::Heap, Trigger::Signal)
-        );
         assert_eq!(gate.running(), Some((Kind::Heap, Trigger::Signal)));
         // Busy for either kind.
         assert!(gate.try_begin(Kind::Cpu, Trigger::Manual).is_none());

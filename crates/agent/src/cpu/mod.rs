@@ -55,10 +55,15 @@ pub(crate) const WINDOW: usize = 32 * 1024;
 pub(crate) const MAX_SLOTS: usize = 4096;
 
 /// Raw result of a CPU profile, before symbolization.
+#[non_exhaustive]
 pub struct CpuCapture {
+    /// Samples per CPU-second per thread asked for.
     pub hz: u32,
+    /// CPU time between two samples of a thread.
     pub period_ns: u64,
+    /// When the profile started.
     pub started: SystemTime,
+    /// How long it ran.
     pub duration: Duration,
     /// Distinct (stack, thread) pairs with their sample counts and CPU time.
     pub stacks: Vec<CapturedStack>,
@@ -70,9 +75,13 @@ pub struct CpuCapture {
     /// the kernel had not yet checked their timer. The process's CPU clock
     /// over the window minus the samples (kept and dropped).
     pub unsampled_ns: u64,
+    /// Samples kept.
     pub samples: u64,
+    /// CPU time the kept samples stand for.
     pub cpu_ns: u64,
+    /// Samples whose stack was cut at the depth limit.
     pub truncated: u64,
+    /// Samples whose stack could not be walked at all.
     pub unwalked: u64,
     /// Samples whose unwinding stopped before reaching the outermost frame
     /// (no rule found the caller).
@@ -85,16 +94,29 @@ pub struct CpuCapture {
     /// Most threads at once that could not be profiled: more threads than
     /// the profiler's 4,096 slots.
     pub untracked: usize,
+    /// Threads profiled over the window.
     pub threads_seen: usize,
+    /// Threads whose timer could not be created (most had just exited).
     pub timer_failures: usize,
+    /// Another `SIGPROF` handler was installed before ours (its signals are
+    /// forwarded to it).
     pub previous_handler: bool,
 }
 
+/// One distinct (stack, thread) of a [`CpuCapture`].
+#[non_exhaustive]
 pub struct CapturedStack {
+    /// Code addresses, innermost first.
     pub frames: Box<[u64]>,
+    /// The thread's name.
     pub thread: String,
+    /// Samples of this stack.
     pub samples: u64,
+    /// CPU time they stand for.
     pub cpu_ns: u64,
+    /// The stack was cut at the depth limit.
     pub truncated: bool,
+    /// The stack could not be walked (the frames hold the interrupted
+    /// address only).
     pub unwalked: bool,
 }

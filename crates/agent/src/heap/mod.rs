@@ -20,8 +20,6 @@
 
 mod snapshot;
 
-pub use crate::alloc::{in_use_bytes, stats, AllocatorStats, Dropped};
-pub use snapshot::{
-    heap_profile, is_allocation_plumbing, is_allocation_plumbing_frame, is_plumbing_source,
-    snapshot, snapshot_with_comments, unsample, ALLOCATOR_FRAMES,
-};
+pub use crate::alloc::{in_use_bytes, stats, AllocatorStats, Dropped, FramePointerWalks};
+pub use snapshot::snapshot;
+pub(crate) use snapshot::{is_allocation_plumbing_frame, snapshot_with_comments};

@@ -113,6 +113,7 @@ pub fn is_plumbing_source(file: &str) -> bool {
 /// per `interval` bytes on average. An allocation of size `s` is sampled
 /// with probability `1 - exp(-s / interval)`; Go applies it at the average
 /// size of the records.
+#[cfg(test)]
 pub fn unsample(count: u64, bytes: u64, interval: u64) -> (i64, i64) {
     let (objects, bytes) = unsample_exact(count, bytes, interval);
     (objects as i64, bytes as i64)
@@ -131,7 +132,7 @@ fn unsample_exact(count: u64, bytes: u64, interval: u64) -> (f64, f64) {
 }
 
 /// A heap profile of the sampling allocator now, as Go writes one (see
-/// [`heap_profile`]). Fails when no [`crate::SamplingAllocator`] has served
+/// `heap_profile`). Fails when no [`crate::SamplingAllocator`] has served
 /// allocations in this process (it is not the global allocator).
 pub fn snapshot() -> Result<Profile> {
     snapshot_with_comments(&[])

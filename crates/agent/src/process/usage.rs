@@ -29,7 +29,15 @@ pub fn process_cpu_time() -> Duration {
 
 /// CPU time of all threads of the process so far, from the kernel's
 /// precise per-thread runtimes (`CLOCK_PROCESS_CPUTIME_ID`; `getrusage`
-/// splits the same total into user and system by tick sampling).
+/// splits the same total into user and system by tick sampling). Used by
+/// the CPU sampler, which exists on Linux x86_64/aarch64 only.
+#[cfg_attr(
+    not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )),
+    allow(dead_code)
+)]
 pub fn process_cpu_clock() -> Duration {
     let mut t = libc::timespec {
         tv_sec: 0,
