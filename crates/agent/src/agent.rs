@@ -61,10 +61,10 @@ impl AgentBuilder {
         heap_step_bytes: u64 => |c, v| c.heap_step_bytes = Some(v);
         /// RSS, in % of the memory limit, that triggers a heap snapshot
         /// (default 90; `None` for none).
-        rss_threshold_percent: Option<u32> => |c, v| c.rss_threshold_percent = v;
+        rss_threshold_percent: impl Into<Option<u32>> => |c, v| c.rss_threshold_percent = v.into();
         /// Process CPU, in % of one core, that triggers a CPU profile
         /// (default 80; `None` for none).
-        cpu_threshold_percent: Option<u32> => |c, v| c.cpu_threshold_percent = v;
+        cpu_threshold_percent: impl Into<Option<u32>> => |c, v| c.cpu_threshold_percent = v.into();
         /// Consecutive checks over the CPU threshold needed (default 2).
         cpu_threshold_checks: u32 => |c, v| c.cpu_threshold_checks = v;
         /// How often the CPU threshold is checked (default 5 s, at least 100 ms).
@@ -74,7 +74,7 @@ impl AgentBuilder {
         /// Automatic captures of one kind per hour (default 4).
         max_per_hour: u32 => |c, v| c.max_per_hour = v;
         /// Automatic captures of one kind ever, counting files on disk (default 20).
-        lifetime_cap: Option<u32> => |c, v| c.lifetime_cap = v;
+        lifetime_cap: impl Into<Option<u32>> => |c, v| c.lifetime_cap = v.into();
         /// Keep at most this many capture files (default 20).
         max_files: usize => |c, v| c.max_files = Some(v);
         /// Keep at most this many bytes of captures (default 5 GiB).
@@ -84,7 +84,7 @@ impl AgentBuilder {
         /// Skip captures when the filesystem is fuller than this (default 90%).
         disk_usage_threshold_percent: u32 => |c, v| c.disk_usage_threshold_percent = v;
         /// The signal that requests captures (default `SIGUSR2`; `None` for none).
-        signal: Option<i32> => |c, v| c.signal = v;
+        signal: impl Into<Option<i32>> => |c, v| c.signal = v.into();
         /// Return freed heap to the system with glibc's `malloc_trim(0)`
         /// after each capture (off by default: it locks every arena).
         malloc_trim: bool => |c, v| c.malloc_trim = v;
@@ -92,7 +92,7 @@ impl AgentBuilder {
         /// `None`: no limit). Objects whose debug info would not fit are
         /// named from their symbol tables, or left as addresses and build
         /// IDs; the profile's comments say which.
-        capture_memory_limit: Option<u64> => |c, v| c.capture_memory_limit = v;
+        capture_memory_limit: impl Into<Option<u64>> => |c, v| c.capture_memory_limit = v.into();
         /// Turns the agent on or off (`FIREWATCH_ENABLED` overrides).
         enabled: bool => |c, v| c.enabled = v;
     }

@@ -259,7 +259,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         show: |c| c.cpu_hz.to_string(),
     },
     Setting {
-        method: "cpu_threshold_percent(Some(p) / None)",
+        method: "cpu_threshold_percent(p / None)",
         env: "FIREWATCH_CPU_THRESHOLD_PERCENT",
         forms: "`off`",
         default: Default::Text("80"),
@@ -336,7 +336,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         show: |c| c.max_per_hour.to_string(),
     },
     Setting {
-        method: "lifetime_cap(Some(n) / None)",
+        method: "lifetime_cap(n / None)",
         env: "FIREWATCH_LIFETIME_CAP",
         forms: "`off`",
         default: Default::Text("20"),
@@ -404,7 +404,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         show: |c| c.disk_usage_threshold_percent.to_string(),
     },
     Setting {
-        method: "signal(Some(n) / None)",
+        method: "signal(n / None)",
         env: "FIREWATCH_SIGNAL",
         forms: "`USR1`, `USR2`, a number, `off`",
         default: Default::Text("USR2"),
@@ -422,7 +422,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         show: |c| show_optional(c.signal),
     },
     Setting {
-        method: "capture_memory_limit(Some(n) / None)",
+        method: "capture_memory_limit(n / None)",
         env: "FIREWATCH_CAPTURE_MEMORY_LIMIT",
         forms: "`8M`, `64M`, `off`",
         default: Default::Text("8M"),
@@ -476,7 +476,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         show: |c| show_optional(c.heap_threshold_bytes),
     },
     Setting {
-        method: "rss_threshold_percent(Some(p) / None)",
+        method: "rss_threshold_percent(p / None)",
         env: "FIREWATCH_RSS_THRESHOLD_PERCENT",
         forms: "`off`",
         default: Default::Text("90"),

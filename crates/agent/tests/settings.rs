@@ -22,15 +22,19 @@ fn an_invalid_builder_value_fails_start_naming_the_setting() {
         "{e}"
     );
     let e = Agent::builder()
-        .rss_threshold_percent(Some(250))
+        .rss_threshold_percent(250)
         .enabled(false)
         .start()
         .err()
         .expect("250% is refused");
     assert!(e.to_string().contains("rss_threshold_percent"), "{e}");
-    // Valid values start (a disabled agent: no thread, no signal handler).
+    // Valid values start (a disabled agent: no thread, no signal handler);
+    // optional settings take a value or None.
     Agent::builder()
         .cpu_hz(4000)
+        .cpu_threshold_percent(None)
+        .rss_threshold_percent(Some(95))
+        .signal(libc::SIGUSR1)
         .enabled(false)
         .start()
         .unwrap();
