@@ -22,7 +22,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -112,30 +112,6 @@ fn service_built_with(setting: &DebugSetting) -> PathBuf {
     binary
 }
 
-fn go_pprof_top(profile: &Path) -> String {
-    let out = Command::new("go")
-        .args(["tool", "pprof", "-top", "-sample_index=inuse_space"])
-        .arg(profile)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The first function listed in a `-top` table (highest flat).
-fn top_function(table: &str) -> String {
-    table
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with("flat"))
-        .nth(1)
-        .map(|l| l.split_whitespace().skip(5).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 /// Builds the service with `setting`, takes two heap snapshots while it
 /// leaks, and checks both readers name the leak.
 fn names_the_leak(setting: &DebugSetting) {
@@ -162,9 +138,9 @@ fn names_the_leak(setting: &DebugSetting) {
     let (old, new) = (&heaps[0], &heaps[1]);
 
     if go_available() {
-        let table = go_pprof_top(new);
+        let table = common::go_pprof(&["-top", "-sample_index=inuse_space", new.to_str().unwrap()]);
         assert_eq!(
-            top_function(&table),
+            common::top_function(&table),
             LEAK,
             "debug = {}: go tool pprof names the leak first:\n{table}",
             setting.name

@@ -26,30 +26,6 @@ fn firewatch(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn go_pprof(args: &[&str]) -> String {
-    let out = Command::new("go")
-        .args(["tool", "pprof"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The first function listed in a `-top` table (highest flat).
-fn top_function(table: &str) -> String {
-    table
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with("flat"))
-        .nth(1)
-        .map(|l| l.split_whitespace().skip(5).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 /// Parses pprof's byte units ("12.50MB", "512kB", "100B").
 fn bytes(text: &str) -> f64 {
     let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap();
@@ -104,15 +80,16 @@ fn sigusr2_writes_a_heap_snapshot_that_names_the_leak() {
     let text = String::from_utf8_lossy(&report.stdout);
     assert!(text.contains("Type: inuse_space"), "{text}");
     assert_eq!(
-        top_function(&text),
+        common::top_function(&text),
         "service::remember_session",
         "firewatch names the leak first:\n{text}"
     );
 
     if go_available() {
-        let table = go_pprof(&["-top", "-sample_index=inuse_space", heap.to_str().unwrap()]);
+        let table =
+            common::go_pprof(&["-top", "-sample_index=inuse_space", heap.to_str().unwrap()]);
         assert_eq!(
-            top_function(&table),
+            common::top_function(&table),
             "service::remember_session",
             "go tool pprof names the leak first:\n{table}"
         );
@@ -155,7 +132,7 @@ fn two_snapshots_show_what_grew() {
     // records is about ±13% (one sigma: one sample per 512 KiB, ≥32
     // samples); allow ±40% (3 sigma).
     if go_available() {
-        let table = go_pprof(&["-top", "-sample_index=inuse_space", "-base", old, new]);
+        let table = common::go_pprof(&["-top", "-sample_index=inuse_space", "-base", old, new]);
         let row = table
             .lines()
             .find(|l| l.ends_with("service::remember_session"))

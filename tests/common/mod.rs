@@ -370,3 +370,28 @@ pub fn go_available() -> bool {
     );
     ok
 }
+
+/// `go tool pprof ARGS…`'s output; the command must succeed.
+pub fn go_pprof(args: &[&str]) -> String {
+    let out = Command::new("go")
+        .args(["tool", "pprof"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The first function listed in a `-top` table (highest flat).
+pub fn top_function(table: &str) -> String {
+    table
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"))
+        .nth(1)
+        .map(|l| l.split_whitespace().skip(5).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}

@@ -425,7 +425,7 @@ impl Fields<'_> {
 }
 
 /// Exactly `len` bytes at `offset` (at most [`MAX_TABLE`]), or `None`.
-fn read_at(file: &File, offset: u64, len: u64) -> Option<Vec<u8>> {
+pub(crate) fn read_at(file: &File, offset: u64, len: u64) -> Option<Vec<u8>> {
     if len > MAX_TABLE {
         return None;
     }

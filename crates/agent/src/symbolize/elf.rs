@@ -16,15 +16,14 @@
 //! `/usr/lib/debug/<the object's directory>/`.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 pub(super) const SHT_SYMTAB: u32 = 2;
 pub(super) const SHT_DYNSYM: u32 = 11;
 const SHF_COMPRESSED: u64 = 0x800;
-/// Largest section header table or name table read (real ones are a few
-/// KiB; this only stops a corrupt size field from allocating much).
-const MAX_TABLE: u64 = 1 << 20;
+/// Reads of tables are bounded (1 MiB) by the one reader the agent has for
+/// ELF files, [`crate::process::maps`]'s.
+use crate::process::read_at;
 /// Where distributions install separate debug files.
 const DEBUG_DIR: &str = "/usr/lib/debug";
 
@@ -114,7 +113,7 @@ impl ElfFile {
         self.sections.iter().find(|s| s.kind == kind)
     }
 
-    /// The bytes of a section as stored (at most [`MAX_TABLE`]).
+    /// The bytes of a section as stored (at most 1 MiB).
     pub fn read_section(&self, section: &Section) -> Option<Vec<u8>> {
         read_at(&self.file, section.offset, section.size)
     }
@@ -195,16 +194,6 @@ pub(super) fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(
         b.get(at..at.checked_add(8)?)?.try_into().ok()?,
     ))
-}
-
-/// Exactly `len` bytes at `offset` (at most [`MAX_TABLE`]), or `None`.
-fn read_at(file: &File, offset: u64, len: u64) -> Option<Vec<u8>> {
-    if len > MAX_TABLE {
-        return None;
-    }
-    let mut buf = vec![0; usize::try_from(len).ok()?];
-    file.read_exact_at(&mut buf, offset).ok()?;
-    Some(buf)
 }
 
 #[cfg(test)]
