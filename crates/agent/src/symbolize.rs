@@ -120,6 +120,19 @@ pub struct Frame {
     pub line: Option<u32>,
 }
 
+#[cfg(test)]
+impl Frame {
+    /// A frame named `name` (mangled the same) in `file`, line 1.
+    pub(crate) fn for_test(name: &str, file: &str) -> Frame {
+        Frame {
+            name: name.into(),
+            system_name: name.into(),
+            file: Some(file.into()),
+            line: Some(1),
+        }
+    }
+}
+
 /// Resolves addresses of the running process, caching each answer.
 ///
 /// Build one per profile, on the agent thread or the caller's (never in a
@@ -825,12 +838,7 @@ mod tests {
     }
 
     fn frame(name: &str, file: &str) -> Frame {
-        Frame {
-            name: name.into(),
-            system_name: name.into(),
-            file: Some(file.into()),
-            line: Some(1),
-        }
+        Frame::for_test(name, file)
     }
 
     #[test]

@@ -359,12 +359,7 @@ mod tests {
     }
 
     fn frame(name: &str, file: &str) -> Frame {
-        Frame {
-            name: name.into(),
-            system_name: name.into(),
-            file: Some(file.into()),
-            line: Some(1),
-        }
+        Frame::for_test(name, file)
     }
 
     #[test]

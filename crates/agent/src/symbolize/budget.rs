@@ -174,6 +174,23 @@ pub(crate) struct CaptureMemory {
     finished: bool,
 }
 
+impl CaptureMemory {
+    /// Symbolization begins now: RSS read as the base the limit bounds.
+    fn new(limit: Option<u64>, mut meter: RssMeter) -> CaptureMemory {
+        let base = meter.read();
+        CaptureMemory {
+            limit,
+            meter,
+            base,
+            objects: Vec::new(),
+            since_check: 0,
+            debug_info_lookups: 0,
+            stopped: None,
+            finished: false,
+        }
+    }
+}
+
 thread_local! {
     static CURRENT: RefCell<Option<Arc<Mutex<CaptureMemory>>>> = const { RefCell::new(None) };
 }
@@ -194,21 +211,11 @@ pub(crate) fn lock(memory: &Mutex<CaptureMemory>) -> MutexGuard<'_, CaptureMemor
 /// `meter` started with the capture (a CPU profile's sampling came before).
 pub(crate) fn capture<T>(
     limit: Option<u64>,
-    mut meter: RssMeter,
+    meter: RssMeter,
     build: impl FnOnce() -> T,
 ) -> (T, CaptureReport) {
-    let base = meter.read();
     super::set_shared_cache_budget(super::shared_cache_budget(limit));
-    let memory = Arc::new(Mutex::new(CaptureMemory {
-        limit,
-        meter,
-        base,
-        objects: Vec::new(),
-        since_check: 0,
-        debug_info_lookups: 0,
-        stopped: None,
-        finished: false,
-    }));
+    let memory = Arc::new(Mutex::new(CaptureMemory::new(limit, meter)));
     /// Restores the previous scope, also when `build` panics.
     struct Scope(Option<Arc<Mutex<CaptureMemory>>>);
     impl Drop for Scope {
@@ -231,7 +238,7 @@ pub(crate) fn capture<T>(
     let report = CaptureReport {
         limit,
         meter: m.meter.clone(),
-        base,
+        base: m.base,
         after_symbols,
         objects: std::mem::take(&mut m.objects),
         stopped: m.stopped,
@@ -568,18 +575,7 @@ mod tests {
 
     fn memory(limit: Option<u64>) -> CaptureMemory {
         set_rss(100 << 20);
-        let mut meter = RssMeter::with_reader(fake_rss);
-        let base = meter.read();
-        CaptureMemory {
-            limit,
-            meter,
-            base,
-            objects: Vec::new(),
-            since_check: 0,
-            debug_info_lookups: 0,
-            stopped: None,
-            finished: false,
-        }
+        CaptureMemory::new(limit, RssMeter::with_reader(fake_rss))
     }
 
     fn costs(debug_info: DebugInfo, table: Option<u64>) -> Costs {
