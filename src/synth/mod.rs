@@ -504,7 +504,7 @@ mod tests {
         assert_eq!(p.location.len(), config.locations);
         assert_eq!(p.function.len(), config.functions);
         assert_eq!(p.mapping.len(), 4);
-        assert_eq!(view.period, PERIOD_NANOS);
+        assert_eq!(view.period(), PERIOD_NANOS);
         assert!(p.duration_nanos > 0 && p.time_nanos > 0);
         for s in &p.sample {
             assert!((MIN_DEPTH..=MAX_DEPTH).contains(&s.location_id.len()));

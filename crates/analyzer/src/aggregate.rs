@@ -141,10 +141,7 @@ const SAMPLES_PER_WORKER: usize = 50_000;
 /// profiles in between).
 pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
     let prepared = prepare(inputs, options)?;
-    let blocks: Vec<&[SampleBlock]> = inputs
-        .iter()
-        .map(|i| i.view.sample_blocks.as_slice())
-        .collect();
+    let blocks: Vec<&[SampleBlock]> = inputs.iter().map(|i| i.view.sample_blocks()).collect();
     Ok(aggregate_samples(prepared, &blocks))
 }
 
@@ -177,7 +174,7 @@ pub fn prepare(inputs: &[Input], options: &Options) -> Result<Prepared> {
     };
 
     // Most frames are functions: size the tables for them up front.
-    let functions: usize = inputs.iter().map(|i| i.view.functions.len() + 1).sum();
+    let functions: usize = inputs.iter().map(|i| i.view.functions().len() + 1).sum();
     let mut names: Vec<String> = Vec::with_capacity(functions);
     let mut inlining: Vec<(bool, bool)> = Vec::new();
     let mut keys: FxHashMap<FrameKey, u32> =
@@ -351,7 +348,7 @@ fn plan<'s>(
         })?
     };
     let prune: Option<Vec<LocationPrune>> = pruner.map(|p| {
-        view.locations
+        view.locations()
             .par_iter()
             .map(|loc| p.classify_location(view, loc))
             .collect()
@@ -365,14 +362,14 @@ fn plan<'s>(
     };
     let object = |loc: &firewatch_profile::LocationView| -> &'s str {
         loc.mapping
-            .map_or("", |m| view.string(view.mappings[m as usize].filename))
+            .map_or("", |m| view.string(view.mappings()[m as usize].filename))
     };
     // (node, entered inline) for every frame, applied once interning is done.
     let mut entries: Vec<(u32, bool)> = Vec::new();
-    let mut frame_start = Vec::with_capacity(view.locations.len() + 1);
-    let mut frames = Vec::with_capacity(view.lines.len() + 16);
+    let mut frame_start = Vec::with_capacity(view.locations().len() + 1);
+    let mut frames = Vec::with_capacity(view.lines().len() + 16);
     frame_start.push(0u32);
-    for (l, loc) in view.locations.iter().enumerate() {
+    for (l, loc) in view.locations().iter().enumerate() {
         let lines = kept_lines(view, prune.as_deref(), l);
         let first_frame = frames.len();
         if lines.is_empty() {
@@ -381,7 +378,7 @@ fn plan<'s>(
         }
         // Callers first: the last line is the out-of-line function.
         for line in lines.iter().rev() {
-            let function = &view.functions[line.function as usize];
+            let function = &view.functions()[line.function as usize];
             let name = view.string(function.name);
             let node = if name.is_empty() {
                 let obj = object(loc);
@@ -419,7 +416,7 @@ fn plan<'s>(
     // Focus and ignore see the lines pruning left, as in pprof, which
     // prunes when it reads a profile and filters afterwards.
     let filter = filter.selects_samples().then(|| {
-        view.locations
+        view.locations()
             .par_iter()
             .enumerate()
             .map(|(l, loc)| {
@@ -444,7 +441,7 @@ fn kept_lines<'v>(
     prune: Option<&[LocationPrune]>,
     l: usize,
 ) -> &'v [firewatch_profile::LineView] {
-    let lines = view.location_lines(&view.locations[l]);
+    let lines = view.location_lines(&view.locations()[l]);
     prune.map_or(lines, |p| p[l].kept_lines(lines))
 }
 

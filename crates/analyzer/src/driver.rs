@@ -11,7 +11,9 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use firewatch_profile::{ProfileData, SampleBlock, DEFAULT_MAX_DECOMPRESSED};
+use firewatch_profile::{
+    MmapChoice, ProfileData, ProfileView, SampleBlock, DEFAULT_MAX_DECOMPRESSED,
+};
 use rayon::prelude::*;
 
 use crate::aggregate::{aggregate_samples, prepare, Input, Options, SampleType};
@@ -54,6 +56,10 @@ pub struct Request {
     pub folded: Option<PathBuf>,
     /// Refuse inputs that decompress to more than this many bytes.
     pub max_decompressed: u64,
+    /// Whether input files may be memory-mapped: [`MmapChoice::never`]
+    /// unless the caller vouches that they do not change while read (the
+    /// `firewatch` binary maps them unless given `--no-mmap`).
+    pub mmap: MmapChoice,
     /// Worker threads; `None` uses the current rayon pool (by default one
     /// thread per core).
     pub threads: Option<NonZeroUsize>,
@@ -77,6 +83,7 @@ impl Request {
             flamegraph: None,
             folded: None,
             max_decompressed: DEFAULT_MAX_DECOMPRESSED,
+            mmap: MmapChoice::never(),
             threads: None,
             timings: false,
         }
@@ -192,10 +199,10 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
     // its format says.
     let data: Vec<ProfileData> = sources
         .par_iter()
-        .map(|(s, _)| ProfileData::open(&s.path, request.max_decompressed))
+        .map(|(s, _)| ProfileData::open_with(&s.path, request.max_decompressed, request.mmap))
         .collect::<Result<_, _>>()?;
     timings.mark("read and inflate");
-    let mut views = sources
+    let views = sources
         .par_iter()
         .zip(&data)
         .map(|((source, _), data)| match source.format_of(data) {
@@ -231,10 +238,9 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
     let prepared = prepare(&inputs, options)?;
     drop(inputs);
     let blocks: Vec<Vec<SampleBlock>> = views
-        .iter_mut()
-        .map(|v| std::mem::take(&mut v.sample_blocks))
+        .into_iter()
+        .map(ProfileView::into_sample_blocks)
         .collect();
-    drop(views);
     drop(data);
     let block_refs: Vec<&[SampleBlock]> = blocks.iter().map(Vec::as_slice).collect();
     let agg = aggregate_samples(prepared, &block_refs);

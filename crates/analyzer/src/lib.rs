@@ -6,8 +6,8 @@
 //! per sample even when it recurses), plus the heaviest call stacks, and
 //! renders them as a text, JSON or Markdown report or a flamegraph SVG.
 //!
-//! The pipeline is: [`Source`] → [`firewatch_profile::ProfileData`] (map,
-//! inflate) → [`firewatch_profile::ProfileView`] (parallel decode) →
+//! The pipeline is: [`Source`] → [`firewatch_profile::ProfileData`] (read or
+//! map, inflate) → [`firewatch_profile::ProfileView`] (parallel decode) →
 //! [`aggregate()`] (parallel aggregation, with pprof's pruning and filters
 //! from `firewatch-profile`) → [`report`] / [`flamegraph`]. [`run`] drives it
 //! all for a [`Request`], as the `firewatch` binary does:
@@ -43,6 +43,8 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod aggregate;
 mod driver;
 mod error;
@@ -58,5 +60,5 @@ pub use aggregate::{
 };
 pub use driver::{run, PhaseTiming, ReportFormat, Request, Summary, Warning};
 pub use error::{Error, Result};
-pub use firewatch_profile::SampleIndex;
+pub use firewatch_profile::{MmapChoice, SampleIndex};
 pub use input::{InputFormat, Source};

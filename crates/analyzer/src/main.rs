@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use firewatch_analyzer::report::Limits;
-use firewatch_analyzer::{Error, Options, ReportFormat, Request, SampleIndex, Source, Warning};
+use firewatch_analyzer::{
+    Error, MmapChoice, Options, ReportFormat, Request, SampleIndex, Source, Warning,
+};
 use firewatch_profile::DEFAULT_MAX_DECOMPRESSED;
 use regex::Regex;
 
@@ -78,6 +80,10 @@ struct AnalyzeArgs {
     /// Refuse inputs that decompress to more than this (suffixes K, M, G accepted).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_DECOMPRESSED, value_parser = size_in_bytes)]
     max_decompressed_size: u64,
+    /// Read input files instead of memory-mapping them (for files that may
+    /// change while they are read, e.g. on a network filesystem).
+    #[arg(long)]
+    no_mmap: bool,
 }
 
 fn size_in_bytes(s: &str) -> Result<u64, String> {
@@ -164,6 +170,12 @@ impl AnalyzeArgs {
         request.folded = self.folded;
         request.max_decompressed = self.max_decompressed_size;
         request.threads = self.threads.and_then(NonZeroUsize::new);
+        if !self.no_mmap {
+            // SAFETY: profiles are written once and renamed into place, so
+            // a file does not change while it is analyzed; whoever analyzes
+            // a file still being written passes --no-mmap.
+            request.mmap = unsafe { MmapChoice::auto() };
+        }
         // Phase timings on standard error when FIREWATCH_TIMINGS is set.
         request.timings = std::env::var_os("FIREWATCH_TIMINGS").is_some();
         request

@@ -363,3 +363,21 @@ fn decompression_is_capped() {
     ]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("exceeds the limit"));
 }
+
+#[test]
+fn mapped_and_read_inputs_give_the_same_report() {
+    // A raw (uncompressed) profile: the one case where mapping changes how
+    // the bytes are held (gzip is inflated into memory either way).
+    let gz = std::fs::read(fixture("go-cpu.pb.gz")).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
+    let path = tmp("raw-cpu.pb");
+    std::fs::write(&path, &raw).unwrap();
+    let path = path.to_str().unwrap();
+    let mapped = json(&[path]);
+    let read = json(&["--no-mmap", path]);
+    assert_eq!(mapped, read);
+    let from_gzip = json(&[fixture("go-cpu.pb.gz").to_str().unwrap()]);
+    assert_eq!(mapped["functions"], from_gzip["functions"]);
+    assert!(!mapped["functions"].as_array().unwrap().is_empty());
+}

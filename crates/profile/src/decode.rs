@@ -19,10 +19,10 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
+use crate::parallel;
 use crate::view::*;
 use crate::wire::{Reader, LEN};
 
@@ -66,7 +66,7 @@ struct Scalars {
 /// Messages per parallel task: large enough to amortise scheduling, small
 /// enough that two threads share the work evenly.
 fn chunk_size(items: usize) -> usize {
-    let threads = rayon::current_num_threads().max(1);
+    let threads = crate::parallel::threads();
     (items / (threads * 16)).clamp(256, 16 * 1024)
 }
 
@@ -136,12 +136,9 @@ impl<'a> ProfileView<'a> {
             location_index: &location_index,
         };
         let chunk = chunk_size(index.samples.len());
-        let sample_blocks = index
-            .samples
-            .par_chunks(chunk)
-            .enumerate()
-            .map(|(n, spans)| decode_samples(data, spans, n * chunk, &context))
-            .collect::<Vec<_>>();
+        let sample_blocks = parallel::map_chunks(&index.samples, chunk, |first, spans| {
+            decode_samples(data, spans, first, &context)
+        });
         let sample_blocks = first_error_in_order(sample_blocks)?;
 
         Ok(ProfileView {
@@ -257,13 +254,9 @@ fn decode_strings<'a>(data: &'a [u8], spans: &[Span]) -> Vec<Cow<'a, str>> {
     // Go's pprof accepts any bytes as a string; invalid UTF-8 is replaced
     // (copying only those strings) rather than rejected.
     // An indexed collect writes each string straight into its slot.
-    let mut strings = Vec::new();
-    spans
-        .par_iter()
-        .with_min_len(4096)
-        .map(|span| String::from_utf8_lossy(&data[span.range()]))
-        .collect_into_vec(&mut strings);
-    strings
+    parallel::map_items(spans, 4096, |span| {
+        String::from_utf8_lossy(&data[span.range()])
+    })
 }
 
 /// The chunks' results, or the error of the first failing chunk in input
@@ -285,16 +278,13 @@ fn decode_all<T: Send + Default>(
     // Decoded in place, chunk by chunk: no per-chunk vectors to copy.
     let mut out: Vec<T> = Vec::with_capacity(spans.len());
     out.resize_with(spans.len(), T::default);
-    let results: Vec<Result<()>> = out
-        .par_chunks_mut(chunk)
-        .zip(spans.par_chunks(chunk))
-        .map(|(slots, spans)| {
+    let results: Vec<Result<()>> =
+        parallel::zip_chunks_mut(&mut out, spans, chunk, |slots, spans| {
             for (slot, span) in slots.iter_mut().zip(spans) {
                 *slot = decode(Reader::new(&data[span.range()], span.start, message))?;
             }
             Ok(())
-        })
-        .collect();
+        });
     first_error_in_order(results)?;
     Ok(out)
 }
@@ -366,9 +356,8 @@ fn decode_locations(
     mappings: &IdIndex,
 ) -> Result<(Vec<LocationView>, Vec<LineView>)> {
     let chunk = chunk_size(spans.len());
-    let parts: Vec<Result<(Vec<LocationView>, Vec<LineView>)>> = spans
-        .par_chunks(chunk)
-        .map(|spans| {
+    let parts: Vec<Result<(Vec<LocationView>, Vec<LineView>)>> =
+        parallel::map_chunks(spans, chunk, |_, spans| {
             let mut locations = Vec::with_capacity(spans.len());
             let mut lines = Vec::with_capacity(spans.len());
             for span in spans {
@@ -409,8 +398,7 @@ fn decode_locations(
                 locations.push(loc);
             }
             Ok((locations, lines))
-        })
-        .collect();
+        });
     let parts = first_error_in_order(parts)?;
 
     let mut locations = Vec::with_capacity(spans.len());

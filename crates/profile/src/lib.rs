@@ -14,7 +14,8 @@
 //!   [`Profile::decode`], [`Profile::encode`] and [`Profile::write_gzip`];
 //! - [`ProfileView`], a validated, borrowed, column-wise form decoded **in
 //!   parallel** (see [`decode`](ProfileView::decode)), which the analyzer uses;
-//! - [`ProfileData`], which maps a file and inflates gzip under a size cap.
+//! - [`ProfileData`], which reads a file (or maps it, by the caller's
+//!   `unsafe` [`MmapChoice::auto`]) and inflates gzip under a size cap.
 //!
 //! It also has pprof's operations on a profile, each in its own module as in
 //! pprof's `profile` package: pruning `drop_frames` ([`Profile::prune`],
@@ -27,6 +28,15 @@
 //! [`NameFilter::classify_location`]) then per sample ([`prune_start`],
 //! [`LocationMatch::keeps`]), so that a reader of a [`ProfileView`] applies
 //! them while it aggregates, without building an owned profile.
+//!
+//! Features (all default): `parallel` decodes on rayon's pool (without it,
+//! on the calling thread), `mmap` offers [`MmapChoice::auto`], `libdeflate`
+//! inflates with libdeflate (C; without it, flate2 in Rust). The agent uses
+//! none of them. There are no conversions to `prost`-generated types:
+//! pprof-rs ships its own generated module, OpenTelemetry's profiles are a
+//! different schema, and either would tie this crate to a code generator's
+//! version; the encoded bytes are the interface ([`Profile::encode`], then
+//! `prost::Message::decode`, and [`Profile::decode`] back).
 //!
 //! ```
 //! use firewatch_profile::{Function, Line, Location, Profile, Sample, StringInterner, ValueType};
@@ -58,6 +68,7 @@ mod filter;
 mod inflate;
 mod merge;
 mod model;
+mod parallel;
 mod prune;
 mod sample_index;
 mod scale;
@@ -77,7 +88,7 @@ pub use prune::{prune_start, FramePruner, FrameRegexError, LocationPrune};
 pub use regex::Regex;
 pub use sample_index::{SampleIndex, SampleIndexError};
 pub use scale::ScaleError;
-pub use source::{decompress, is_gzip, ProfileData, DEFAULT_MAX_DECOMPRESSED};
+pub use source::{decompress, is_gzip, MmapChoice, ProfileData, DEFAULT_MAX_DECOMPRESSED};
 pub use view::{
     FunctionView, LabelView, LineView, LocationView, MappingView, ProfileView, SampleBlock,
     SampleRef,

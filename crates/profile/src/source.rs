@@ -1,12 +1,14 @@
-//! Getting profile bytes: files are memory-mapped, gzip is detected by its
-//! magic number and inflated under a size cap, so a gzip bomb is an error
-//! rather than an out-of-memory kill.
+//! Getting profile bytes: files are read (or, by an explicit `unsafe`
+//! choice, memory-mapped), gzip is detected by its magic number and inflated
+//! under a size cap, so a gzip bomb is an error rather than an out-of-memory
+//! kill.
 
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "mmap")]
 use memmap2::Mmap;
 
 use crate::error::{Error, Result};
@@ -42,9 +44,61 @@ pub fn decompress(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>> {
     Ok(Cow::Owned(out))
 }
 
+/// Reads all of `input`, or fails once it passes `limit` bytes (gzip
+/// never inflates to less than about its compressed size, so a file over
+/// the cap is too large either way).
+fn read_capped(input: impl Read, size_hint: u64, limit: u64) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(size_hint.min(limit) as usize);
+    input
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(Error::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::TooLarge { limit });
+    }
+    Ok(bytes)
+}
+
 enum Storage {
+    #[cfg(feature = "mmap")]
     Mapped(Mmap),
     Owned(Vec<u8>),
+}
+
+/// Whether [`ProfileData::open_with`] may memory-map a file, as ripgrep's
+/// `MmapChoice`: reading is safe and the default; mapping saves a copy of
+/// a large uncompressed profile but is only sound while nobody changes the
+/// file, which this crate cannot check, so choosing it is `unsafe`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MmapChoice {
+    map: bool,
+}
+
+impl MmapChoice {
+    /// Read files into memory; never map them.
+    pub const fn never() -> MmapChoice {
+        MmapChoice { map: false }
+    }
+
+    /// Map regular, non-empty files (pipes, standard input and empty files
+    /// are read).
+    ///
+    /// # Safety
+    ///
+    /// Each file opened with this choice must not be truncated or written
+    /// to while its [`ProfileData`] (or a view of it) lives: a truncated
+    /// file makes reads of the mapping fault (`SIGBUS`), and a rewritten one
+    /// changes bytes under strings already checked as UTF-8. Profiles are
+    /// usually written once and renamed into place, which is fine.
+    #[cfg(feature = "mmap")]
+    pub const unsafe fn auto() -> MmapChoice {
+        MmapChoice { map: true }
+    }
+
+    /// Whether this choice maps files.
+    pub const fn maps(self) -> bool {
+        self.map
+    }
 }
 
 /// The decompressed bytes of one profile file, ready to decode.
@@ -62,51 +116,51 @@ pub struct ProfileData {
 }
 
 impl ProfileData {
-    /// Maps (or, for `-`, reads standard input) and decompresses a profile.
-    /// Errors name the file.
+    /// Reads (`-`: standard input) and decompresses a profile. Errors name
+    /// the file.
     pub fn open(path: impl AsRef<Path>, max_decompressed: u64) -> Result<ProfileData> {
-        let path = path.as_ref();
-        Self::open_inner(path, max_decompressed).map_err(|e| e.in_file(path))
+        Self::open_with(path, max_decompressed, MmapChoice::never())
     }
 
-    fn open_inner(path: &Path, limit: u64) -> Result<ProfileData> {
+    /// As [`open`](Self::open), mapping the file when `mmap` says so.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        max_decompressed: u64,
+        mmap: MmapChoice,
+    ) -> Result<ProfileData> {
+        let path = path.as_ref();
+        Self::open_inner(path, max_decompressed, mmap).map_err(|e| e.in_file(path))
+    }
+
+    fn open_inner(path: &Path, limit: u64, mmap: MmapChoice) -> Result<ProfileData> {
         if path.as_os_str() == "-" {
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .take(limit + 1)
-                .read_to_end(&mut bytes)
-                .map_err(Error::Io)?;
+            let bytes = read_capped(std::io::stdin(), 0, limit)?;
             return Self::from_bytes(path, bytes, limit);
         }
         let file = File::open(path).map_err(Error::Io)?;
         let meta = file.metadata().map_err(Error::Io)?;
-        if !meta.is_file() || meta.len() == 0 {
-            // Pipes and the like cannot be mapped; an empty file cannot either.
-            let mut bytes = Vec::new();
-            (&file)
-                .take(limit + 1)
-                .read_to_end(&mut bytes)
-                .map_err(Error::Io)?;
-            return Self::from_bytes(path, bytes, limit);
+        #[cfg(feature = "mmap")]
+        if mmap.maps() && meta.is_file() && meta.len() > 0 {
+            // SAFETY: the caller chose `MmapChoice::auto`, whose contract is
+            // that nobody truncates or rewrites the file while this data
+            // lives; the map itself is read-only and private.
+            let map = unsafe { Mmap::map(&file) }.map_err(Error::Io)?;
+            #[cfg(unix)]
+            let _ = map.advise(memmap2::Advice::Sequential);
+            let storage = match decompress(&map, limit)? {
+                Cow::Borrowed(_) => Storage::Mapped(map),
+                Cow::Owned(inflated) => Storage::Owned(inflated),
+            };
+            return Ok(ProfileData {
+                path: path.to_path_buf(),
+                storage,
+            });
         }
-        // SAFETY: the map is read-only and private to this process, but its
-        // pages are the file's: if another process truncates the file while
-        // we read it, access faults (SIGBUS), and if it rewrites the file in
-        // place, bytes change under strings the view has already checked as
-        // UTF-8. That is the documented limit of mapping files, shared by
-        // every tool that does so; profiles are written once and renamed
-        // into place, not rewritten.
-        let map = unsafe { Mmap::map(&file) }.map_err(Error::Io)?;
-        #[cfg(unix)]
-        let _ = map.advise(memmap2::Advice::Sequential);
-        let storage = match decompress(&map, limit)? {
-            Cow::Borrowed(_) => Storage::Mapped(map),
-            Cow::Owned(inflated) => Storage::Owned(inflated),
-        };
-        Ok(ProfileData {
-            path: path.to_path_buf(),
-            storage,
-        })
+        #[cfg(not(feature = "mmap"))]
+        let _ = mmap;
+        let size = if meta.is_file() { meta.len() } else { 0 };
+        let bytes = read_capped(&file, size, limit)?;
+        Self::from_bytes(path, bytes, limit)
     }
 
     /// Wraps bytes already in memory (gzip or raw).
@@ -127,6 +181,7 @@ impl ProfileData {
     /// The raw protobuf bytes.
     pub fn bytes(&self) -> &[u8] {
         match &self.storage {
+            #[cfg(feature = "mmap")]
             Storage::Mapped(map) => map,
             Storage::Owned(bytes) => bytes,
         }

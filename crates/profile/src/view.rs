@@ -14,40 +14,127 @@ use crate::model::{self, Profile};
 pub type ValueType = model::ValueType;
 
 /// A whole profile, decoded and validated, borrowing its strings from the input.
-#[derive(Debug, Default)]
+///
+/// Only [`ProfileView::decode`] makes one, so every index it holds is valid:
+/// a string index is within [`strings`](Self::strings), a location's lines and
+/// mapping, a line's function and a sample's locations point inside this view.
+/// Indexes are `u32` positions, meaningful for the view they came from.
+#[derive(Debug)]
 pub struct ProfileView<'a> {
+    pub(crate) sample_types: Vec<ValueType>,
+    pub(crate) sample_blocks: Vec<SampleBlock>,
+    pub(crate) mappings: Vec<MappingView>,
+    pub(crate) locations: Vec<LocationView>,
+    pub(crate) lines: Vec<LineView>,
+    pub(crate) functions: Vec<FunctionView>,
+    pub(crate) strings: Vec<Cow<'a, str>>,
+    pub(crate) drop_frames: u32,
+    pub(crate) keep_frames: u32,
+    pub(crate) time_nanos: i64,
+    pub(crate) duration_nanos: i64,
+    pub(crate) period_type: ValueType,
+    pub(crate) period: i64,
+    pub(crate) comments: Vec<u32>,
+    pub(crate) default_sample_type: u32,
+    pub(crate) doc_url: u32,
+}
+
+impl<'a> ProfileView<'a> {
     /// What each value of a sample measures, in order (the proto's `sample_type`).
-    pub sample_types: Vec<ValueType>,
+    #[inline]
+    pub fn sample_types(&self) -> &[ValueType] {
+        &self.sample_types
+    }
+
     /// The samples, in column-wise blocks; iterate with [`ProfileView::samples`].
-    pub sample_blocks: Vec<SampleBlock>,
+    #[inline]
+    pub fn sample_blocks(&self) -> &[SampleBlock] {
+        &self.sample_blocks
+    }
+
     /// The mappings; [`LocationView::mapping`] indexes this.
-    pub mappings: Vec<MappingView>,
+    #[inline]
+    pub fn mappings(&self) -> &[MappingView] {
+        &self.mappings
+    }
+
     /// The locations; samples refer to them by index.
-    pub locations: Vec<LocationView>,
+    #[inline]
+    pub fn locations(&self) -> &[LocationView] {
+        &self.locations
+    }
+
     /// All locations' lines; a location owns `lines[loc.lines.0..loc.lines.1]`.
-    pub lines: Vec<LineView>,
+    #[inline]
+    pub fn lines(&self) -> &[LineView] {
+        &self.lines
+    }
+
     /// The functions; [`LineView::function`] indexes this.
-    pub functions: Vec<FunctionView>,
+    #[inline]
+    pub fn functions(&self) -> &[FunctionView] {
+        &self.functions
+    }
+
     /// The string table, borrowed from the input (copied only where invalid UTF-8 was replaced).
-    pub strings: Vec<Cow<'a, str>>,
+    #[inline]
+    pub fn strings(&self) -> &[Cow<'a, str>] {
+        &self.strings
+    }
+
     /// Regex (string index) of frames to drop, with everything they call.
-    pub drop_frames: u32,
+    #[inline]
+    pub fn drop_frames(&self) -> u32 {
+        self.drop_frames
+    }
+
     /// Regex (string index) of frames exempt from `drop_frames`.
-    pub keep_frames: u32,
+    #[inline]
+    pub fn keep_frames(&self) -> u32 {
+        self.keep_frames
+    }
+
     /// Time of collection, in nanoseconds since the Unix epoch (UTC).
-    pub time_nanos: i64,
+    #[inline]
+    pub fn time_nanos(&self) -> i64 {
+        self.time_nanos
+    }
+
     /// Duration of the profile, in nanoseconds.
-    pub duration_nanos: i64,
+    #[inline]
+    pub fn duration_nanos(&self) -> i64 {
+        self.duration_nanos
+    }
+
     /// The kind of events between sampled occurrences (`cpu/nanoseconds`).
-    pub period_type: ValueType,
+    #[inline]
+    pub fn period_type(&self) -> ValueType {
+        self.period_type
+    }
+
     /// Number of events between sampled occurrences, in `period_type` units.
-    pub period: i64,
+    #[inline]
+    pub fn period(&self) -> i64 {
+        self.period
+    }
+
     /// Free-form comments (string indexes).
-    pub comments: Vec<u32>,
+    #[inline]
+    pub fn comments(&self) -> &[u32] {
+        &self.comments
+    }
+
     /// Name (string index) of the sample type to show by default; 0 when unset.
-    pub default_sample_type: u32,
+    #[inline]
+    pub fn default_sample_type(&self) -> u32 {
+        self.default_sample_type
+    }
+
     /// Documentation link (string index) for this profile type; 0 when unset.
-    pub doc_url: u32,
+    #[inline]
+    pub fn doc_url(&self) -> u32 {
+        self.doc_url
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -87,8 +174,9 @@ pub struct LocationView {
     pub mapping: Option<u32>,
     /// Instruction address, if available.
     pub address: u64,
-    /// `start..end` into [`ProfileView::lines`].
-    pub lines: (u32, u32),
+    /// `start..end` into [`ProfileView::lines`]; read through
+    /// [`ProfileView::location_lines`].
+    pub(crate) lines: (u32, u32),
     /// Several symbols map to this address (identical code folding by the linker);
     /// the lines describe one of them.
     pub is_folded: bool,
@@ -205,6 +293,12 @@ impl<'a> ProfileView<'a> {
     #[inline]
     pub fn string(&self, index: u32) -> &str {
         &self.strings[index as usize]
+    }
+
+    /// The samples alone, freeing the rest of the view (for a reader that
+    /// has planned its locations and now only streams samples).
+    pub fn into_sample_blocks(self) -> Vec<SampleBlock> {
+        self.sample_blocks
     }
 
     /// Number of samples, over all blocks.

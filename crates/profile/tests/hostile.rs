@@ -614,7 +614,7 @@ fn varint_longer_than_ten_bytes() {
     );
     // The largest valid one (u64::MAX) is fine.
     let bytes = head.raw(&[0xff; 9]).raw(&[0x01]);
-    assert_eq!(ProfileView::decode(&bytes.0).unwrap().time_nanos, -1);
+    assert_eq!(ProfileView::decode(&bytes.0).unwrap().time_nanos(), -1);
 }
 
 #[test]
@@ -887,6 +887,28 @@ fn open_errors_name_the_file() {
         "{message}"
     );
     assert!(message.contains("profile.time_nanos"), "{message}");
+
+    // Mapped (the caller's unsafe promise holds: nothing else touches this
+    // file) or read, the same bytes and the same error.
+    // SAFETY: the file is this test's own and is not changed while mapped.
+    let mapped = ProfileData::open_with(&path, DEFAULT_MAX_DECOMPRESSED, unsafe {
+        firewatch_profile::MmapChoice::auto()
+    })
+    .unwrap();
+    assert_eq!(mapped.bytes(), &bad.0[..]);
+    assert_eq!(mapped.view().unwrap_err().to_string(), message);
+    drop(mapped);
+    // A raw file over the cap is refused whichever way it is opened.
+    for choice in [firewatch_profile::MmapChoice::never(), unsafe {
+        // SAFETY: as above.
+        firewatch_profile::MmapChoice::auto()
+    }] {
+        let e = ProfileData::open_with(&path, 3, choice).err().unwrap();
+        assert!(
+            e.to_string().contains("exceeds the limit of 3 bytes"),
+            "{e}"
+        );
+    }
 
     // An empty file.
     std::fs::write(&path, b"").unwrap();

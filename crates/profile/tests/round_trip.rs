@@ -415,7 +415,7 @@ fn large_profiles_round_trip_across_many_chunks() {
         let raw = p.encode();
         // Several sample blocks, so chunk boundaries are really crossed.
         for pool in pools() {
-            let blocks = pool.install(|| ProfileView::decode(&raw).unwrap().sample_blocks.len());
+            let blocks = pool.install(|| ProfileView::decode(&raw).unwrap().sample_blocks().len());
             assert!(blocks > 2, "only {blocks} sample blocks");
         }
         // A 4-thread pool too (smaller chunks, different boundaries).
@@ -438,19 +438,19 @@ fn view_accessors_agree_with_the_owned_model() {
         let ids: Vec<u64> = s
             .locations
             .iter()
-            .map(|&l| view.locations[l as usize].id)
+            .map(|&l| view.locations()[l as usize].id)
             .collect();
         assert_eq!(ids, owned.location_id);
         assert_eq!(s.values, &owned.value[..]);
         assert_eq!(s.labels.len(), owned.label.len());
     }
-    for (l, owned) in view.locations.iter().zip(&p.location) {
+    for (l, owned) in view.locations().iter().zip(&p.location) {
         let expected = p.mapping.iter().position(|m| m.id == owned.mapping_id);
         assert_eq!(l.mapping.map(|m| m as usize), expected, "location {}", l.id);
         let lines = view.location_lines(l);
         assert_eq!(lines.len(), owned.line.len());
         for (line, o) in lines.iter().zip(&owned.line) {
-            assert_eq!(view.functions[line.function as usize].id, o.function_id);
+            assert_eq!(view.functions()[line.function as usize].id, o.function_id);
         }
     }
     assert_eq!(view.default_sample_index(), 1);
@@ -625,8 +625,8 @@ fn google_go_nomappings_crash() {
     // profiles. The view keeps what the file says: no mapping.
     let data = ProfileData::open(&path, DEFAULT_MAX_DECOMPRESSED).unwrap();
     let view = data.view().unwrap();
-    assert_eq!(view.locations.len(), 11);
-    for l in &view.locations {
+    assert_eq!(view.locations().len(), 11);
+    for l in view.locations() {
         assert_eq!(l.mapping_id, 0, "location {}", l.id);
         assert_eq!(l.mapping, None, "location {}", l.id);
     }
@@ -665,11 +665,11 @@ fn dangling_mapping_ids_are_kept_without_a_mapping() {
         ];
         let raw = p.encode();
         let view = ProfileView::decode(&raw).unwrap();
-        assert_eq!(view.locations[0].mapping, None);
-        assert_eq!(view.locations[1].mapping, None);
+        assert_eq!(view.locations()[0].mapping, None);
+        assert_eq!(view.locations()[1].mapping, None);
         let has_five = !p.mapping.is_empty();
-        assert_eq!(view.locations[2].mapping, has_five.then_some(0));
-        assert_eq!(view.locations[0].mapping_id, 1);
+        assert_eq!(view.locations()[2].mapping, has_five.then_some(0));
+        assert_eq!(view.locations()[0].mapping_id, 1);
         check_round_trip(&p);
     }
 }

@@ -156,18 +156,20 @@ impl Metadata {
                 continue;
             }
             meta.inputs.push(name.to_string());
-            meta.duration_nanos = meta.duration_nanos.wrapping_add(view.duration_nanos);
-            if view.time_nanos != 0 && (meta.time_nanos == 0 || view.time_nanos < meta.time_nanos) {
-                meta.time_nanos = view.time_nanos;
+            meta.duration_nanos = meta.duration_nanos.wrapping_add(view.duration_nanos());
+            if view.time_nanos() != 0
+                && (meta.time_nanos == 0 || view.time_nanos() < meta.time_nanos)
+            {
+                meta.time_nanos = view.time_nanos();
             }
-            for &c in &view.comments {
+            for &c in view.comments() {
                 let c = view.string(c).to_string();
                 if !meta.comments.contains(&c) {
                     meta.comments.push(c);
                 }
             }
             if i == 0 {
-                if let Some(m) = view.mappings.first() {
+                if let Some(m) = view.mappings().first() {
                     let file = view.string(m.filename);
                     if !file.is_empty() {
                         meta.file = Some(file.rsplit('/').next().unwrap_or(file).to_string());
@@ -177,7 +179,7 @@ impl Metadata {
                         meta.build_id = Some(build_id.to_string());
                     }
                 }
-                let doc = view.string(view.doc_url);
+                let doc = view.string(view.doc_url());
                 meta.doc_url = (!doc.is_empty()).then(|| doc.to_string());
             }
         }
