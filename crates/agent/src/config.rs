@@ -13,6 +13,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use firewatch_profile::units::parse_byte_size;
+
 use crate::{Error, Result};
 
 /// Everything the agent needs to know. Built by [`crate::AgentBuilder`];
@@ -146,7 +148,7 @@ fn is_off(v: &str) -> bool {
 }
 
 fn number<T: TryFrom<u64>>(v: &str) -> std::result::Result<T, String> {
-    parse_size(v)
+    parse_byte_size(v)
         .and_then(|n| T::try_from(n).ok())
         .ok_or_else(|| "expected a number".to_string())
 }
@@ -368,7 +370,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         default: Default::Text("5G"),
         meaning: "retention: bytes kept",
         set: |c, v| {
-            c.max_total_bytes = optional(v, parse_size, "a size")?;
+            c.max_total_bytes = optional(v, parse_byte_size, "a size")?;
             ok()
         },
         check: |c| {
@@ -434,7 +436,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
                   highest seen. `off`: debug info for everything, tens of MiB per capture for a \
                   large binary",
         set: |c, v| {
-            c.capture_memory_limit = optional(v, parse_size, "a size")?;
+            c.capture_memory_limit = optional(v, parse_byte_size, "a size")?;
             ok()
         },
         check: |c| {
@@ -466,7 +468,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         default: Default::Text("off"),
         meaning: "heap snapshot when the sampling allocator's bytes in use reach `n`",
         set: |c, v| {
-            c.heap_threshold_bytes = optional(v, parse_size, "a size")?;
+            c.heap_threshold_bytes = optional(v, parse_byte_size, "a size")?;
             ok()
         },
         check: |c| {
@@ -503,7 +505,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
             c.heap_step_bytes = if v.eq_ignore_ascii_case("auto") {
                 None
             } else {
-                Some(parse_size(v).ok_or("expected a size or auto")?)
+                Some(parse_byte_size(v).ok_or("expected a size or auto")?)
             };
             ok()
         },
@@ -667,18 +669,6 @@ fn parse_bool(v: &str) -> Option<bool> {
         "0" | "false" | "no" | "off" => Some(false),
         _ => None,
     }
-}
-
-/// `1234`, `512K`, `2G` (powers of 1024).
-fn parse_size(v: &str) -> Option<u64> {
-    let v = v.trim();
-    let (digits, factor) = match v.as_bytes().last()? {
-        b'k' | b'K' => (&v[..v.len() - 1], 1u64 << 10),
-        b'm' | b'M' => (&v[..v.len() - 1], 1 << 20),
-        b'g' | b'G' => (&v[..v.len() - 1], 1 << 30),
-        _ => (v, 1),
-    };
-    digits.trim().parse::<u64>().ok()?.checked_mul(factor)
 }
 
 /// `30` (seconds), `500ms`, `30s`, `10m`, `2h`, `1d`.
@@ -870,8 +860,8 @@ mod tests {
 
     #[test]
     fn sizes_and_durations() {
-        assert_eq!(parse_size("512K"), Some(512 << 10));
-        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_byte_size("512K"), Some(512 << 10));
+        assert_eq!(parse_byte_size("x"), None);
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("3 weeks"), None);

@@ -11,6 +11,7 @@ use firewatch_analyzer::report::Limits;
 use firewatch_analyzer::{
     Error, MmapChoice, Options, ReportFormat, Request, SampleIndex, Source, Warning,
 };
+use firewatch_profile::units::parse_byte_size;
 use firewatch_profile::DEFAULT_MAX_DECOMPRESSED;
 use regex::Regex;
 
@@ -87,17 +88,7 @@ struct AnalyzeArgs {
 }
 
 fn size_in_bytes(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (digits, factor) = match s.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
-        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
-        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(factor))
+    parse_byte_size(s)
         .ok_or_else(|| format!("{s:?} is not a size (examples: 1073741824, 512M, 4G)"))
 }
 

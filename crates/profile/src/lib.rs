@@ -74,6 +74,7 @@ mod sample_index;
 mod scale;
 mod source;
 pub mod time;
+pub mod units;
 mod view;
 mod wire;
 
