@@ -524,7 +524,8 @@ impl Worker {
         Ok(path)
     }
 
-    /// Trims the heap if asked, then writes the profile.
+    /// Trims the heap if asked, then compresses `profile`, stores it
+    /// atomically and applies retention.
     fn finish(
         &mut self,
         kind: Kind,
@@ -535,17 +536,6 @@ impl Worker {
         if self.config.malloc_trim {
             Symbolizer::trim_heap();
         }
-        self.write(kind, trigger, started, profile)
-    }
-
-    /// Compresses `profile`, stores it atomically, applies retention.
-    fn write(
-        &mut self,
-        kind: Kind,
-        trigger: Trigger,
-        started: SystemTime,
-        profile: &firewatch_profile::Profile,
-    ) -> Result<PathBuf> {
         let mut bytes = Vec::new();
         profile.write_gzip(&mut bytes).map_err(|source| Error::Io {
             path: self.config.output_dir.clone(),

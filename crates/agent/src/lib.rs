@@ -43,6 +43,7 @@ mod alloc;
 mod capture;
 mod config;
 pub mod cpu;
+mod elf;
 mod error;
 mod fork;
 pub mod heap;

@@ -37,9 +37,9 @@
 //!   path, no inlined frames or lines); or none, leaving addresses,
 //!   mappings and build IDs for offline symbolization. RSS is watched while
 //!   debug info is in use, and the profile says what was cut and the
-//!   capture's peak. The file readers (`elf.rs`, `cost.rs`, the tables of
-//!   `symtab.rs`) take a path and a build ID, not this process's state, so
-//!   they can serve an offline symbolizer too.
+//!   capture's peak. The file readers ([`crate::elf`], `debug_file.rs`,
+//!   `cost.rs`, the tables of `symtab.rs`) take a path and a build ID, not
+//!   this process's state, so they can serve an offline symbolizer too.
 //! - **Shared cache.** [`Symbolizer::shared`] keeps the resolved frames (not
 //!   the debug info) process-wide, per mapping identity and within
 //!   [`SHARED_CACHE_BUDGET`], so the next profile only looks up the addresses
@@ -71,7 +71,7 @@ use crate::process::Mapping;
 
 pub(crate) mod budget;
 mod cost;
-mod elf;
+mod debug_file;
 mod symtab;
 
 use budget::{CaptureMemory, Source};

@@ -8,6 +8,5 @@
 pub mod maps;
 pub mod usage;
 
-pub(crate) use maps::read_at;
 pub use maps::{current_mappings, Mapping};
 pub use usage::{memory_limit_bytes, process_cpu_time, rss_bytes};

@@ -46,7 +46,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex, PoisonError};
 
-use super::elf::{self, ElfFile, SHT_SYMTAB};
+use super::debug_file::separate_debug_file;
+use crate::elf::{ElfFile, SHT_SYMTAB};
 
 /// Heap per byte of `.debug_abbrev`, parsed (see the module doc).
 const ABBREV_EXPANSION: u64 = 24;
@@ -120,7 +121,7 @@ fn estimate(path: &Path, build_id: Option<&str>) -> Costs {
             debug_file: None,
         };
     };
-    let debug_file = elf::separate_debug_file(path, &object, build_id);
+    let debug_file = separate_debug_file(path, &object, build_id);
     let with_dwarf = debug_file.as_deref().and_then(ElfFile::open);
     let debug_info = match &with_dwarf {
         Some(debug) => debug_info_cost(debug),

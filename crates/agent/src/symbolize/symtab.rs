@@ -8,14 +8,13 @@
 //! `strip = "symbols"`), so [`super::Symbolizer`] asks it for the outermost
 //! frame of an address when debug info gave a short name.
 //!
-//! A small bounds-checked reader, as [`crate::process::maps`] reads build
-//! IDs: 64-bit little-endian ELF (what the agent runs on; headers through
-//! [`super::elf`]), the file read with `pread`, names read on demand, so a
-//! table costs 16 bytes per function in memory ([`super::cost`] counts it
-//! before it is read). Tables are kept per object until
-//! [`super::Symbolizer::release_debug_info`]. Reading one is cheap next to
-//! debug info: about 30 ms for this crate's unit-test binary (unoptimized,
-//! 22,000 symbols), including the lookup.
+//! A small bounds-checked reader: 64-bit little-endian ELF (what the agent
+//! runs on), headers and symbols read through [`crate::elf`]'s bounded
+//! `pread`, names read on demand, so a table costs 16 bytes per function in
+//! memory ([`super::cost`] counts it before it is read). Tables are kept
+//! per object until [`super::Symbolizer::release_debug_info`]. Reading one
+//! is cheap next to debug info: about 30 ms for this crate's unit-test
+//! binary (unoptimized, 22,000 symbols), including the lookup.
 //!
 //! Which table ([`symbols_of`]): the object's own `.symtab`; else that of
 //! its separate debug file (Debian's `libc.so.6` has only `.dynsym`, its
@@ -37,7 +36,10 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
-use super::elf::{self, u16_at, u32_at, u64_at, ElfFile, Section, SHT_DYNSYM, SHT_SYMTAB};
+use super::debug_file::separate_debug_file;
+use crate::elf::{
+    gnu_build_id_hex, read_at, u16_at, u32_at, u64_at, ElfFile, Section, SHT_DYNSYM, SHT_SYMTAB,
+};
 
 const STT_FUNC: u8 = 2;
 const SHN_UNDEF: u16 = 0;
@@ -98,9 +100,9 @@ pub(super) fn symbols_of(path: &Path, build_id: Option<&str>) -> Option<(ElfFile
     }
     let build_id = match build_id {
         Some(id) => Some(id.to_string()),
-        None => elf::build_id_hex(&object.file),
+        None => gnu_build_id_hex(&object.file),
     };
-    let in_debug_file = elf::separate_debug_file(path, &object, build_id.as_deref())
+    let in_debug_file = separate_debug_file(path, &object, build_id.as_deref())
         .and_then(|debug| ElfFile::open(&debug))
         .and_then(|debug| {
             let symtab = debug.section_of_kind(SHT_SYMTAB)?.clone();
@@ -203,17 +205,6 @@ fn function(symbol: &[u8]) -> Option<(u64, u32, u32)> {
     let defined = info & 0xf == STT_FUNC && section != SHN_UNDEF;
     (defined && name != 0 && start != 0 && size != 0)
         .then(|| (start, u32::try_from(size).unwrap_or(u32::MAX), name))
-}
-
-/// Exactly `len` bytes at `offset` (at most 4 MiB: a section header table
-/// or one batch of symbols), or `None`.
-fn read_at(file: &File, offset: u64, len: u64) -> Option<Vec<u8>> {
-    if len > 4 << 20 {
-        return None;
-    }
-    let mut buf = vec![0; usize::try_from(len).ok()?];
-    file.read_exact_at(&mut buf, offset).ok()?;
-    Some(buf)
 }
 
 /// Up to `len` bytes at `offset`, at least one; `None` at the end of the
@@ -347,7 +338,7 @@ mod tests {
         let name = function_name(getpid).expect("getpid is named");
         assert!(String::from_utf8_lossy(&name).contains("getpid"));
         let (elf, table) = symbols_of(Path::new(&libc_path), None).unwrap();
-        let id = elf::build_id_hex(&ElfFile::open(Path::new(&libc_path)).unwrap().file);
+        let id = gnu_build_id_hex(&ElfFile::open(Path::new(&libc_path)).unwrap().file);
         let debug_file =
             id.map(|id| format!("/usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]));
         if !debug_file.as_ref().is_some_and(|f| Path::new(f).is_file()) {

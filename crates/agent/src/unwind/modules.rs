@@ -18,6 +18,7 @@ use std::sync::Arc;
 use framehop::{ExplicitModuleSectionInfo, Module};
 
 use super::memory;
+use crate::elf::{u16_at, u32_at, u64_at};
 use crate::process::maps::{parse_maps, Mapping};
 
 #[cfg(any(target_arch = "aarch64", test))]
@@ -103,16 +104,6 @@ struct Segment {
     offset: u64,
     vaddr: u64,
     memsz: u64,
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
 fn read_module(base: u64, name: &str) -> Option<LoadedModule> {

@@ -1,7 +1,7 @@
 //! Call frame instructions of pointer authentication, made harmless for
 //! framehop (aarch64; compiled for tests everywhere).
 
-use super::u32_at;
+use crate::elf::u32_at;
 
 /// `DW_CFA_AARCH64_negate_ra_state`, and `DW_CFA_nop`.
 const NEGATE_RA_STATE: u8 = 0x2d;
