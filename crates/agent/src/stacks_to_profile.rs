@@ -1,48 +1,26 @@
 //! Raw stacks (addresses) → a pprof [`Profile`], filled the way `go tool
-//! pprof`, Pyroscope and Parca expect.
+//! pprof`, Pyroscope and Parca expect:
 //!
-//! The rules, and why:
-//! - **Samples** with the same stack, synthetic root and labels are merged
-//!   (values summed): a CPU profile is a histogram of stacks.
-//! - **Locations are keyed by address**, one per distinct address, never by
-//!   function name, so a profile can be re-symbolized offline and two call
-//!   sites in one function stay apart. A leaf that leaves inlined frames out
-//!   ([`RawSample::leaf_frames_dropped`]) is a location of its own.
-//! - **Address convention.** `stack[0]` is the interrupted PC and is stored
-//!   (and symbolized) as is. Every other entry is a return address, which
-//!   points at the instruction *after* the call, possibly already in the
-//!   next line or, after a `noreturn` call, in the next function; it is
-//!   stored and symbolized as `return address - 1`, inside the call
-//!   instruction, as Go and rust-jemalloc-pprof do. pprof symbolizes
-//!   location addresses as given, so offline results match ours.
-//! - **Zero entries** in a stack are dropped: address 0 is never code, and
-//!   unwinders (`backtrace::trace` included) end a thread's stack with a 0
-//!   "return address".
-//! - **Lines**: one per resolved frame, the inlined callee first and the
-//!   out-of-line function last, all in one Location (splitting inlined
-//!   frames into separate Locations would break address keying).
-//!   An address that does not resolve gets a Location with no lines, which
-//!   pprof shows as `[binary]`; the address and mapping stay, for offline
-//!   symbolization.
-//! - **Mappings**: all of `mappings`, ids = index + 1 (pass the main binary
-//!   first, as [`crate::process::current_mappings`] does), each location
-//!   pointing at the mapping that contains its address (0 if none).
-//! - **`has_*` flags** say what the data holds, per mapping, with the
-//!   semantics pprof's own local symbolizer gives them (it sets each flag
-//!   when *any* location got that kind of answer): `has_functions` when some
-//!   location has a function, `has_filenames` / `has_line_numbers` when some
-//!   line has a file / line number, `has_inline_frames` when some location has
-//!   more than one line. pprof skips re-symbolizing a mapping with any of the
-//!   first three set. That matters: `go tool pprof`'s built-in object reader
-//!   (`cmd/pprof`'s objTool, Go's DWARF reader, and a load bias taken from
-//!   the first executable segment's vaddr, ignoring the mapping's file
-//!   offset) put wrong function names on our lld-linked test binary under
-//!   `-symbolize=force` (Go 1.19). A mapping that claimed nothing because one
-//!   of its addresses failed (Go's `runtime/pprof` rule) would get all its
-//!   correct names overwritten that way. Addresses that did not resolve in
-//!   a mapping with names stay `[binary]` unless forced.
-//! - **Ids** of locations and functions are sequential from 1, in order of
-//!   first use; functions are deduplicated by (name, system name, file).
+//! - **Samples** with the same stack, synthetic root and labels are merged.
+//! - **Locations are keyed by address**, never by function name, so a
+//!   profile can be re-symbolized offline and two call sites in a function
+//!   stay apart (a leaf that leaves inlined frames out,
+//!   [`RawSample::leaf_frames_dropped`], is a location of its own).
+//! - **Addresses**: `stack[0]` is the interrupted PC, stored as is; every
+//!   other entry is a return address, stored and symbolized as `return
+//!   address - 1` (inside the call, not in the next line or, after a
+//!   `noreturn` call, the next function), as Go and rust-jemalloc-pprof do.
+//!   Zero entries are dropped (unwinders end a stack with one).
+//! - **Lines**: one per resolved frame in one Location, inlined callee
+//!   first; an unresolved address gets no lines (`[binary]` in pprof) but
+//!   keeps its address and mapping.
+//! - **Mappings**: all of them, ids = index + 1, the main binary first.
+//! - **`has_*` flags** as pprof's own symbolizer sets them (any location
+//!   got that kind of answer). pprof skips re-symbolizing a mapping with a
+//!   name flag set, which matters: Go 1.19's object reader put wrong names
+//!   on our lld-linked test binary under `-symbolize=force`.
+//! - **Ids** are sequential from 1 in order of first use; functions are
+//!   deduplicated by (name, system name, file).
 
 use std::collections::HashMap;
 

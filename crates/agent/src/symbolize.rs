@@ -1,67 +1,34 @@
 //! In-process symbolization: program counter → function names, files and
-//! lines, with inlined functions expanded.
+//! lines, with inlined functions expanded. Profiles carry addresses,
+//! mappings and build IDs first of all (for offline symbolizers); names are
+//! added so a file reads as-is. This is the expensive half of a capture
+//! (first lookup in a binary: tens of ms and tens of MiB; docs/performance.md,
+//! "Symbolization cost"), hence the rules:
 //!
-//! Profiles carry addresses, mappings and build IDs first of all, so the
-//! analyzer (or `go tool pprof`, Parca) can symbolize them offline; names are
-//! added in-process so a file is readable as-is (Pyroscope cannot symbolize
-//! customer code). This is the expensive half of a capture, hence the rules:
+//! - **Never from a signal handler**: `backtrace::resolve` locks, allocates
+//!   and maps files.
+//! - **A limit per capture** (`capture_memory_limit`, `symbolize/budget.rs`):
+//!   each object gets the best source of names that fits, decided from its
+//!   section headers before anything is loaded (`symbolize/cost.rs`): debug
+//!   info, else its symbol table (`symbolize/symtab.rs`: functions with
+//!   their path, no inlined frames or lines), else addresses only. The file
+//!   readers take a path and a build ID, not this process's state, so an
+//!   offline symbolizer can use them too.
+//! - **Give memory back**: [`Symbolizer::release_debug_info`] after each
+//!   profile; [`Symbolizer::shared`] keeps only resolved frames, per mapping
+//!   and within [`SHARED_CACHE_BUDGET`].
+//! - **Stale modules**: `backtrace` lists loaded objects once per process,
+//!   so a library `dlopen`ed later resolves to nothing here (its addresses
+//!   and mapping are still in the profile).
+//! - **Names keep their path**: with line tables only, debug info names
+//!   `remember_session`; the outermost frame then takes the symbol table's
+//!   `service::remember_session`, which also tells allocation plumbing apart
+//!   ([`crate::heap::is_allocation_plumbing_frame`] for inlined frames).
 //!
-//! - **Never call it from a signal handler.** `backtrace::resolve` takes a
-//!   global lock, allocates, enumerates the loaded objects on first use, and
-//!   opens, `mmap`s and parses the DWARF of each object it is asked about.
-//! - **Cost.** The first lookup in an object maps the file and loads its
-//!   debug info (`backtrace` keeps up to four objects' parsed DWARF in a
-//!   process-wide cache); each new compilation unit touched is then parsed
-//!   lazily. Measured on this crate's unit-test binary (`symbolization_cost`
-//!   below; 2-vCPU VM):
-//!
-//!   | | debug build (29 MB binary) | release, `debug = 1` (15 MB) |
-//!   |---|---|---|
-//!   | first lookup in the binary | ~42 ms, RSS +25 MiB | ~14 ms, RSS +16 MiB |
-//!   | first lookup in a new unit | 0.1–28 ms | 0.03–5 ms |
-//!   | libc with its separate debug file (`libc6-dbg`) | ~370 ms, +34 MiB | ~80 ms, +34 MiB |
-//!   | later lookup, not in our cache | ~24 µs | ~3.5 µs |
-//!   | cached lookup | ~170 ns | ~10 ns |
-//!
-//!   Objects without debug info resolve from the symbol table only, cheaply.
-//!   Call [`Symbolizer::release_debug_info`] after building a profile to
-//!   give the memory back (RSS back to within ~2 MiB of where it started),
-//!   at the price of reloading next time.
-//! - **A limit per capture.** The agent builds each profile inside a
-//!   capture scope (`symbolize/budget.rs`) with a limit on what
-//!   symbolization may add to RSS (`capture_memory_limit`, 8 MiB by
-//!   default). Each object then gets the best source of names that fits,
-//!   decided before anything is loaded, from its section headers
-//!   (`symbolize/cost.rs`): its debug info; its symbol table
-//!   (`symbolize/symtab.rs`, tens of KiB: out-of-line functions with their
-//!   path, no inlined frames or lines); or none, leaving addresses,
-//!   mappings and build IDs for offline symbolization. RSS is watched while
-//!   debug info is in use, and the profile says what was cut and the
-//!   capture's peak. The file readers ([`crate::elf`], `debug_file.rs`,
-//!   `cost.rs`, the tables of `symtab.rs`) take a path and a build ID, not
-//!   this process's state, so they can serve an offline symbolizer too.
-//! - **Shared cache.** [`Symbolizer::shared`] keeps the resolved frames (not
-//!   the debug info) process-wide, per mapping identity and within
-//!   [`SHARED_CACHE_BUDGET`], so the next profile only looks up the addresses
-//!   it has not seen, and often loads no debug info at all.
-//! - **Stale modules.** `backtrace` enumerates the loaded objects once per
-//!   process (its first lookup) and never again, so code in a library
-//!   `dlopen`ed later resolves to nothing here; the mapping and address are
-//!   still in the profile, so offline symbolization still works for it.
-//! - **Names keep their path.** Debug info with line tables only (`debug =
-//!   "line-tables-only"`) names functions without it (`remember_session`);
-//!   the outermost frame of an address then takes the symbol table's name
-//!   (`service::remember_session`; `symbolize/symtab.rs`), which also says
-//!   whether it is allocation plumbing. Inlined frames have no symbol: they
-//!   keep the short name, and their source file tells the plumbing apart
-//!   ([`crate::heap::is_allocation_plumbing_frame`]).
-//!
-//! Addresses are looked up **exactly**: `resolve(a)` describes the
-//! instruction at `a`. `backtrace::resolve` itself always subtracts one (it
-//! assumes a return address); this module adds it back, so a leaf PC at a
-//! function's first byte is not attributed to the previous function. Callers
-//! pass `return address - 1` for non-leaf frames (see
-//! [`crate::stacks_to_profile`]).
+//! Addresses are looked up **exactly** (`backtrace::resolve` subtracts one;
+//! this module adds it back, so a leaf PC at a function's first byte stays
+//! in that function); callers pass `return address - 1` for non-leaf frames
+//! ([`crate::stacks_to_profile`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};

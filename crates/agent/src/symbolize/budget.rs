@@ -1,53 +1,29 @@
 //! The memory a capture may take: a limit on what symbolization adds to
-//! the service's RSS, the choice of symbol source per object that keeps
-//! within it, and the figures a profile reports.
+//! RSS, the symbol source per object that keeps within it, and the figures
+//! a profile reports. Debug info was most of a capture's memory (72 of the
+//! example's 81 MiB during one heap snapshot; docs/performance.md, "Agent:
+//! memory per capture"), and triggers capture under load, unasked.
 //!
-//! Why: loading an object's debug info is most of a capture's memory
-//! (measured before this limit: the example service's RSS went from 9.4
-//! to 81 MiB during one heap snapshot, 72 MiB of it symbolization: 34 MiB
-//! for libc's separate debug file alone; `docs/performance.md`, "Agent:
-//! memory per capture"), and the CPU-threshold trigger does it under load,
-//! unasked. So each object's names come from the best **source** that
-//! fits the limit, decided *before* anything is loaded, from the estimates
-//! of [`super::cost`]:
+//! Each object's names come from the best source that fits what the limit
+//! has left, decided from [`super::cost`]'s estimates *before* loading:
+//! debug info (inlined frames, files, lines), else the symbol table
+//! ([`super::symtab`]), else addresses only (kept with mapping and build
+//! ID for offline symbolization). The main executable is decided first.
+//! What was left out is said in the profile's comments and once in the log.
 //!
-//! 1. **debug info** (`backtrace`: inlined frames, files, lines), when its
-//!    estimate fits what the limit has left;
-//! 2. else the **symbol table** ([`super::symtab`]: out-of-line function
-//!    names with their path, no inlined frames, no lines; tens of KiB),
-//!    also for objects that have no debug info at all;
-//! 3. else **addresses only**: the profile keeps each location's address,
-//!    mapping and build ID, so it can be symbolized offline.
+//! **Backstop**: estimates cannot see how many units lookups will parse, so
+//! RSS (`/proc/self/statm`) is read after an object's first debug-info
+//! lookup, after any slow lookup and every 64; past the limit, debug info is
+//! dropped and the remaining addresses take the next source.
 //!
-//! The main executable is decided first (it has most of the addresses),
-//! the other objects as their first address comes up. What the limit
-//! left out is said in the profile's comments (which object, which source,
-//! why) and once per object in the log.
-//!
-//! **The backstop.** Estimates cannot see how many units the lookups will
-//! parse, so RSS is read (`/proc/self/statm`, ~10 µs) after an object's
-//! first debug-info lookup, after any lookup slower than 100 µs (it parsed
-//! something) and every 64 lookups; once RSS has grown by more than the
-//! limit since symbolization began, debug info is dropped
-//! (`backtrace::clear_symbol_cache`) and the remaining addresses take the
-//! next source that fits. Growth of the service's own between readings
-//! counts too, which can only make the capture give up debug info early.
-//!
-//! **Measuring without disturbing.** The kernel's high-water mark (VmHWM)
-//! is what an outside observer would reset (`clear_refs`) and read, but
-//! resetting it in-process would change the service's own `getrusage`
-//! `ru_maxrss`. So the agent reads RSS at points instead ([`RssMeter`]):
-//! the capture's start, every 100 ms tick of a CPU profile, before and
-//! after symbolization and at the backstop's readings, and reports the
-//! highest; a peak between two readings is not seen.
+//! **Measuring without disturbing**: resetting VmHWM in-process would change
+//! the service's own `ru_maxrss`, so [`RssMeter`] reads RSS at points and
+//! reports the highest (a peak between readings is missed);
 //! `tests/capture_memory.rs` measures from outside with VmHWM.
 //!
-//! The budget reaches the profile builders through a per-thread scope
-//! ([`capture`]): `heap::snapshot_with_comments` and
-//! `CpuCapture::to_profile` make their [`super::Symbolizer::shared`]
-//! themselves, and the scope gives it the capture's limit without a
-//! parameter through every builder. A symbolizer made outside any scope (a
-//! library call, a test) is not limited.
+//! The limit reaches the profile builders through a per-thread scope
+//! ([`capture`]) rather than a parameter through every builder; a
+//! symbolizer made outside any scope (a library call, a test) is unlimited.
 
 use std::cell::RefCell;
 use std::collections::HashSet;

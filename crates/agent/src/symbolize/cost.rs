@@ -3,28 +3,14 @@
 //! can choose what fits its limit ([`super::budget`]) instead of finding
 //! out afterwards.
 //!
-//! **Debug info**, as `backtrace` loads it (gimli/addr2line over the
-//! `mmap`ed file). The first lookup in an object, measured (RSS from
-//! `/proc/self/status`, 2-vCPU VM):
-//!
-//! | file | `.debug_*` as stored / loaded | first lookup added | estimate |
-//! |---|---:|---:|---:|
-//! | a small release binary (`debug = 1`; the lookup in a small unit) | 5.2 / 5.2 MiB | 6.0 MiB (5 MiB file pages) | 10.0 MiB |
-//! | the example service, release (`debug = 1`; the lookup in the agent's allocator, a large unit) | 19.4 / 19.4 MiB | 34.3 MiB (16.6 file, 18 heap) | 38.5 MiB |
-//! | Debian's libc debug file (`libc6-dbg`, zlib-compressed) | 3.6 / 9.5 MiB | 34.2 MiB (31 heap) | 46 MiB |
-//!
-//! Where it goes: opening the context walks every unit (its header, its
-//! abbreviations parsed into tables, its line program's header, its
-//! address ranges), which with the kernel's fault-around makes nearly
-//! every page of the uncompressed sections resident; compressed sections
-//! are inflated whole into the heap first; each unit's abbreviations cost
-//! ~24 bytes of heap per stored byte (libc has its own table per unit:
-//! 0.94 MiB of `.debug_abbrev` became ~22 MiB); the ranges, line headers
-//! and the first unit's functions and rows come to about 1.5 bytes of heap
-//! per byte of `.debug_info`, `.debug_line` and `.debug_ranges` /
-//! `.debug_rnglists` for a Rust binary whose first lookup lands in a large
-//! unit; `backtrace` also sorts a copy of the symbol table. Hence the
-//! estimate, on the safe side (the last column above):
+//! **Debug info**, as `backtrace` loads it: opening the context walks every
+//! unit, which makes nearly every page of the uncompressed sections
+//! resident; compressed sections are inflated into the heap; abbreviations
+//! cost ~24 bytes of heap per stored byte, ranges, line headers and the
+//! first unit's rows ~1.5 bytes per byte of `.debug_info`, `.debug_line`
+//! and ranges; `backtrace` also sorts a copy of the symbol table. Hence,
+//! on the safe side of three files measured (docs/performance.md,
+//! "Debug-info estimates"):
 //!
 //! ```text
 //! Σ .debug_* loaded size + Σ stored size of the compressed ones
@@ -32,15 +18,11 @@
 //!   + 2 × symbol table size + the .dwp file
 //! ```
 //!
-//! Each further unit that lookups touch parses its functions and line rows
-//! on top, which no header tells: [`super::budget`] watches RSS for that.
-//!
-//! **A symbol table**, as [`super::symtab`] reads it: 16 bytes per symbol
-//! reserved once (then shrunk to the functions), a 96 KiB read buffer, so
-//! `32 × symbols + 96 KiB` bounds it.
-//!
+//! Units that later lookups touch add more, which no header tells:
+//! [`super::budget`] watches RSS for that. **A symbol table**, as
+//! [`super::symtab`] reads it, is bounded by `32 × symbols + 96 KiB`.
 //! Estimates are kept per object (path and build ID) for the life of the
-//! process: a file's headers do not change under the same build ID.
+//! process.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
