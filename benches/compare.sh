@@ -4,8 +4,8 @@
 #
 #   benches/compare.sh                 # from anywhere; prints a Markdown report on stdout
 #
-# Inputs: google/pprof's large.cpu (from $FIREWATCH_CONFORMANCE_DIR, else ../shared/fixtures
-# beside the checkout; skipped when absent) and a synthetic 1M-sample CPU profile, gzip and
+# Inputs: google/pprof's large.cpu (from $FIREWATCH_CONFORMANCE_DIR/google-pprof/; skipped
+# with a message when the variable is unset) and a synthetic 1M-sample CPU profile, gzip and
 # raw, generated into bench-data/ (gitignored) by `cargo run --release --example synth-profile`
 # when missing. Each command runs REPEAT times; the table shows medians.
 #
@@ -63,15 +63,13 @@ if [ ! -s "$synth_gz" ] || [ ! -s "$synth_raw" ]; then
 fi
 
 inputs=()
-conformance=${FIREWATCH_CONFORMANCE_DIR:-$root/../shared/fixtures}
-large=""
-for candidate in "$conformance/google-pprof/large.cpu" "$conformance/large.cpu"; do
-    if [ -f "$candidate" ]; then large=$candidate; break; fi
-done
-if [ -n "$large" ]; then
-    inputs+=("$large")
+if [ -z "${FIREWATCH_CONFORMANCE_DIR:-}" ]; then
+    log "FIREWATCH_CONFORMANCE_DIR is not set: large.cpu skipped"
+elif [ -f "$FIREWATCH_CONFORMANCE_DIR/google-pprof/large.cpu" ]; then
+    inputs+=("$FIREWATCH_CONFORMANCE_DIR/google-pprof/large.cpu")
 else
-    log "large.cpu not found under $conformance: skipped"
+    log "no google-pprof/large.cpu in FIREWATCH_CONFORMANCE_DIR=$FIREWATCH_CONFORMANCE_DIR"
+    exit 1
 fi
 inputs+=("$synth_gz" "$synth_raw")
 

@@ -1,16 +1,15 @@
 //! Decode throughput of `ProfileView::decode` (raw protobuf in, validated view
 //! out, dropped inside the timing), on a 1-thread and a 2-thread rayon pool.
 //!
-//! Inputs: google/pprof's `large.cpu` (inflated first; skipped with a message
-//! when the conformance fixtures are absent) and a synthetic CPU profile of
-//! 200,000 samples generated in-process by `firewatch::synth`.
+//! Inputs: google/pprof's `large.cpu` (inflated first; from
+//! `FIREWATCH_CONFORMANCE_DIR`, skipped with a message without it) and a
+//! synthetic CPU profile of 200,000 samples generated in-process by
+//! `firewatch::synth`.
 //!
 //! ```text
 //! cargo bench --bench decode
 //! cargo bench --bench decode -- --warm-up-time 1 --measurement-time 3
 //! ```
-
-use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use firewatch::synth::{self, Config};
@@ -19,19 +18,11 @@ use firewatch_profile::{decompress, ProfileView, DEFAULT_MAX_DECOMPRESSED};
 const THREADS: [usize; 2] = [1, 2];
 const SYNTHETIC_SAMPLES: usize = 200_000;
 
-/// `large.cpu` from the conformance fixtures, either directly in the
-/// directory or in its `google-pprof/` subdirectory.
+/// google/pprof's `large.cpu`, inflated, when `FIREWATCH_CONFORMANCE_DIR`
+/// provides it.
 fn large_cpu() -> Option<Vec<u8>> {
-    let Some(dir) = firewatch::conformance_dir() else {
-        eprintln!("decode: skipping large.cpu: set FIREWATCH_CONFORMANCE_DIR or provide ../shared/fixtures");
-        return None;
-    };
-    let candidates: [PathBuf; 2] = [dir.join("google-pprof/large.cpu"), dir.join("large.cpu")];
-    let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-        eprintln!("decode: skipping large.cpu: not found in {}", dir.display());
-        return None;
-    };
-    let bytes = std::fs::read(path).expect("read large.cpu");
+    let path = firewatch::google_pprof_fixtures()?.join("large.cpu");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let raw = decompress(&bytes, DEFAULT_MAX_DECOMPRESSED).expect("inflate large.cpu");
     Some(raw.into_owned())
 }

@@ -12,7 +12,9 @@
 #   FUZZ_ARGS           extra libFuzzer flags, e.g. "-seed=1"
 #   RAYON_NUM_THREADS   decoder/aggregator threads (default 1 here: inputs are
 #                       small, and one core stays free)
-#   FIREWATCH_SHARED_FIXTURES  where google/pprof's test data is (see seed.sh)
+#   FIREWATCH_CONFORMANCE_DIR  the third-party profiles (google/pprof's test
+#                       data) to seed with; without it, repository fixtures
+#                       only (see seed.sh)
 #
 # Per target it prints executions, exec/s, final cov/ft, corpus size and
 # the crash/timeout/OOM files found; it exits non-zero if any target found
@@ -22,7 +24,7 @@
 # worth keeping goes to fuzz/regressions/<target>/).
 set -euo pipefail
 
-fuzz_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+fuzz_dir="$(cd "$(dirname "$0")" && pwd)"
 cd "$fuzz_dir"
 
 seconds="${1:-60}"

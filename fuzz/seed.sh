@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Seeds the fuzz corpora, fuzz/corpus/<target>/, with every profile fixture:
-# the repository's own (fixtures/*.pb.gz) and, when present, the third-party
-# google/pprof test data under shared/fixtures/ (copied at run time only:
-# those files are not part of this repository, and fuzz/.gitignore keeps
-# corpus/ out of it). Each gzip fixture is added twice: as it is, and
-# gunzipped (raw protobuf), because the gzip wrapping hides the protobuf
-# structure from the fuzzer's mutations.
+# the repository's own (fixtures/*.pb.gz) and the third-party profiles in the
+# directory FIREWATCH_CONFORMANCE_DIR names (google/pprof's test data; copied
+# at run time only: those files are not part of this repository, and
+# fuzz/.gitignore keeps corpus/ out of it). Without that variable the
+# third-party seeds are skipped, with a message. Each gzip fixture is added
+# twice: as it is, and gunzipped (raw protobuf), because the gzip wrapping
+# hides the protobuf structure from the fuzzer's mutations.
 #
 # Usage: fuzz/seed.sh [target...]   (default: every target in fuzz_targets/)
-# FIREWATCH_SHARED_FIXTURES overrides where the third-party fixtures are.
+# Environment:
+#   FIREWATCH_CONFORMANCE_DIR  the third-party profiles (as for the tests)
 set -euo pipefail
 
-fuzz_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+fuzz_dir="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$fuzz_dir")"
 
 if [ $# -gt 0 ]; then
@@ -23,15 +25,16 @@ else
     done
 fi
 
-# Where the third-party fixtures may be: beside the work tree (a session's
-# /work/shared, CI's copy of shared/ next to the clone), or as given.
+# The third-party profiles: only where FIREWATCH_CONFORMANCE_DIR says. A
+# setting that names no directory is an error, not a reason to skip.
 shared=""
-for candidate in "${FIREWATCH_SHARED_FIXTURES:-}" "$root/../shared/fixtures" /work/shared/fixtures; do
-    if [ -n "$candidate" ] && [ -d "$candidate" ]; then
-        shared="$(cd "$candidate" && pwd)"
-        break
+if [ -n "${FIREWATCH_CONFORMANCE_DIR:-}" ]; then
+    if [ ! -d "$FIREWATCH_CONFORMANCE_DIR" ]; then
+        echo "seed.sh: FIREWATCH_CONFORMANCE_DIR=$FIREWATCH_CONFORMANCE_DIR is not a directory" >&2
+        exit 2
     fi
-done
+    shared="$(cd "$FIREWATCH_CONFORMANCE_DIR" && pwd)"
+fi
 
 # name <- source path, for every fixture.
 declare -a names=() paths=()
@@ -46,7 +49,7 @@ if [ -n "$shared" ]; then
         add "shared-${rel//\//_}" "$f"
     done < <(find "$shared" -type f -print0 | sort -z)
 else
-    echo "seed.sh: no shared fixtures found (set FIREWATCH_SHARED_FIXTURES); repo fixtures only" >&2
+    echo "seed.sh: FIREWATCH_CONFORMANCE_DIR is not set: skipping the third-party seeds (repository fixtures only)" >&2
 fi
 
 for target in "${targets[@]}"; do

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Runs firewatch-profile's tests (the decoder: hostile inputs, 2,788 mutated
-# and truncated profiles, round trips, gzip bombs) under valgrind memcheck.
-# Fails on any memory error or definite leak. Results: docs/reliability.md.
+# Runs the decoder's tests under valgrind memcheck: firewatch-profile's own
+# (hostile inputs, gzip bombs, unit tests) and the root package's
+# tests/profile_mutation.rs (2,788 mutated and truncated profiles) and
+# tests/profile_round_trip.rs (round trips). Fails on any memory error or
+# definite leak. Results: docs/reliability.md.
 #
 #   scripts/valgrind-decoder.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { apt-get install -y valgrind >/dev/null; }
-mapfile -t tests < <(cargo test -p firewatch-profile --no-run --message-format=json 2>/dev/null |
+mapfile -t tests < <({
+    cargo test -p firewatch-profile --no-run --message-format=json
+    cargo test -p firewatch --test profile_mutation --test profile_round_trip --no-run --message-format=json
+} 2>/dev/null |
     python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)

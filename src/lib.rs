@@ -1,7 +1,8 @@
 //! The root package of the firewatch workspace. It owns the end-to-end tests
 //! (`tests/`) and benchmarks (`benches/`) that span crates; this library only
-//! holds what they share: where fixtures live, how to run `go tool pprof`, and
-//! a generator of large synthetic profiles ([`synth`]).
+//! holds what they share: where fixtures live (this repository's and the
+//! third-party ones), whether `go tool pprof` runs, and a generator of
+//! synthetic profiles ([`synth`]).
 
 pub mod synth;
 
@@ -18,21 +19,51 @@ pub fn fixtures_dir() -> PathBuf {
     workspace_root().join("fixtures")
 }
 
-/// Third-party profiles (google/pprof's test data), from
-/// `FIREWATCH_CONFORMANCE_DIR` (set by `.ci/run`), else `../shared/fixtures`
-/// beside the checkout when present.
+/// The directory of third-party profiles kept outside the repository, from
+/// `FIREWATCH_CONFORMANCE_DIR` (`.ci/run` sets it); `None` when unset. Tests
+/// and benchmarks find those files through this variable only.
 pub fn conformance_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("FIREWATCH_CONFORMANCE_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    let beside = workspace_root().join("../shared/fixtures");
-    beside.is_dir().then_some(beside)
+    std::env::var_os("FIREWATCH_CONFORMANCE_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
 }
 
-/// True when `go tool pprof` can run here.
+/// google/pprof's test data (`large.cpu`, `sample.cpu`,
+/// `cppbench.cpu_no_samples_type`, `go.nomappings.crash`): `google-pprof/` in
+/// [`conformance_dir`]. When `FIREWATCH_CONFORMANCE_DIR` is unset, says on
+/// stderr that those files are skipped and returns `None`.
+///
+/// # Panics
+///
+/// When the variable is set but its directory has no `google-pprof/`: a
+/// wrong setting fails instead of skipping quietly.
+pub fn google_pprof_fixtures() -> Option<PathBuf> {
+    let Some(dir) = conformance_dir() else {
+        eprintln!("FIREWATCH_CONFORMANCE_DIR is not set: skipping google/pprof's test data");
+        return None;
+    };
+    let google = dir.join("google-pprof");
+    assert!(
+        google.is_dir(),
+        "FIREWATCH_CONFORMANCE_DIR is {} but it has no google-pprof/",
+        dir.display()
+    );
+    Some(google)
+}
+
+/// True when `go tool pprof` can run here. When it cannot, says so on
+/// stderr, and fails if `FIREWATCH_REQUIRE_GO` is set (CI sets it).
 pub fn go_available() -> bool {
-    Command::new("go")
+    let ok = Command::new("go")
         .arg("version")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("FIREWATCH_REQUIRE_GO").is_none(),
+            "FIREWATCH_REQUIRE_GO is set but `go` does not run"
+        );
+        eprintln!("go does not run here: skipping the comparison with go tool pprof");
+    }
+    ok
 }

@@ -4,35 +4,37 @@
 //! `go tool pprof -top -nodefraction=0 -sample_index=T` prints.
 //!
 //! Needs Go (`.ci/run` installs it). Without it the test says so and passes
-//! only when `FIREWATCH_REQUIRE_GO` is unset; CI sets it.
+//! only when `FIREWATCH_REQUIRE_GO` is unset; CI sets it. google/pprof's test
+//! data comes from `FIREWATCH_CONFORMANCE_DIR`; without it those files are
+//! skipped, with a message.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn conformance_dir() -> Option<PathBuf> {
-    std::env::var_os("FIREWATCH_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| Some(workspace().join("../shared/fixtures")).filter(|d| d.is_dir()))
-}
+use firewatch::{fixtures_dir, go_available, google_pprof_fixtures};
 
 fn fixtures() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    match conformance_dir() {
-        Some(dir) => {
-            for name in ["large.cpu", "sample.cpu", "cppbench.cpu_no_samples_type", "go.nomappings.crash"] {
-                let path = dir.join("google-pprof").join(name);
-                assert!(path.is_file(), "missing conformance fixture {}", path.display());
-                files.push(path);
-            }
+    if let Some(dir) = google_pprof_fixtures() {
+        for name in [
+            "large.cpu",
+            "sample.cpu",
+            "cppbench.cpu_no_samples_type",
+            "go.nomappings.crash",
+        ] {
+            let path = dir.join(name);
+            assert!(
+                path.is_file(),
+                "missing conformance fixture {}",
+                path.display()
+            );
+            files.push(path);
         }
-        None => eprintln!("FIREWATCH_CONFORMANCE_DIR is not set and ../shared/fixtures is absent: google/pprof fixtures skipped"),
     }
-    let mut own: Vec<PathBuf> = std::fs::read_dir(workspace().join("fixtures"))
+    let mut own: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
         .expect("fixtures/ exists")
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().ends_with(".pb.gz"))
@@ -43,26 +45,11 @@ fn fixtures() -> Vec<PathBuf> {
     files
 }
 
-fn go_available() -> bool {
-    let ok = Command::new("go")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("FIREWATCH_REQUIRE_GO").is_none(),
-            "FIREWATCH_REQUIRE_GO is set but `go` does not run"
-        );
-        eprintln!("go is not installed: skipping the go tool pprof conformance test");
-    }
-    ok
-}
-
 /// (name, flat, cum) rows, sorted.
 type Rows = Vec<(String, i64, i64)>;
 
 fn firewatch_rows(file: &Path, sample_type: &str, extra: &[&str]) -> (Rows, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_firewatch"))
+    let out = Command::new(common::firewatch_binary())
         .args([
             "analyze",
             "--format",
@@ -109,27 +96,14 @@ fn pprof_unit(unit: &str) -> Option<&'static str> {
 }
 
 fn pprof_rows(file: &Path, sample_type: &str, unit: &str, extra: &[&str]) -> (Rows, String) {
-    let mut cmd = Command::new("go");
-    cmd.args([
-        "tool",
-        "pprof",
-        "-top",
-        "-nodefraction=0",
-        "-symbolize=none",
-    ]);
-    cmd.args(extra);
-    cmd.arg(format!("-sample_index={sample_type}"));
-    if let Some(u) = pprof_unit(unit) {
-        cmd.arg(format!("-unit={u}"));
-    }
-    let out = cmd.arg(file).env("TZ", "UTC").output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "go tool pprof failed on {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let sample_index = format!("-sample_index={sample_type}");
+    let unit_flag = pprof_unit(unit).map(|u| format!("-unit={u}"));
+    let mut args = vec!["-top", "-nodefraction=0", "-symbolize=none"];
+    args.extend(extra);
+    args.push(&sample_index);
+    args.extend(unit_flag.as_deref());
+    args.push(file.to_str().unwrap());
+    let text = common::go_pprof(&args);
     let suffix = pprof_unit(unit).unwrap_or("");
     let value = |s: &str| -> i64 {
         if s == "0" {
@@ -209,7 +183,7 @@ fn filters_and_differences_agree_with_go_tool_pprof() {
     if !go_available() {
         return;
     }
-    let own = workspace().join("fixtures");
+    let own = fixtures_dir();
     let cpu = own.join("encoded-cpu.pb.gz");
     compare(
         &cpu,
@@ -248,8 +222,8 @@ fn filters_and_differences_agree_with_go_tool_pprof() {
         let base = old.to_str().unwrap();
         compare(&new, t, u, &["--base", base], &[&format!("-base={base}")]);
     }
-    if let Some(dir) = conformance_dir() {
-        let large = dir.join("google-pprof/large.cpu");
+    if let Some(dir) = google_pprof_fixtures() {
+        let large = dir.join("large.cpu");
         compare(
             &large,
             "cpu",

@@ -10,33 +10,23 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use firewatch::{conformance_dir, fixtures_dir};
+use firewatch::{fixtures_dir, google_pprof_fixtures};
 use firewatch_profile::{NameFilter, Profile, ProfileData, Regex, DEFAULT_MAX_DECOMPRESSED};
 
 /// `go tool pprof -top` of `files`, every node shown, for one sample type.
 fn pprof_top(files: &[&Path], sample_type: &str, flags: &[&str]) -> String {
-    let out = Command::new("go")
-        .args([
-            "tool",
-            "pprof",
-            "-top",
-            "-nodefraction=0",
-            "-edgefraction=0",
-        ])
-        .args(["-symbolize=none", &format!("-sample_index={sample_type}")])
-        .args(flags)
-        .args(files)
-        .env("TZ", "UTC")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "go tool pprof {flags:?} {files:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let sample_index = format!("-sample_index={sample_type}");
+    let mut args = vec![
+        "-top",
+        "-nodefraction=0",
+        "-edgefraction=0",
+        "-symbolize=none",
+        &sample_index,
+    ];
+    args.extend(flags);
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    common::go_pprof(&args)
 }
 
 /// The table and its totals: from `Showing nodes accounting for` on (the
@@ -86,12 +76,25 @@ fn assert_same(what: &str, ours: &str, theirs: &str) {
     );
 }
 
+/// For each sample type of `ours`, the whole `go tool pprof -top` output
+/// (header included: time, duration, comments) is the same for `ours`,
+/// written at `path`, as for `theirs`.
+fn assert_same_tops(what: &str, ours: &Profile, path: &Path, theirs: &[&Path]) {
+    for t in sample_types(ours) {
+        assert_same(
+            &format!("{what} -sample_index={t}"),
+            &pprof_top(&[path], &t, &[]),
+            &pprof_top(theirs, &t, &[]),
+        );
+    }
+}
+
 fn fixture(name: &str) -> PathBuf {
     fixtures_dir().join(name)
 }
 
 /// The fixtures every test runs on, plus google/pprof's `large.cpu` when
-/// the conformance directory has it.
+/// `FIREWATCH_CONFORMANCE_DIR` is set.
 fn inputs() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = [
         "encoded-cpu.pb.gz",
@@ -102,11 +105,8 @@ fn inputs() -> Vec<PathBuf> {
     .iter()
     .map(|n| fixture(n))
     .collect();
-    if let Some(large) = conformance_dir()
-        .map(|d| d.join("google-pprof/large.cpu"))
-        .filter(|p| p.is_file())
-    {
-        files.push(large);
+    if let Some(dir) = google_pprof_fixtures() {
+        files.push(dir.join("large.cpu"));
     }
     files
 }
@@ -125,13 +125,7 @@ fn pruning_matches_pprofs_drop_frames() {
             pruned_something += 1;
         }
         let path = write(dir.path(), "pruned.pb.gz", &ours);
-        for t in sample_types(&ours) {
-            assert_same(
-                &format!("{} -sample_index={t}", file.display()),
-                &pprof_top(&[&path], &t, &[]),
-                &pprof_top(&[&file], &t, &[]),
-            );
-        }
+        assert_same_tops(&file.display().to_string(), &ours, &path, &[&file]);
     }
     // The encoded fixtures name the agent's and the allocator's frames.
     assert!(pruned_something >= 2, "no fixture exercised pruning");
@@ -213,15 +207,9 @@ fn merging_and_compacting_match_pprof() {
         let (a, b) = (fixture(a), fixture(b));
         let merged = Profile::merge([&pruned(&a), &pruned(&b)]).unwrap();
         let path = write(dir.path(), "merged.pb.gz", &merged);
-        for t in sample_types(&merged) {
-            // The whole output: the header (time, duration, comments) is
-            // merged too.
-            assert_same(
-                &format!("{} + {} -sample_index={t}", a.display(), b.display()),
-                &pprof_top(&[&path], &t, &[]),
-                &pprof_top(&[&a, &b], &t, &[]),
-            );
-        }
+        // The whole output: the header (time, duration, comments) is merged too.
+        let what = format!("{} + {}", a.display(), b.display());
+        assert_same_tops(&what, &merged, &path, &[&a, &b]);
     }
     for file in inputs() {
         let original = pruned(&file);
@@ -230,13 +218,8 @@ fn merging_and_compacting_match_pprof() {
         assert!(compact.string_table.len() <= original.string_table.len());
         let path = write(dir.path(), "compact.pb.gz", &compact);
         let before = write(dir.path(), "pruned.pb.gz", &original);
-        for t in sample_types(&compact) {
-            assert_same(
-                &format!("compacted {} -sample_index={t}", file.display()),
-                &pprof_top(&[&path], &t, &[]),
-                &pprof_top(&[&before], &t, &[]),
-            );
-        }
+        let what = format!("compacted {}", file.display());
+        assert_same_tops(&what, &compact, &path, &[&before]);
     }
 }
 

@@ -1,42 +1,20 @@
-//! Robustness: thousands of mutated profiles (truncated, bit-flipped, spliced,
-//! with varints blown up, ...) built with a fixed-seed PRNG from every fixture
-//! and some generated profiles, raw and gzip. The decoder must never panic,
-//! must answer `Ok` or `Err`, and whatever it accepts must be a valid profile
-//! that round-trips. Decompression must respect its cap.
+//! `firewatch-profile`'s robustness: thousands of mutated profiles
+//! (truncated, bit-flipped, spliced, with varints blown up, ...) built with a
+//! fixed-seed PRNG from every fixture (google/pprof's test data from
+//! `FIREWATCH_CONFORMANCE_DIR` included) and some generated profiles, raw and
+//! gzip. The decoder must never panic, must answer `Ok` or `Err`, and whatever
+//! it accepts must be a valid profile that round-trips. Decompression must
+//! respect its cap.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use firewatch_profile::{
-    decompress, Function, Label, Line, Location, Mapping, Profile, ProfileView, Sample, ValueType,
-};
+use firewatch::synth::{self, Config, Ids, Rng};
+use firewatch::{fixtures_dir, google_pprof_fixtures};
+use firewatch_profile::{decompress, Profile, ProfileView};
 
 /// The cap for the decompression checks.
 const LIMIT: u64 = 8 << 20;
-
-/// xorshift64*: tiny, deterministic, good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Inputs
@@ -69,110 +47,18 @@ impl Input {
     }
 }
 
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn google_fixtures() -> Option<PathBuf> {
-    let dir = match std::env::var_os("FIREWATCH_CONFORMANCE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => manifest_dir().join("../../../shared/fixtures"),
-    };
-    let dir = dir.join("google-pprof");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "no google/pprof fixtures at {} (set FIREWATCH_CONFORMANCE_DIR): mutating the others only",
-            dir.display()
-        );
-        None
-    }
-}
-
-/// A generated profile exercising every field, with sequential or sparse ids.
-fn generated(seed: u64, samples: usize, sparse: bool) -> Profile {
-    let mut rng = Rng(seed);
-    let mut p = Profile::new();
-    for i in 0..40 {
-        p.push_string(format!("str{i}-é-{}", rng.next() % 1000));
-    }
-    let ns = p.string_table.len();
-    let id = |i: usize| {
-        if sparse {
-            (i as u64 + 1) * 7919
-        } else {
-            i as u64 + 1
-        }
-    };
-    p.sample_type = (0..2)
-        .map(|i| ValueType {
-            r#type: 2 * i + 1,
-            unit: 2 * i + 2,
-        })
-        .collect();
-    p.mapping = (0..3)
-        .map(|i| Mapping {
-            id: id(i),
-            memory_start: 0x40_0000 * (i as u64 + 1),
-            memory_limit: 0x40_0000 * (i as u64 + 2),
-            file_offset: 0x1000,
-            filename: 5 + i as i64,
-            build_id: 9,
-            has_functions: true,
-            has_filenames: i % 2 == 0,
-            has_line_numbers: true,
-            has_inline_frames: false,
-        })
-        .collect();
-    p.function = (0..30)
-        .map(|i| Function {
-            id: id(i),
-            name: rng.below(ns) as i64,
-            system_name: rng.below(ns) as i64,
-            filename: rng.below(ns) as i64,
-            start_line: rng.below(500) as i64,
-        })
-        .collect();
-    p.location = (0..50)
-        .map(|i| Location {
-            id: id(i),
-            mapping_id: if i % 9 == 0 { 12345 } else { id(i % 3) },
-            address: rng.next() >> 16,
-            line: (0..rng.below(4))
-                .map(|_| Line {
-                    function_id: id(rng.below(30)),
-                    line: rng.below(2000) as i64,
-                    column: rng.below(100) as i64 - 1,
-                })
-                .collect(),
-            is_folded: i % 11 == 0,
-        })
-        .collect();
-    p.sample = (0..samples)
-        .map(|_| Sample {
-            location_id: (0..rng.below(12)).map(|_| id(rng.below(50))).collect(),
-            value: vec![rng.below(100) as i64 - 3, rng.next() as i64],
-            label: (0..rng.below(3))
-                .map(|k| Label {
-                    key: rng.below(ns) as i64,
-                    str: if k == 0 { rng.below(ns) as i64 } else { 0 },
-                    num: if k == 0 { 0 } else { rng.next() as i64 },
-                    num_unit: if k == 0 { 0 } else { rng.below(ns) as i64 },
-                })
-                .collect(),
-        })
-        .collect();
-    p.drop_frames = 3;
-    p.keep_frames = 4;
-    p.time_nanos = 1_700_000_000_123_456_789;
-    p.duration_nanos = 5_000_000_000;
-    p.period_type = p.sample_type[1];
-    p.period = 10_000_000;
-    p.comment = vec![7, 8];
-    p.default_sample_type = 3;
-    p.doc_url = 10;
-    p
+/// A small synthetic CPU profile with every field set (see
+/// `firewatch::synth::Config::every_field`), of `samples` samples over 100
+/// functions and 150 locations.
+fn generated(seed: u64, samples: usize, ids: Ids) -> Profile {
+    synth::generate(&Config {
+        samples,
+        locations: 150,
+        functions: synth::MIN_FUNCTIONS,
+        seed,
+        ids,
+        every_field: true,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -265,12 +151,14 @@ fn mutate(input: &[u8], kind: usize, rng: &mut Rng, varint_spots: &[(usize, usiz
         1 => {
             for _ in 0..1 + rng.below(4) {
                 let at = rng.below(n);
-                v[at] ^= 1 << rng.below(8) | rng.byte() & (rng.below(2) as u8 * 0xff);
+                v[at] ^= 1 << rng.below(8) | (rng.next_u64() as u8) & (rng.below(2) as u8 * 0xff);
             }
         }
         2 => {
             let at = rng.below(n + 1);
-            let bytes: Vec<u8> = (0..1 + rng.below(8)).map(|_| rng.byte()).collect();
+            let bytes: Vec<u8> = (0..1 + rng.below(8))
+                .map(|_| rng.next_u64() as u8)
+                .collect();
             v.splice(at..at, bytes);
         }
         3 => {
@@ -301,7 +189,7 @@ fn mutate(input: &[u8], kind: usize, rng: &mut Rng, varint_spots: &[(usize, usiz
                 1 => 1 << 63,
                 2 => u32::MAX as u64 + 1,
                 3 => u32::MAX as u64,
-                _ => rng.next() | 1 << 40,
+                _ => rng.next_u64() | 1 << 40,
             };
             if varint_spots.is_empty() {
                 v.extend(encode_varint(huge));
@@ -404,7 +292,7 @@ fn check(label: &str, bytes: &[u8], tally: &mut Tally) {
 
 /// `count` variants of each form of `input`.
 fn mutate_input(input: &Input, count: usize, seed: u64, tally: &mut Tally) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     for (form, bytes) in [("raw", &input.raw), ("gzip", &input.gzip)] {
         let mut spots = Vec::new();
         if form == "raw" {
@@ -433,7 +321,7 @@ fn mutate_input(input: &Input, count: usize, seed: u64, tally: &mut Tally) {
 #[test]
 fn mutated_profiles_never_panic() {
     let mut small = Vec::new();
-    let repo = manifest_dir().join("../../fixtures");
+    let repo = fixtures_dir();
     let mut names: Vec<PathBuf> = std::fs::read_dir(&repo)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -446,7 +334,7 @@ fn mutated_profiles_never_panic() {
         repo.display()
     );
     small.extend(names.iter().map(|p| Input::from_file(p)));
-    let google = google_fixtures();
+    let google = google_pprof_fixtures();
     if let Some(dir) = &google {
         for name in [
             "sample.cpu",
@@ -461,14 +349,17 @@ fn mutated_profiles_never_panic() {
         p.time_nanos = 1;
         p
     }));
-    small.push(Input::from_profile("generated", &generated(1, 40, false)));
+    small.push(Input::from_profile(
+        "generated",
+        &generated(1, 40, Ids::Sequential),
+    ));
     small.push(Input::from_profile(
         "generated-sparse",
-        &generated(2, 40, true),
+        &generated(2, 40, Ids::Sparse),
     ));
     small.push(Input::from_profile(
         "generated-chunks",
-        &generated(3, 700, true),
+        &generated(3, 700, Ids::Sparse),
     ));
 
     // Sanity: every unmutated input decodes.
@@ -480,8 +371,9 @@ fn mutated_profiles_never_panic() {
     let started = std::time::Instant::now();
     let mut tally = Tally::default();
     for (i, input) in small.iter().enumerate() {
-        // More variants for the small inputs, fewer for the 700-sample one.
-        let count = if input.raw.len() > 50_000 { 40 } else { 80 };
+        // 80 variants of each (all are under 200 KB raw; the largest, the
+        // 700-sample generated profile, is about 140 KB); fewer for a larger one.
+        let count = if input.raw.len() > 200_000 { 40 } else { 80 };
         mutate_input(input, count, 0x5eed_0000 + i as u64, &mut tally);
     }
     // large.cpu (2.4 MB raw) is slow to decode in a debug build: a few variants.
@@ -512,7 +404,7 @@ fn mutated_profiles_never_panic() {
 #[test]
 fn varint_walker_finds_the_fields() {
     // Sanity check of the test's own helper on a known encoding.
-    let p = generated(9, 3, false);
+    let p = generated(9, 3, Ids::Sequential);
     let raw = p.encode();
     let mut spots = Vec::new();
     assert!(varints(&raw, 0, 0, &mut spots));
@@ -564,12 +456,8 @@ mod soup {
         prop::collection::vec(field, 0..24)
     }
 
-    fn varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
+    fn varint(out: &mut Vec<u8>, v: u64) {
+        out.extend(super::encode_varint(v));
     }
 
     pub fn encode(fields: &[Field], out: &mut Vec<u8>) {

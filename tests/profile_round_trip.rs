@@ -1,10 +1,13 @@
-//! Round trips: arbitrary valid profiles (proptest), a large deterministic
-//! profile that spans many parallel chunks, and real profiles (this repo's Go
-//! fixtures and google/pprof's test data).
+//! `firewatch-profile`'s round trips: arbitrary valid profiles (proptest),
+//! large synthetic profiles with every field set that span many parallel
+//! chunks, and real profiles (this repo's Go fixtures and google/pprof's test
+//! data, from `FIREWATCH_CONFORMANCE_DIR`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
+use firewatch::synth::{self, Config, Ids};
+use firewatch::{fixtures_dir, google_pprof_fixtures};
 use firewatch_profile::{
     Function, Label, Line, Location, Mapping, Profile, ProfileData, ProfileView, Sample, ValueType,
     DEFAULT_MAX_DECOMPRESSED,
@@ -281,136 +284,23 @@ proptest! {
 // A large profile, spanning many parallel chunks (the minimum chunk is 256)
 // ---------------------------------------------------------------------------
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// A deterministic profile with `samples` samples; `sparse` picks non-sequential ids.
-fn big_profile(seed: u64, samples: usize, sparse: bool) -> Profile {
-    let mut rng = XorShift(seed);
-    let mut p = Profile::new();
-    for i in 1..5000 {
-        p.string_table.push(format!("s{i}-{}", rng.next()));
-    }
-    let ns = p.string_table.len() as u64;
-    let s = |rng: &mut XorShift| rng.below(ns) as i64;
-    let make_ids = |rng: &mut XorShift, n: usize| -> Vec<u64> {
-        if sparse {
-            // Unique, non-zero and far apart (a stride of 1_000_003), shuffled.
-            let mut ids: Vec<u64> = (0..n as u64).map(|i| i * 1_000_003 + 7).collect();
-            for i in (1..ids.len()).rev() {
-                ids.swap(i, rng.below(i as u64 + 1) as usize);
-            }
-            ids
-        } else {
-            (1..=n as u64).collect()
-        }
-    };
-    p.sample_type = (0..3)
-        .map(|_| ValueType {
-            r#type: s(&mut rng),
-            unit: s(&mut rng),
-        })
-        .collect();
-    let mapping_ids = make_ids(&mut rng, 7);
-    p.mapping = mapping_ids
-        .iter()
-        .map(|&id| Mapping {
-            id,
-            memory_start: rng.next(),
-            memory_limit: rng.next(),
-            filename: s(&mut rng),
-            has_functions: true,
-            ..Mapping::default()
-        })
-        .collect();
-    let function_ids = make_ids(&mut rng, 1500);
-    p.function = function_ids
-        .iter()
-        .map(|&id| Function {
-            id,
-            name: s(&mut rng),
-            system_name: s(&mut rng),
-            filename: s(&mut rng),
-            start_line: rng.below(10_000) as i64,
-        })
-        .collect();
-    let location_ids = make_ids(&mut rng, 2000);
-    p.location = location_ids
-        .iter()
-        .map(|&id| Location {
-            id,
-            mapping_id: match rng.below(4) {
-                0 => 0,
-                1 => 999_999_999_999, // names no mapping
-                _ => mapping_ids[rng.below(7) as usize],
-            },
-            address: rng.next(),
-            line: (0..rng.below(4))
-                .map(|_| Line {
-                    function_id: function_ids[rng.below(1500) as usize],
-                    line: rng.below(5000) as i64 - 10,
-                    column: rng.below(80) as i64,
-                })
-                .collect(),
-            is_folded: rng.below(10) == 0,
-        })
-        .collect();
-    p.sample = (0..samples)
-        .map(|_| Sample {
-            location_id: (0..rng.below(21))
-                .map(|_| location_ids[rng.below(2000) as usize])
-                .collect(),
-            value: (0..3).map(|_| rng.next() as i64 >> rng.below(64)).collect(),
-            label: (0..rng.below(3))
-                .map(|_| {
-                    if rng.below(2) == 0 {
-                        Label {
-                            key: s(&mut rng),
-                            str: s(&mut rng),
-                            ..Label::default()
-                        }
-                    } else {
-                        Label {
-                            key: s(&mut rng),
-                            num: rng.next() as i64,
-                            num_unit: s(&mut rng),
-                            ..Label::default()
-                        }
-                    }
-                })
-                .collect(),
-        })
-        .collect();
-    p.comment = vec![s(&mut rng), s(&mut rng)];
-    p.drop_frames = s(&mut rng);
-    p.keep_frames = s(&mut rng);
-    p.time_nanos = 1_700_000_000_000_000_000;
-    p.duration_nanos = 10_000_000_000;
-    p.period_type = p.sample_type[2];
-    p.period = 10_000_000;
-    p.default_sample_type = p.sample_type[1].r#type;
-    p.doc_url = s(&mut rng);
-    p
+/// A synthetic CPU profile with every field set, of `samples` samples over
+/// 1,500 functions and 2,000 locations (several chunks each, too).
+fn big_profile(seed: u64, samples: usize, ids: Ids) -> Profile {
+    synth::generate(&Config {
+        samples,
+        locations: 2000,
+        functions: 1500,
+        seed,
+        ids,
+        every_field: true,
+    })
 }
 
 #[test]
 fn large_profiles_round_trip_across_many_chunks() {
-    for (seed, sparse) in [(1, false), (0x9e37_79b9_7f4a_7c15, true)] {
-        let p = big_profile(seed, 6000, sparse);
+    for (seed, ids) in [(1, Ids::Sequential), (0x9e37_79b9_7f4a_7c15, Ids::Sparse)] {
+        let p = big_profile(seed, 6000, ids);
         check_round_trip(&p);
         let raw = p.encode();
         // Several sample blocks, so chunk boundaries are really crossed.
@@ -430,7 +320,7 @@ fn large_profiles_round_trip_across_many_chunks() {
 
 #[test]
 fn view_accessors_agree_with_the_owned_model() {
-    let p = big_profile(7, 3000, true);
+    let p = big_profile(7, 3000, Ids::Sparse);
     let raw = p.encode();
     let view = ProfileView::decode(&raw).unwrap();
     assert_eq!(view.sample_count(), p.sample.len());
@@ -459,28 +349,6 @@ fn view_accessors_agree_with_the_owned_model() {
 // ---------------------------------------------------------------------------
 // Real profiles
 // ---------------------------------------------------------------------------
-
-fn repo_fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
-
-/// google/pprof's test data, or `None` (with a message) when it is not here.
-fn google_fixtures() -> Option<PathBuf> {
-    let dir = match std::env::var_os("FIREWATCH_CONFORMANCE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
-    };
-    let dir = dir.join("google-pprof");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: no google/pprof fixtures at {} (set FIREWATCH_CONFORMANCE_DIR)",
-            dir.display()
-        );
-        None
-    }
-}
 
 /// Opens a fixture, decodes it both ways and checks the owned round trip.
 fn load(path: &Path) -> Profile {
@@ -546,7 +414,7 @@ fn go_fixtures_decode_and_round_trip() {
         ),
     ];
     let mut seen = 0;
-    for entry in std::fs::read_dir(repo_fixtures()).unwrap() {
+    for entry in std::fs::read_dir(fixtures_dir()).unwrap() {
         let path = entry.unwrap().path();
         if path.to_string_lossy().ends_with(".pb.gz") {
             load(&path);
@@ -555,7 +423,7 @@ fn go_fixtures_decode_and_round_trip() {
     }
     assert!(seen >= 4, "only {seen} fixtures");
     for (file, types, functions) in expect {
-        let p = load(&repo_fixtures().join(file));
+        let p = load(&fixtures_dir().join(file));
         assert_eq!(type_names(&p), types, "{file}");
         assert!(!p.sample.is_empty(), "{file}");
         assert!(p.time_nanos > 0 && p.string_table[0].is_empty(), "{file}");
@@ -565,7 +433,7 @@ fn go_fixtures_decode_and_round_trip() {
         }
     }
     // The CPU profile carries the pprof.Do labels.
-    let cpu = load(&repo_fixtures().join("go-cpu.pb.gz"));
+    let cpu = load(&fixtures_dir().join("go-cpu.pb.gz"));
     let workers: std::collections::BTreeSet<&str> = cpu
         .sample
         .iter()
@@ -578,7 +446,9 @@ fn go_fixtures_decode_and_round_trip() {
 
 #[test]
 fn google_large_cpu() {
-    let Some(dir) = google_fixtures() else { return };
+    let Some(dir) = google_pprof_fixtures() else {
+        return;
+    };
     let p = load(&dir.join("large.cpu"));
     assert_eq!(type_names(&p), ["samples/count", "cpu/nanoseconds"]);
     assert_eq!(p.sample.len(), 20430);
@@ -592,7 +462,9 @@ fn google_large_cpu() {
 
 #[test]
 fn google_sample_cpu() {
-    let Some(dir) = google_fixtures() else { return };
+    let Some(dir) = google_pprof_fixtures() else {
+        return;
+    };
     let p = load(&dir.join("sample.cpu"));
     assert_eq!(p.sample.len(), 76);
     assert_eq!(p.location.len(), 86);
@@ -601,7 +473,9 @@ fn google_sample_cpu() {
 
 #[test]
 fn google_cppbench_without_sample_types() {
-    let Some(dir) = google_fixtures() else { return };
+    let Some(dir) = google_pprof_fixtures() else {
+        return;
+    };
     let p = load(&dir.join("cppbench.cpu_no_samples_type"));
     assert_eq!(type_names(&p), ["cpu/nanoseconds"]);
     assert_eq!(p.sample.len(), 52);
@@ -613,7 +487,9 @@ fn google_cppbench_without_sample_types() {
 
 #[test]
 fn google_go_nomappings_crash() {
-    let Some(dir) = google_fixtures() else { return };
+    let Some(dir) = google_pprof_fixtures() else {
+        return;
+    };
     let path = dir.join("go.nomappings.crash");
     let p = load(&path);
     assert_eq!(p.sample_type.len(), 4);

@@ -7,8 +7,8 @@
 //!   validation but holds a dangling index panics here.
 //! - `Profile::decode` (the owned model) must agree with the view exactly.
 //! - Whatever decodes must validate and round-trip: `decode(encode(p)) == p`,
-//!   and re-encoding is byte-for-byte stable (`round_trip.rs` asserts the same
-//!   for generated and real profiles).
+//!   and re-encoding is byte-for-byte stable (`tests/profile_round_trip.rs`
+//!   asserts the same for generated and real profiles).
 
 #![no_main]
 

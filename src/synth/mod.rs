@@ -16,8 +16,20 @@
 //! - recursion (functions whose hottest call site calls themselves);
 //! - a `thread` string label (16 values) and a `request_bytes` numeric label.
 //!
+//! Tests use it too (`tests/profile_round_trip.rs`, `tests/profile_mutation.rs`),
+//! with two options a profiler's output would not exercise:
+//!
+//! - [`Config::ids`]: [`Ids::Sparse`] numbers mappings, functions and locations
+//!   with unique, far-apart ids in shuffled order (the decoder's hash-map path)
+//!   instead of `1..=n` in order (its fast path);
+//! - [`Config::every_field`]: also sets every field a CPU profile leaves unset,
+//!   and the odd values `profile.proto` allows (see [`Config::every_field`]).
+//!
+//! Sizes go down to [`MIN_FUNCTIONS`] functions, for small test inputs.
+//!
 //! The same [`Config`] (seed included) always yields the same profile: the
-//! generator uses its own [`Rng`] (SplitMix64), no external randomness.
+//! generator uses its own [`Rng`] (SplitMix64), no external randomness. With
+//! both options at their defaults it yields what it did before they existed.
 
 mod names;
 mod rng;
@@ -41,15 +53,71 @@ pub const PERIOD_NANOS: i64 = 10_000_000;
 pub const MIN_DEPTH: usize = 8;
 pub const MAX_DEPTH: usize = 64;
 
-/// Size and seed of a synthetic profile.
+/// The fewest functions a profile can have (`Config::functions`): the thread
+/// roots and system functions take about 60, and the rest need a few.
+pub const MIN_FUNCTIONS: usize = 100;
+
+/// The distance between consecutive [`Ids::Sparse`] ids.
+pub const SPARSE_STRIDE: u64 = 1_000_003;
+
+/// Size, seed and options of a synthetic profile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     pub samples: usize,
     /// Total locations (every function has at least one).
     pub locations: usize,
-    /// Total functions, thread roots and system functions included.
+    /// Total functions, thread roots and system functions included; at
+    /// least [`MIN_FUNCTIONS`].
     pub functions: usize,
     pub seed: u64,
+    /// How mappings, functions and locations are numbered.
+    pub ids: Ids,
+    /// Also set what a CPU profile leaves unset, and values at the edges of
+    /// what `profile.proto` allows:
+    ///
+    /// - `drop_frames`, `keep_frames`, two comments (one not ASCII),
+    ///   `default_sample_type` (`cpu`) and `doc_url` (not ASCII);
+    /// - a column on every line (−1, unknown, on one in ten), and a negative
+    ///   line number on one line in 40;
+    /// - one location in 20 folded (`is_folded`), one in 20 without a
+    ///   mapping (`mapping_id` 0), one in 20 naming a mapping that does not
+    ///   exist (an id of 2^63 or more: ten-byte varints), one in 20 without
+    ///   lines (not symbolized);
+    /// - one sample in 50 without locations; one in ten with negated values
+    ///   (as in the difference of two profiles: ten-byte varints), one in 20
+    ///   with values of every magnitude and sign; one in four with a
+    ///   `trace_id` numeric label, a random 64-bit value.
+    ///
+    /// Drawn from a random stream of their own: the rest of the profile is
+    /// the same with or without them.
+    pub every_field: bool,
+}
+
+/// How mappings, functions and locations are numbered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ids {
+    /// `1..=n` in order, as profilers number them (the decoder's fast path).
+    #[default]
+    Sequential,
+    /// Unique, non-zero, [`SPARSE_STRIDE`] apart and in shuffled order (the
+    /// decoder's hash-map path).
+    Sparse,
+}
+
+impl Ids {
+    /// The ids of `n` items, in the items' order.
+    fn assign(self, n: usize, rng: &mut Rng) -> Vec<u64> {
+        match self {
+            Ids::Sequential => (1..=n as u64).collect(),
+            Ids::Sparse => {
+                let mut ids: Vec<u64> = (0..n as u64).map(|i| i * SPARSE_STRIDE + 7).collect();
+                for i in (1..n).rev() {
+                    ids.swap(i, rng.below(i + 1));
+                }
+                ids
+            }
+        }
+    }
 }
 
 impl Default for Config {
@@ -59,18 +127,28 @@ impl Default for Config {
             locations: 160_000,
             functions: 40_000,
             seed: 1,
+            ids: Ids::Sequential,
+            every_field: false,
         }
     }
 }
+
+/// Seeds, xored with [`Config::seed`], of the streams that number sparse ids
+/// and draw the `every_field` extras, apart from the main one.
+const IDS_STREAM: u64 = 0x6964_7300_0000_0000;
+const EXTRAS_STREAM: u64 = 0x6578_7472_6100_0000;
 
 /// Generates the profile described by `config`.
 ///
 /// # Panics
 ///
-/// When `config.functions` is below 1,000 or `config.locations` is below
-/// `config.functions`.
+/// When `config.functions` is below [`MIN_FUNCTIONS`] or `config.locations`
+/// is below `config.functions`.
 pub fn generate(config: &Config) -> Profile {
-    assert!(config.functions >= 1_000, "need at least 1,000 functions");
+    assert!(
+        config.functions >= MIN_FUNCTIONS,
+        "need at least {MIN_FUNCTIONS} functions"
+    );
     assert!(
         config.locations >= config.functions,
         "need at least one location per function"
@@ -78,6 +156,10 @@ pub fn generate(config: &Config) -> Profile {
     let mut rng = Rng::new(config.seed);
     let mut strings = StringInterner::new();
     let graph = Graph::build(config, &mut rng);
+    let mut id_rng = Rng::new(config.seed ^ IDS_STREAM);
+    let mapping_ids = config.ids.assign(MAPPINGS.len(), &mut id_rng);
+    let function_ids = config.ids.assign(graph.funcs.len(), &mut id_rng);
+    let location_ids = config.ids.assign(graph.locs.len(), &mut id_rng);
     let mut profile = Profile::new();
 
     let samples = strings.intern("samples");
@@ -102,7 +184,7 @@ pub fn generate(config: &Config) -> Profile {
     // 2024-11-28T00:00:00Z.
     profile.time_nanos = 1_732_752_000_000_000_000;
 
-    profile.mapping = graph.mappings(&mut strings);
+    profile.mapping = graph.mappings(&mapping_ids, &mut strings);
     profile.function = graph
         .funcs
         .iter()
@@ -110,7 +192,7 @@ pub fn generate(config: &Config) -> Profile {
         .map(|(i, f)| {
             let name = strings.intern(&f.name);
             Function {
-                id: i as u64 + 1,
+                id: function_ids[i],
                 name,
                 // pprof-rs writes the demangled name as the system name too.
                 system_name: name,
@@ -124,14 +206,14 @@ pub fn generate(config: &Config) -> Profile {
         .iter()
         .enumerate()
         .map(|(i, loc)| Location {
-            id: i as u64 + 1,
-            mapping_id: graph.funcs[loc.func as usize].mapping as u64 + 1,
+            id: location_ids[i],
+            mapping_id: mapping_ids[graph.funcs[loc.func as usize].mapping],
             address: loc.address,
             line: loc
                 .lines
                 .iter()
                 .map(|&(func, line)| Line {
-                    function_id: func as u64 + 1,
+                    function_id: function_ids[func as usize],
                     line,
                     column: 0,
                 })
@@ -194,7 +276,11 @@ pub fn generate(config: &Config) -> Profile {
             }
             Sample {
                 // Leaf first, as pprof wants.
-                location_id: stack.iter().rev().map(|&l| l as u64 + 1).collect(),
+                location_id: stack
+                    .iter()
+                    .rev()
+                    .map(|&l| location_ids[l as usize])
+                    .collect(),
                 value: vec![count, count * PERIOD_NANOS],
                 label,
             }
@@ -202,8 +288,66 @@ pub fn generate(config: &Config) -> Profile {
         .collect();
     // Twelve busy worker threads' worth of CPU time.
     profile.duration_nanos = total_cpu / 12;
+    if config.every_field {
+        let mut extra = Rng::new(config.seed ^ EXTRAS_STREAM);
+        set_every_field(&mut profile, &mut strings, &mut extra);
+    }
     profile.string_table = strings.into_table();
     profile
+}
+
+/// [`Config::every_field`]'s additions.
+fn set_every_field(profile: &mut Profile, strings: &mut StringInterner, rng: &mut Rng) {
+    profile.drop_frames = strings.intern("^std::panicking::");
+    profile.keep_frames = strings.intern("^myservice::");
+    profile.comment = vec![
+        strings.intern("synthetic profile (firewatch::synth)"),
+        strings.intern("région: eu-west-3, hôte: café-01, ノード: 東京"),
+    ];
+    profile.default_sample_type = strings.intern("cpu");
+    profile.doc_url = strings.intern("https://example.invalid/firewatch/profils/synthétique");
+    for location in &mut profile.location {
+        match rng.below(20) {
+            0 => location.mapping_id = 0,
+            1 => location.mapping_id = rng.next_u64() | 1 << 63,
+            _ => {}
+        }
+        location.is_folded = rng.below(20) == 0;
+        if rng.below(20) == 0 {
+            location.line.clear();
+        }
+        for line in &mut location.line {
+            line.column = match rng.below(10) {
+                0 => -1,
+                _ => rng.range(1, 119) as i64,
+            };
+            if rng.below(40) == 0 {
+                line.line = -line.line - 1;
+            }
+        }
+    }
+    let trace_id = strings.intern("trace_id");
+    for sample in &mut profile.sample {
+        if rng.below(50) == 0 {
+            sample.location_id.clear();
+        }
+        match rng.below(20) {
+            0 | 1 => sample.value.iter_mut().for_each(|v| *v = -*v),
+            2 => {
+                for v in &mut sample.value {
+                    *v = rng.next_u64() as i64 >> rng.below(64);
+                }
+            }
+            _ => {}
+        }
+        if rng.below(4) == 0 {
+            sample.label.push(Label {
+                key: trace_id,
+                num: rng.next_u64() as i64,
+                ..Label::default()
+            });
+        }
+    }
 }
 
 /// Which thread a stack starts on; each has a fixed chain of root frames.
@@ -422,7 +566,7 @@ impl Graph {
         }
     }
 
-    fn mappings(&self, strings: &mut StringInterner) -> Vec<Mapping> {
+    fn mappings(&self, ids: &[u64], strings: &mut StringInterner) -> Vec<Mapping> {
         let mut rng = Rng::new(0x6275_696c_6469_6473);
         MAPPINGS
             .iter()
@@ -430,7 +574,7 @@ impl Graph {
             .map(|(i, &(file, start, offset))| {
                 let build_id: String = (0..20).map(|_| format!("{:02x}", rng.below(256))).collect();
                 Mapping {
-                    id: i as u64 + 1,
+                    id: ids[i],
                     memory_start: start,
                     memory_limit: self.memory_limits[i],
                     file_offset: offset,
@@ -491,6 +635,7 @@ mod tests {
             locations: 8_000,
             functions: 2_000,
             seed: 7,
+            ..Config::default()
         }
     }
 
@@ -528,5 +673,200 @@ mod tests {
         assert_eq!(a, generate(&small()).encode());
         let other = Config { seed: 8, ..small() };
         assert_ne!(a, generate(&other).encode());
+    }
+
+    /// Panics unless every field of every message is set (non-zero,
+    /// non-empty, true) somewhere in `p`, with the odd values of
+    /// [`Config::every_field`] among them.
+    fn assert_every_field_set(p: &Profile) {
+        let (m, f, l, s) = (&p.mapping, &p.function, &p.location, &p.sample);
+        let mapping_ids: HashSet<u64> = m.iter().map(|m| m.id).collect();
+        let lines: Vec<&Line> = l.iter().flat_map(|l| &l.line).collect();
+        let labels: Vec<&Label> = s.iter().flat_map(|s| &s.label).collect();
+        let values: Vec<i64> = s.iter().flat_map(|s| s.value.iter().copied()).collect();
+        let t = &p.sample_type;
+        for (what, found) in [
+            (
+                "sample types",
+                t.iter().all(|t| t.r#type != 0 && t.unit != 0),
+            ),
+            (
+                "a period type",
+                p.period_type.r#type != 0 && p.period_type.unit != 0,
+            ),
+            ("a period", p.period != 0),
+            ("a time", p.time_nanos != 0),
+            ("a duration", p.duration_nanos != 0),
+            ("drop_frames", p.drop_frames != 0),
+            ("keep_frames", p.keep_frames != 0),
+            ("comments", !p.comment.is_empty() && !p.comment.contains(&0)),
+            ("a default sample type", p.default_sample_type != 0),
+            ("a doc_url", p.doc_url != 0),
+            (
+                "a non-ASCII string",
+                p.string_table.iter().any(|s| !s.is_ascii()),
+            ),
+            (
+                "mapping.memory_start",
+                m.iter().any(|m| m.memory_start != 0),
+            ),
+            (
+                "mapping.memory_limit",
+                m.iter().any(|m| m.memory_limit != 0),
+            ),
+            ("mapping.file_offset", m.iter().any(|m| m.file_offset != 0)),
+            ("mapping.filename", m.iter().any(|m| m.filename != 0)),
+            ("mapping.build_id", m.iter().any(|m| m.build_id != 0)),
+            ("mapping.has_functions", m.iter().any(|m| m.has_functions)),
+            ("mapping.has_filenames", m.iter().any(|m| m.has_filenames)),
+            (
+                "mapping.has_line_numbers",
+                m.iter().any(|m| m.has_line_numbers),
+            ),
+            (
+                "mapping.has_inline_frames",
+                m.iter().any(|m| m.has_inline_frames),
+            ),
+            ("function.name", f.iter().any(|f| f.name != 0)),
+            ("function.system_name", f.iter().any(|f| f.system_name != 0)),
+            ("function.filename", f.iter().any(|f| f.filename != 0)),
+            ("function.start_line", f.iter().any(|f| f.start_line != 0)),
+            ("location.address", l.iter().any(|l| l.address != 0)),
+            ("location.is_folded", l.iter().any(|l| l.is_folded)),
+            (
+                "a mapping",
+                l.iter().any(|l| mapping_ids.contains(&l.mapping_id)),
+            ),
+            ("no mapping", l.iter().any(|l| l.mapping_id == 0)),
+            (
+                "a missing mapping",
+                l.iter().any(|l| l.mapping_id >= 1 << 63),
+            ),
+            ("inlined lines", l.iter().any(|l| l.line.len() > 1)),
+            (
+                "a location without lines",
+                l.iter().any(|l| l.line.is_empty()),
+            ),
+            ("line.function_id", lines.iter().all(|l| l.function_id != 0)),
+            ("line.line", lines.iter().any(|l| l.line > 0)),
+            ("a negative line.line", lines.iter().any(|l| l.line < 0)),
+            ("line.column", lines.iter().any(|l| l.column > 0)),
+            ("a negative line.column", lines.iter().any(|l| l.column < 0)),
+            (
+                "sample.location_id",
+                s.iter().any(|s| !s.location_id.is_empty()),
+            ),
+            (
+                "a sample without locations",
+                s.iter().any(|s| s.location_id.is_empty()),
+            ),
+            ("a positive value", values.iter().any(|&v| v > 0)),
+            ("a negative value", values.iter().any(|&v| v < 0)),
+            (
+                "a value of 2^32 or more",
+                values.iter().any(|&v| v >= 1 << 32),
+            ),
+            ("label.key", labels.iter().all(|l| l.key != 0)),
+            ("label.str", labels.iter().any(|l| l.str != 0)),
+            ("label.num", labels.iter().any(|l| l.num > 0)),
+            ("a negative label.num", labels.iter().any(|l| l.num < 0)),
+            ("label.num_unit", labels.iter().any(|l| l.num_unit != 0)),
+        ] {
+            assert!(found, "nothing has {what}");
+        }
+        for l in l.iter().filter(|l| l.mapping_id >= 1 << 63) {
+            assert!(!mapping_ids.contains(&l.mapping_id), "names no mapping");
+        }
+    }
+
+    /// Panics unless `ids` are unique, non-zero, and neither `1..=n` nor in
+    /// increasing order.
+    fn assert_sparse(what: &str, ids: impl Iterator<Item = u64>) {
+        let ids: Vec<u64> = ids.collect();
+        let unique: HashSet<u64> = ids.iter().copied().collect();
+        assert_eq!(unique.len(), ids.len(), "{what} ids are unique");
+        assert!(!unique.contains(&0), "{what} ids are non-zero");
+        assert!(
+            ids.iter().any(|&id| id > ids.len() as u64),
+            "{what} ids are sparse"
+        );
+        assert!(
+            ids.windows(2).any(|w| w[0] > w[1]),
+            "{what} ids are shuffled"
+        );
+    }
+
+    #[test]
+    fn every_field_and_sparse_ids() {
+        let config = Config {
+            ids: Ids::Sparse,
+            every_field: true,
+            ..small()
+        };
+        let p = generate(&config);
+        let raw = p.encode();
+        let view = ProfileView::decode(&raw).expect("valid with every option");
+        assert_eq!(view.sample_count(), config.samples);
+        assert_eq!(view.default_sample_index(), 1, "cpu");
+        assert_every_field_set(&p);
+        assert_sparse("mapping", p.mapping.iter().map(|m| m.id));
+        assert_sparse("function", p.function.iter().map(|f| f.id));
+        assert_sparse("location", p.location.iter().map(|l| l.id));
+        let functions: HashSet<u64> = p.function.iter().map(|f| f.id).collect();
+        let locations: HashSet<u64> = p.location.iter().map(|l| l.id).collect();
+        for l in &p.location {
+            assert!(l
+                .line
+                .iter()
+                .all(|line| functions.contains(&line.function_id)));
+        }
+        for s in &p.sample {
+            assert!(s.location_id.iter().all(|id| locations.contains(id)));
+        }
+
+        // The options change only what they are about: the same shape of
+        // profile, numbered and decorated differently.
+        let plain = generate(&small());
+        assert!(plain.drop_frames == 0 && plain.comment.is_empty() && plain.doc_url == 0);
+        assert!(plain
+            .location
+            .iter()
+            .all(|l| !l.is_folded && l.mapping_id != 0));
+        assert!(plain.sample.iter().all(|s| s.value.iter().all(|&v| v > 0)));
+        assert_eq!(p.sample.len(), plain.sample.len());
+        let mut same_values = 0;
+        for (a, b) in p.sample.iter().zip(&plain.sample) {
+            assert!(a.location_id.is_empty() || a.location_id.len() == b.location_id.len());
+            same_values += usize::from(a.value[0].abs() == b.value[0]);
+        }
+        assert!(same_values >= p.sample.len() * 9 / 10, "{same_values}");
+        for (ids, every_field) in [(Ids::Sparse, false), (Ids::Sequential, true)] {
+            let q = generate(&Config {
+                ids,
+                every_field,
+                ..small()
+            });
+            assert_eq!(q.sample.len(), plain.sample.len());
+            assert_eq!(q.location.len(), plain.location.len());
+            ProfileView::decode(&q.encode()).expect("valid with one option");
+        }
+    }
+
+    #[test]
+    fn smallest_profile() {
+        let config = Config {
+            samples: 3,
+            locations: MIN_FUNCTIONS,
+            functions: MIN_FUNCTIONS,
+            seed: 9,
+            ids: Ids::Sparse,
+            every_field: true,
+        };
+        let p = generate(&config);
+        assert_eq!(p.function.len(), MIN_FUNCTIONS);
+        assert_eq!(p.location.len(), MIN_FUNCTIONS);
+        let raw = p.encode();
+        let view = ProfileView::decode(&raw).expect("the smallest profile is valid");
+        assert_eq!(view.sample_count(), 3);
     }
 }

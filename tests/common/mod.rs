@@ -358,32 +358,26 @@ pub fn thread_cpu() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-/// Whether `go` runs; with `FIREWATCH_REQUIRE_GO` set (CI), its absence fails.
-pub fn go_available() -> bool {
-    let ok = Command::new("go")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok || std::env::var_os("FIREWATCH_REQUIRE_GO").is_none(),
-        "FIREWATCH_REQUIRE_GO set but no go"
-    );
-    ok
-}
+/// Whether `go` runs (saying so when it does not); with
+/// `FIREWATCH_REQUIRE_GO` set (CI), its absence fails.
+#[allow(unused_imports)] // as `dead_code` above: not every test file uses it
+pub use firewatch::go_available;
 
-/// `go tool pprof ARGS…`'s output; the command must succeed.
+/// `go tool pprof ARGS…`'s output; the command must succeed. Times print in
+/// UTC, whatever the machine's zone.
 pub fn go_pprof(args: &[&str]) -> String {
     let out = Command::new("go")
         .args(["tool", "pprof"])
         .args(args)
+        .env("TZ", "UTC")
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "go tool pprof {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8(out.stdout).expect("go tool pprof prints UTF-8")
 }
 
 /// The first function listed in a `-top` table (highest flat).
