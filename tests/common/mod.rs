@@ -229,6 +229,19 @@ impl Service {
         });
     }
 
+    /// Waits for a line containing every one of `parts` and returns the
+    /// first such line.
+    pub fn wait_for_line(&self, parts: &[&str]) -> String {
+        self.wait_for_lines(parts, 1);
+        let state = self.log.state.lock().unwrap();
+        state
+            .lines
+            .iter()
+            .find(|l| matches(l, parts))
+            .cloned()
+            .unwrap()
+    }
+
     /// Waits until the leaking thread reports at least `mib` MiB kept.
     pub fn wait_for_leak(&self, mib: u64) {
         self.wait_until(&format!("a leak of {mib} MiB"), |lines| {

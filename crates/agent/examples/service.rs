@@ -4,6 +4,7 @@
 //! cargo run --release -p firewatch-agent --example service -- \
 //!     [--dir DIR] [--seconds N] [--threads N] [--leak-kib-per-sec N]
 //!     [--leak-stop-mib N] [--own-usr2 before|after] [--usr1 heap|cpu]
+//!     [--http ADDR]
 //! kill -USR2 <pid>   # writes DIR/service.heap.<time>.<pid>.<seq>.signal.pb.gz now
 //!                    # and DIR/service.cpu.<time>.<pid>.<seq>.signal.pb.gz after 2 s
 //! firewatch analyze DIR/service.cpu.*.pb.gz
@@ -23,6 +24,11 @@
 //! (`Agent::capture_heap`, `Agent::capture_cpu` of 1 s), as a service's
 //! admin endpoint would, and the service says `service: usr1 capture
 //! wrote PATH`.
+//!
+//! With `--http 127.0.0.1:6060` (port 0: any free port), the agent serves
+//! `/debug/pprof/` there (`http_addr`; a token comes from
+//! `FIREWATCH_HTTP_TOKEN`), and the ready line ends with ` http=ADDR`, the
+//! address bound: `go tool pprof http://ADDR/debug/pprof/profile?seconds=5`.
 //!
 //! It stops cleanly (dropping the agent) after `--seconds` or on `SIGTERM` /
 //! `SIGINT`, as a service does on a graceful shutdown; the leaking thread
@@ -105,7 +111,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (mut dir, mut seconds, mut threads, mut leak_kib) = (None, 600u64, 2usize, 0u64);
     let mut own_usr2 = None;
-    let (mut leak_stop_mib, mut usr1_kind) = (None, None);
+    let (mut leak_stop_mib, mut usr1_kind, mut http) = (None, None, None);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--dir" => dir = args.next(),
@@ -114,6 +120,13 @@ fn main() {
             "--own-usr2" => own_usr2 = args.next(),
             "--leak-stop-mib" => leak_stop_mib = args.next().and_then(|s| s.parse::<u64>().ok()),
             "--usr1" => usr1_kind = args.next(),
+            "--http" => {
+                let addr = args.next().unwrap_or_default();
+                let parsed: std::net::SocketAddr = addr
+                    .parse()
+                    .unwrap_or_else(|e| panic!("--http {addr:?}: {e}"));
+                http = Some(parsed);
+            }
             "--leak-kib-per-sec" => {
                 leak_kib = args.next().and_then(|s| s.parse().ok()).unwrap_or(0)
             }
@@ -135,6 +148,9 @@ fn main() {
         .cpu_duration(Duration::from_secs(2));
     if let Some(dir) = &dir {
         builder = builder.output_dir(dir);
+    }
+    if let Some(addr) = http {
+        builder = builder.http_addr(addr);
     }
     if own_usr2.as_deref() == Some("before") {
         install_own_usr2();
@@ -188,8 +204,11 @@ fn main() {
             sessions.len()
         })
     });
+    let serving = agent
+        .http_addr()
+        .map_or_else(String::new, |addr| format!(" http={addr}"));
     println!(
-        "ready pid={} dir={}",
+        "ready pid={} dir={}{serving}",
         std::process::id(),
         agent.output_dir().display()
     );

@@ -7,10 +7,19 @@
 //! threshold. A capture runs on this thread (the CPU
 //! sampler adds its own thread while a CPU profile is being taken); requests
 //! that arrive meanwhile are merged by the gate and served once it ends.
+//!
+//! With `http_addr` set, the `/debug/pprof/` endpoint's thread
+//! ([`crate::http`]) hands this thread its profile requests: it builds
+//! them as it builds files (returned as bytes, never written, outside the
+//! throttle and retention), so two captures never symbolize at once. A CPU
+//! profile requested while one runs is refused at once; a heap profile
+//! requested during a CPU profile is served during it. The thread sleeps
+//! on the endpoint's channel between polls, so a request wakes it.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -21,6 +30,7 @@ use crate::capture::{
 };
 use crate::config::Config;
 use crate::cpu::CpuProfiler;
+use crate::http::{Endpoint, Job, Want};
 use crate::process::{memory_limit_bytes, process_cpu_time, rss_bytes};
 use crate::symbolize::budget::{self, CaptureReport, RssMeter};
 use crate::symbolize::Symbolizer;
@@ -95,14 +105,38 @@ impl AgentBuilder {
         capture_memory_limit: impl Into<Option<u64>> => |c, v| c.capture_memory_limit = v.into();
         /// Turns the agent on or off (`FIREWATCH_ENABLED` overrides).
         enabled: bool => |c, v| c.enabled = v;
+        /// Serves Go's `/debug/pprof/` paths (CPU profile, heap, allocs,
+        /// cmdline) on this address, for `go tool pprof`, Grafana Alloy and
+        /// Parca (off by default: no socket). Port 0 lets the system pick
+        /// one: see [`Agent::http_addr`]. A non-loopback address needs
+        /// [`http_token`](Self::http_token), or
+        /// [`http_allow_unauthenticated`](Self::http_allow_unauthenticated),
+        /// or `start()` fails. An address in use does not fail `start()`:
+        /// it is logged and retried every 5 s.
+        http_addr: impl Into<Option<SocketAddr>> => |c, v| c.http_addr = v.into();
+        /// The bearer token every endpoint request must carry
+        /// (`Authorization: Bearer <token>`; else 401), on any address:
+        /// 1–1024 visible ASCII characters, never logged.
+        http_token: impl Into<String> => |c, v| c.http_token = Some(crate::config::Secret(v.into()));
+        /// Serves a non-loopback [`http_addr`](Self::http_addr) without a
+        /// token: anyone who can reach the port can profile the process
+        /// (off by default; a warning is logged).
+        http_allow_unauthenticated: bool => |c, v| c.http_allow_unauthenticated = v;
+        /// Longest CPU profile an endpoint request may ask for, in seconds
+        /// (default 60, 1–3600; more gets a 400): a request holds the one
+        /// CPU profiler, and signal and threshold profiles wait behind it.
+        http_max_seconds: u32 => |c, v| c.http_max_seconds = v;
     }
 
     /// The settings: the builder's values, checked (an invalid one is an
     /// error naming it), then the environment's overrides (an invalid one
-    /// is logged and ignored).
+    /// is logged and ignored), then the endpoint's exposure: a non-loopback
+    /// `http_addr` from the builder needs a token or
+    /// `http_allow_unauthenticated`, from the builder or the environment.
     pub fn config(mut self) -> Result<Config> {
-        self.config.validate()?;
+        self.config.validate_each()?;
         self.config.apply_env(|k| std::env::var(k).ok());
+        self.config.validate()?;
         Ok(self.config)
     }
 
@@ -129,6 +163,8 @@ pub struct Agent {
     requests: Option<Sender<Request>>,
     thread: Option<JoinHandle<()>>,
     dir: PathBuf,
+    /// The `/debug/pprof/` endpoint, when `http_addr` is set.
+    endpoint: Option<Endpoint>,
 }
 
 impl Agent {
@@ -146,6 +182,7 @@ impl Agent {
                 requests: None,
                 thread: None,
                 dir: config.output_dir,
+                endpoint: None,
             });
         }
         let options = StoreOptions::from(&config);
@@ -187,8 +224,19 @@ impl Agent {
         }
         let (requests, inbox) = mpsc::channel();
         let dir = config.output_dir.clone();
+        // Started before the worker: if the worker cannot start, dropping
+        // the endpoint stops its thread again.
+        let (endpoint, jobs) = match config.http_addr {
+            Some(addr) => {
+                let (to_worker, jobs) = mpsc::channel();
+                (Some(Endpoint::start(addr, &config, to_worker)?), Some(jobs))
+            }
+            None => (None, None),
+        };
         let worker = Worker {
             config,
+            jobs,
+            early_job: None,
             outputs,
             gate: Gate::new(),
             signalled,
@@ -213,12 +261,20 @@ impl Agent {
             requests: Some(requests),
             thread: Some(thread),
             dir,
+            endpoint,
         })
     }
 
     /// Where captures are written.
     pub fn output_dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The address the `/debug/pprof/` endpoint listens on (with port 0,
+    /// the port the system chose). `None` when the endpoint is off, or
+    /// while its address cannot be bound (it is retried every 5 s).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.as_ref().and_then(Endpoint::local_addr)
     }
 
     /// Takes a CPU profile of `duration` now (waiting for a running capture
@@ -256,6 +312,8 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        // First the endpoint: its sockets close, and no new request comes.
+        self.endpoint.take();
         self.requests.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -320,6 +378,10 @@ impl Outputs {
 
 struct Worker {
     config: Config,
+    /// Profile requests from the `/debug/pprof/` endpoint, if it is on.
+    jobs: Option<Receiver<Job>>,
+    /// A job that ended a nap early, to serve next.
+    early_job: Option<Job>,
     outputs: Outputs,
     gate: Gate,
     signalled: Arc<AtomicBool>,
@@ -369,7 +431,12 @@ impl Worker {
             for (kind, trigger) in wanted {
                 self.request(kind, trigger);
             }
-            std::thread::sleep(TICK);
+            // Between captures here: a CPU profile asked for is taken now.
+            for _ in 0..JOBS_PER_TICK {
+                let Some(job) = self.next_job() else { break };
+                self.serve(job);
+            }
+            self.nap(TICK);
         }
         for request in self.waiting.drain(..) {
             let _ = request
@@ -498,9 +565,28 @@ impl Worker {
     fn capture_heap(&mut self, trigger: Trigger) -> Result<PathBuf> {
         let started = SystemTime::now();
         let clock = Instant::now();
+        let (profile, report) = self.heap_profile(Origin::Trigger(trigger))?;
+        let path = self.finish(Kind::Heap, trigger, started, &profile)?;
+        drop(profile);
+        log_capture(
+            Kind::Heap,
+            clock.elapsed(),
+            None,
+            report,
+            Origin::Trigger(trigger),
+        );
+        Ok(path)
+    }
+
+    /// A heap snapshot as a profile, symbolized within the capture memory
+    /// limit, with the comments every heap capture carries.
+    fn heap_profile(
+        &mut self,
+        origin: Origin,
+    ) -> Result<(firewatch_profile::Profile, CaptureReport)> {
         let meter = RssMeter::start();
         let comments = vec![
-            format!("trigger: {trigger}"),
+            format!("trigger: {origin}"),
             format!("service: {}", self.outputs.service),
         ];
         // Symbolization within the memory limit; what it loaded is released
@@ -518,10 +604,7 @@ impl Worker {
             );
         }
         add_comments(&mut profile, said);
-        let path = self.finish(Kind::Heap, trigger, started, &profile)?;
-        drop(profile);
-        log_capture(Kind::Heap, clock.elapsed(), None, report);
-        Ok(path)
+        Ok((profile, report))
     }
 
     /// Trims the heap if asked, then compresses `profile`, stores it
@@ -533,15 +616,7 @@ impl Worker {
         started: SystemTime,
         profile: &firewatch_profile::Profile,
     ) -> Result<PathBuf> {
-        if self.config.malloc_trim {
-            Symbolizer::trim_heap();
-        }
-        let mut bytes = Vec::new();
-        profile.write_gzip(&mut bytes).map_err(|source| Error::Io {
-            path: self.config.output_dir.clone(),
-            what: "compressing a profile",
-            source,
-        })?;
+        let bytes = self.compress(profile)?;
         self.outputs.open()?;
         let outputs = &self.outputs;
         let store = outputs.store.as_ref().ok_or_else(|| {
@@ -557,6 +632,20 @@ impl Worker {
         Ok(path)
     }
 
+    /// Trims the heap if asked, then gzips `profile` as pprof files are.
+    fn compress(&self, profile: &firewatch_profile::Profile) -> Result<Vec<u8>> {
+        if self.config.malloc_trim {
+            Symbolizer::trim_heap();
+        }
+        let mut bytes = Vec::new();
+        profile.write_gzip(&mut bytes).map_err(|source| Error::Io {
+            path: self.config.output_dir.clone(),
+            what: "compressing a profile",
+            source,
+        })?;
+        Ok(bytes)
+    }
+
     fn capture_cpu(&mut self, trigger: Trigger) -> Result<PathBuf> {
         let duration = self
             .waiting
@@ -566,6 +655,30 @@ impl Worker {
             .max()
             .unwrap_or(self.config.cpu_duration);
         let started = SystemTime::now();
+        let (profile, report, sampled) = self.cpu_profile(duration, Origin::Trigger(trigger))?;
+        let path = self.finish(Kind::Cpu, trigger, started, &profile)?;
+        drop(profile);
+        log_capture(
+            Kind::Cpu,
+            sampled.elapsed(),
+            Some(duration),
+            report,
+            Origin::Trigger(trigger),
+        );
+        Ok(path)
+    }
+
+    /// A CPU profile of `duration`, symbolized within the capture memory
+    /// limit, and when its sampling ended. Meanwhile this thread keeps
+    /// answering: the first heap snapshot asked for (by a signal, a
+    /// threshold or the API) and every endpoint heap profile are taken at
+    /// once; other captures are merged into the gate (the caller holds
+    /// it); endpoint CPU profiles are refused as busy.
+    fn cpu_profile(
+        &mut self,
+        duration: Duration,
+        origin: Origin,
+    ) -> Result<(firewatch_profile::Profile, CaptureReport, Instant)> {
         let mut meter = RssMeter::start();
         let profiler = CpuProfiler::start(self.config.cpu_hz)?;
         let until = Instant::now() + duration;
@@ -590,14 +703,23 @@ impl Worker {
                     let _ = self.gate.try_begin(kind, trigger);
                 }
             }
-            std::thread::sleep(TICK.min(until.saturating_duration_since(Instant::now())));
+            // The endpoint's requests: bounded by its connection limit, and
+            // a heap profile is milliseconds.
+            for _ in 0..JOBS_PER_TICK {
+                let Some(job) = self.next_job() else { break };
+                match job.want {
+                    Want::Cpu(_) => job.answer(Err(Error::Busy)),
+                    Want::Heap | Want::Allocs => self.serve_now(job),
+                }
+            }
+            self.nap(TICK.min(until.saturating_duration_since(Instant::now())));
             // The sampler's buffers count towards the capture's peak.
             meter.read();
         }
         let capture = profiler.stop_raw()?;
         let sampled = Instant::now();
         let comments = vec![
-            format!("trigger: {trigger}"),
+            format!("trigger: {origin}"),
             format!("service: {}", self.outputs.service),
             format!("captured by firewatch-agent {}", env!("CARGO_PKG_VERSION")),
         ];
@@ -609,10 +731,125 @@ impl Worker {
             });
         drop(capture);
         add_comments(&mut profile, report.comments());
-        let path = self.finish(Kind::Cpu, trigger, started, &profile)?;
+        Ok((profile, report, sampled))
+    }
+
+    /// The next endpoint request, if one waits.
+    fn next_job(&mut self) -> Option<Job> {
+        self.early_job
+            .take()
+            .or_else(|| self.jobs.as_ref()?.try_recv().ok())
+    }
+
+    /// Waits `duration`, or less if an endpoint request arrives (kept for
+    /// [`next_job`](Self::next_job)): the endpoint is answered without a
+    /// tick's delay, and an idle agent still wakes once per tick only.
+    fn nap(&mut self, duration: Duration) {
+        if self.early_job.is_some() {
+            return;
+        }
+        if let Some(jobs) = &self.jobs {
+            match jobs.recv_timeout(duration) {
+                Ok(job) => {
+                    self.early_job = Some(job);
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => return,
+                // The endpoint stopped: sleep as without one.
+                Err(RecvTimeoutError::Disconnected) => self.jobs = None,
+            }
+        }
+        std::thread::sleep(duration);
+    }
+
+    /// An endpoint request, between captures: served, then the captures
+    /// merged into the gate while it ran (its CPU profile held the gate).
+    fn serve(&mut self, job: Job) {
+        self.serve_now(job);
+        for (kind, trigger) in self.gate.take_pending() {
+            self.request(kind, trigger);
+        }
+    }
+
+    /// Takes the profile an endpoint request wants and answers it (a panic
+    /// becomes a failed request, as for captures).
+    fn serve_now(&mut self, job: Job) {
+        let want = job.want;
+        log::debug!("firewatch: {want} for {} started", Origin::Endpoint);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match want {
+            Want::Cpu(duration) => self.endpoint_cpu(duration),
+            Want::Heap | Want::Allocs => self.endpoint_heap(want),
+        }))
+        .unwrap_or(Err(Error::Skipped(SkipReason::CapturePanicked)));
+        match &result {
+            Err(Error::Busy) => {
+                log::info!(
+                    "firewatch: {want} for {}: a CPU profile is running",
+                    Origin::Endpoint
+                )
+            }
+            Err(e) => log::warn!("firewatch: {want} for {} failed: {e}", Origin::Endpoint),
+            Ok(_) => {}
+        }
+        job.answer(result);
+    }
+
+    fn endpoint_cpu(&mut self, duration: Duration) -> Result<Vec<u8>> {
+        // Between captures the gate is free. Holding it makes signals and
+        // thresholds that fire during this profile merge, and run after.
+        let Some(guard) = self.gate.try_begin(Kind::Cpu, Trigger::Manual) else {
+            return Err(Error::Busy);
+        };
+        let built = self.cpu_profile(duration, Origin::Endpoint);
+        drop(guard);
+        let (profile, report, sampled) = built?;
+        let bytes = self.compress(&profile)?;
         drop(profile);
-        log_capture(Kind::Cpu, sampled.elapsed(), Some(duration), report);
-        Ok(path)
+        log_capture(
+            Kind::Cpu,
+            sampled.elapsed(),
+            Some(duration),
+            report,
+            Origin::Endpoint,
+        );
+        Ok(bytes)
+    }
+
+    fn endpoint_heap(&mut self, want: Want) -> Result<Vec<u8>> {
+        let clock = Instant::now();
+        let (mut profile, report) = self.heap_profile(Origin::Endpoint)?;
+        if want == Want::Allocs {
+            // Go's `allocs` is its heap profile with this default.
+            let existing = profile.string_table.iter().position(|s| s == "alloc_space");
+            profile.default_sample_type =
+                existing.map_or_else(|| profile.push_string("alloc_space"), |i| i as i64);
+        }
+        let bytes = self.compress(&profile)?;
+        drop(profile);
+        log_capture(Kind::Heap, clock.elapsed(), None, report, Origin::Endpoint);
+        Ok(bytes)
+    }
+}
+
+/// Most endpoint requests served per tick, so that the triggers' checks
+/// still run under a flood (the endpoint holds at most 16 connections).
+const JOBS_PER_TICK: usize = 16;
+
+/// Who asked for a capture: a trigger (the capture becomes a file) or the
+/// `/debug/pprof/` endpoint (bytes in a response, never a file). Profiles
+/// say which in their `trigger:` comment.
+#[derive(Clone, Copy)]
+enum Origin {
+    Trigger(Trigger),
+    Endpoint,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Trigger(trigger) => trigger.fmt(f),
+            Origin::Endpoint => f.write_str("http"),
+        }
     }
 }
 
@@ -625,14 +862,26 @@ fn add_comments(profile: &mut firewatch_profile::Profile, comments: Vec<String>)
 }
 
 /// One log line per capture: how long its profile took to build
-/// (symbolization included) and to write, `took` being both (after
-/// sampling, for a CPU profile), and its memory, read once more now that
-/// the file is written.
-fn log_capture(kind: Kind, took: Duration, sampled: Option<Duration>, mut report: CaptureReport) {
+/// (symbolization included) and to write (or, for the endpoint, to
+/// compress), `took` being both (after sampling, for a CPU profile), and
+/// its memory, read once more now that the file is written. At debug
+/// level for the endpoint, whose scrapers ask every few seconds.
+fn log_capture(
+    kind: Kind,
+    took: Duration,
+    sampled: Option<Duration>,
+    mut report: CaptureReport,
+    origin: Origin,
+) {
     report.meter.read();
     let sampling = sampled.map_or_else(String::new, |d| format!(" after {d:?} of sampling"));
-    log::info!(
-        "firewatch: {kind} capture: profile built in {} ms, written in {} ms{sampling}; {}",
+    let (level, done) = match origin {
+        Origin::Trigger(_) => (log::Level::Info, "written"),
+        Origin::Endpoint => (log::Level::Debug, "served"),
+    };
+    log::log!(
+        level,
+        "firewatch: {kind} capture: profile built in {} ms, {done} in {} ms{sampling}; {}",
         report.took.as_millis(),
         took.saturating_sub(report.took).as_millis(),
         report.summary()

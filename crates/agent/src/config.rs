@@ -10,6 +10,7 @@
 //! value is logged loudly and ignored, the rest apply (an operator's typo
 //! must not keep a service from starting).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -68,6 +69,27 @@ pub struct Config {
     /// `docs/agent.md`, "Memory per capture", for what is left out to keep
     /// within it.
     pub capture_memory_limit: Option<u64>,
+    /// Where the `/debug/pprof/` endpoint listens (`None`: no endpoint,
+    /// no socket); see `docs/agent.md`, "Serving /debug/pprof".
+    pub http_addr: Option<SocketAddr>,
+    /// The bearer token every endpoint request must carry. Not readable
+    /// back, and printed as `<redacted>`, so a logged `Config` does not
+    /// leak it.
+    pub(crate) http_token: Option<Secret>,
+    /// Serve a non-loopback `http_addr` without a token.
+    pub http_allow_unauthenticated: bool,
+    /// Longest CPU profile, in seconds, an endpoint request may ask for.
+    pub http_max_seconds: u32,
+}
+
+/// A value that must not appear in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// A setting's default.
@@ -113,6 +135,9 @@ const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest triggered CPU profile: beyond, a trigger would hold the capture
 /// pipeline for longer than an incident needs.
 const MAX_CPU_DURATION: Duration = Duration::from_secs(3600);
+/// Longest bearer token: it must fit a request head (8 KiB) with room for
+/// the rest.
+const MAX_TOKEN_BYTES: usize = 1024;
 
 fn ok() -> std::result::Result<(), String> {
     Ok(())
@@ -518,6 +543,87 @@ pub(crate) const SETTINGS: &[Setting] = &[
                 .map_or_else(|| "auto".into(), |n| n.to_string())
         },
     },
+    Setting {
+        method: "http_addr(a / None)",
+        env: "FIREWATCH_HTTP_ADDR",
+        forms: "`127.0.0.1:6060`, `[::1]:0`, `off`",
+        default: Default::Text("off"),
+        meaning: "serve Go's `/debug/pprof/` paths (CPU profile, heap, allocs, cmdline) on this \
+                  address, for `go tool pprof`, Grafana Alloy and Parca; port 0 picks a free \
+                  port (logged). Off: no socket at all. A non-loopback address needs \
+                  `http_token` or `http_allow_unauthenticated`. An address in use does not fail \
+                  `start()`: it is logged and retried every 5 s",
+        set: |c, v| {
+            c.http_addr = optional(
+                v,
+                |v| v.parse::<SocketAddr>().ok(),
+                "an address like 127.0.0.1:6060",
+            )?;
+            ok()
+        },
+        check: |_| ok(),
+        show: |c| show_optional(c.http_addr),
+    },
+    Setting {
+        method: "http_token(s)",
+        env: TOKEN_VARIABLE,
+        forms: "",
+        default: Default::Computed("none", |c| c.http_token = None),
+        meaning: "bearer token every endpoint request must carry (`Authorization: Bearer \
+                  <token>`, else 401), on any address; 1–1024 visible ASCII characters; never \
+                  logged",
+        set: |c, v| {
+            c.http_token = Some(Secret(v.to_string()));
+            ok()
+        },
+        check: |c| match &c.http_token {
+            Some(Secret(token))
+                if token.is_empty()
+                    || token.len() > MAX_TOKEN_BYTES
+                    || !token.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Err("must be 1 to 1024 visible ASCII characters (no spaces)".into())
+            }
+            _ => ok(),
+        },
+        show: |c| {
+            if c.http_token.is_some() {
+                "<redacted>".into()
+            } else {
+                "none".into()
+            }
+        },
+    },
+    Setting {
+        method: "http_allow_unauthenticated(b)",
+        env: "FIREWATCH_HTTP_ALLOW_UNAUTHENTICATED",
+        forms: "",
+        default: Default::Text("off"),
+        meaning: "serve a non-loopback `http_addr` without a token (a warning is logged): anyone \
+                  who can reach the port can profile the process",
+        set: |c, v| {
+            c.http_allow_unauthenticated = boolean(v)?;
+            ok()
+        },
+        check: |_| ok(),
+        show: |c| c.http_allow_unauthenticated.to_string(),
+    },
+    Setting {
+        method: "http_max_seconds(n)",
+        env: "FIREWATCH_HTTP_MAX_SECONDS",
+        forms: "",
+        default: Default::Text("60"),
+        meaning: "longest CPU profile an endpoint request may ask for (`seconds`; more gets a \
+                  400), 1–3600. A request holds the process's one CPU profiler, and signal or \
+                  threshold CPU profiles wait behind it; 60 covers `go tool pprof`'s default \
+                  30 s and scrapers, which ask for their interval less a second",
+        set: |c, v| {
+            c.http_max_seconds = number(v)?;
+            ok()
+        },
+        check: |c| in_range(c.http_max_seconds, 1, MAX_CPU_DURATION.as_secs() as u32),
+        show: |c| c.http_max_seconds.to_string(),
+    },
 ];
 
 impl std::default::Default for Config {
@@ -545,6 +651,10 @@ impl std::default::Default for Config {
             signal: None,
             malloc_trim: false,
             capture_memory_limit: None,
+            http_addr: None,
+            http_token: None,
+            http_allow_unauthenticated: false,
+            http_max_seconds: 0,
         };
         for setting in SETTINGS {
             match setting.default {
@@ -577,9 +687,22 @@ fn default_service_name() -> String {
 }
 
 impl Config {
-    /// Checks every setting; the first invalid one is returned, named by its
-    /// builder method.
+    /// Checks every setting, then the endpoint's exposure (a non-loopback
+    /// `http_addr` needs a token or `http_allow_unauthenticated`); the first
+    /// invalid one is returned, named by its builder method.
     pub fn validate(&self) -> Result<()> {
+        self.validate_each()?;
+        self.endpoint_exposure()
+            .map_err(|reason| Error::InvalidSetting {
+                setting: "http_addr",
+                value: show_optional(self.http_addr),
+                reason,
+            })
+    }
+
+    /// Each setting on its own. The builder's values are checked so before
+    /// the environment applies: the endpoint's token often comes from there.
+    pub(crate) fn validate_each(&self) -> Result<()> {
         for setting in SETTINGS {
             (setting.check)(self).map_err(|reason| Error::InvalidSetting {
                 setting: setting.name(),
@@ -588,6 +711,27 @@ impl Config {
             })?;
         }
         Ok(())
+    }
+
+    /// Refuses to serve profiles to the network without a token unless told
+    /// to: a profile shows the code, the command line can hold secrets, and
+    /// every CPU profile request costs the service CPU.
+    fn endpoint_exposure(&self) -> std::result::Result<(), String> {
+        match self.http_addr {
+            Some(addr)
+                if !is_loopback(&addr)
+                    && self.http_token.is_none()
+                    && !self.http_allow_unauthenticated =>
+            {
+                Err(
+                    "a non-loopback address serves profiles to anyone who can reach it: set \
+                     http_token (FIREWATCH_HTTP_TOKEN), or http_allow_unauthenticated(true) to \
+                     mean it"
+                        .into(),
+                )
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Applies `FIREWATCH_*` overrides read through `var` (the process
@@ -600,6 +744,7 @@ impl Config {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
+        let before = self.clone();
         let mut ignored = Vec::new();
         let mut apply = |config: &mut Config, setting: &Setting, name: &'static str, v: &str| {
             let mut trial = config.clone();
@@ -608,7 +753,11 @@ impl Config {
                 Err(reason) => {
                     let e = Error::InvalidSetting {
                         setting: name,
-                        value: v.to_string(),
+                        value: if name == TOKEN_VARIABLE {
+                            "<redacted>".into()
+                        } else {
+                            v.to_string()
+                        },
                         reason,
                     };
                     log::error!("firewatch: {e}; ignored, the other settings apply");
@@ -636,6 +785,29 @@ impl Config {
                 }
             }
         }
+        // Each value passed its own check; together, the environment must
+        // not open the endpoint to the network without a token (a builder
+        // value that does fails `start()` instead: the code is wrong).
+        if before.endpoint_exposure().is_ok() {
+            if let Err(reason) = self.endpoint_exposure() {
+                let (setting, value) = [
+                    "FIREWATCH_HTTP_ADDR",
+                    "FIREWATCH_HTTP_ALLOW_UNAUTHENTICATED",
+                ]
+                .into_iter()
+                .find_map(|name| get(name).map(|v| (name, v)))
+                .unwrap_or(("FIREWATCH_HTTP_ADDR", show_optional(self.http_addr)));
+                self.http_addr = before.http_addr;
+                self.http_allow_unauthenticated = before.http_allow_unauthenticated;
+                let e = Error::InvalidSetting {
+                    setting,
+                    value,
+                    reason,
+                };
+                log::error!("firewatch: {e}; ignored, the other settings apply");
+                ignored.push(e);
+            }
+        }
         ignored
     }
 }
@@ -661,6 +833,20 @@ fn docs_table() -> String {
         ));
     }
     out
+}
+
+/// The variable holding the endpoint's token: its value is never shown.
+const TOKEN_VARIABLE: &str = "FIREWATCH_HTTP_TOKEN";
+
+/// Whether only this host can connect to `addr` (`127.0.0.0/8`, `::1`, and
+/// `::ffff:127.0.0.0/104`, which a dual-stack socket treats as IPv4's).
+pub(crate) fn is_loopback(addr: &SocketAddr) -> bool {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_loopback(),
+        std::net::IpAddr::V6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -865,6 +1051,130 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("3 weeks"), None);
+    }
+
+    #[test]
+    fn the_endpoint_is_off_by_default_and_refuses_the_network_without_a_token() {
+        let c = Config::default();
+        assert_eq!(c.http_addr, None);
+        assert_eq!(c.http_token, None);
+        assert!(!c.http_allow_unauthenticated);
+        assert_eq!(c.http_max_seconds, 60);
+        let at = |addr: &str| Config {
+            http_addr: Some(addr.parse().unwrap()),
+            ..Config::default()
+        };
+        for local in [
+            "127.0.0.1:6060",
+            "127.1.2.3:0",
+            "[::1]:6060",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            at(local).validate().unwrap();
+        }
+        for exposed in [
+            "0.0.0.0:6060",
+            "10.1.2.3:6060",
+            "[::]:0",
+            "[::ffff:10.0.0.1]:1",
+        ] {
+            let e = at(exposed).validate().unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::InvalidSetting {
+                        setting: "http_addr",
+                        ..
+                    }
+                ),
+                "{exposed}: {e}"
+            );
+            assert!(e.to_string().contains("http_token"), "{e}");
+            let with_token = Config {
+                http_token: Some(Secret("t0ken".into())),
+                ..at(exposed)
+            };
+            with_token.validate().unwrap();
+            let allowed = Config {
+                http_allow_unauthenticated: true,
+                ..at(exposed)
+            };
+            allowed.validate().unwrap();
+        }
+        let too_long = Config {
+            http_max_seconds: 3601,
+            ..Config::default()
+        };
+        assert!(too_long
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("http_max_seconds"));
+    }
+
+    #[test]
+    fn the_environment_cannot_open_the_endpoint_to_the_network_without_a_token() {
+        let (c, ignored) = with(&[("FIREWATCH_HTTP_ADDR", "127.0.0.1:6060")]);
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(c.http_addr, Some("127.0.0.1:6060".parse().unwrap()));
+        let (c, ignored) = with(&[("FIREWATCH_HTTP_ADDR", "0.0.0.0:6060")]);
+        assert_eq!(c.http_addr, None, "ignored: the endpoint stays off");
+        assert_eq!(ignored.len(), 1);
+        assert!(
+            ignored[0].to_string().contains("FIREWATCH_HTTP_ADDR"),
+            "{}",
+            ignored[0]
+        );
+        let (c, ignored) = with(&[
+            ("FIREWATCH_HTTP_ADDR", "0.0.0.0:6060"),
+            ("FIREWATCH_HTTP_TOKEN", "s3cret-token"),
+            ("FIREWATCH_HTTP_MAX_SECONDS", "120"),
+        ]);
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(c.http_addr, Some("0.0.0.0:6060".parse().unwrap()));
+        assert_eq!(c.http_max_seconds, 120);
+        c.validate().unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
+        let (c, ignored) = with(&[
+            ("FIREWATCH_HTTP_ADDR", "[::]:6060"),
+            ("FIREWATCH_HTTP_ALLOW_UNAUTHENTICATED", "1"),
+        ]);
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert!(c.http_allow_unauthenticated && c.http_addr.is_some());
+        // A builder's open address with the token from the environment.
+        let mut c = Config {
+            http_addr: Some("0.0.0.0:6060".parse().unwrap()),
+            ..Config::default()
+        };
+        c.validate_each().unwrap();
+        let ignored = c.apply_env(|k| (k == "FIREWATCH_HTTP_TOKEN").then(|| "t0ken".to_string()));
+        assert!(ignored.is_empty(), "{ignored:?}");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_bad_token_is_refused_and_never_shown() {
+        for bad in ["has space", "t\u{e9}l\u{e9}", &"x".repeat(1025)] {
+            let (c, ignored) = with(&[("FIREWATCH_HTTP_TOKEN", bad)]);
+            assert_eq!(c.http_token, None, "{bad:?}");
+            assert_eq!(ignored.len(), 1, "{bad:?}");
+            let message = ignored[0].to_string();
+            assert!(
+                message.contains("<redacted>") && !message.contains(bad),
+                "{message}"
+            );
+        }
+        let c = Config {
+            http_token: Some(Secret(String::new())),
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("http_token"), "{e}");
+        let c = Config {
+            http_token: Some(Secret("a b".into())),
+            ..Config::default()
+        };
+        assert!(!c.validate().unwrap_err().to_string().contains("a b"));
     }
 
     /// `docs/agent.md`'s table is this table. Run with

@@ -47,6 +47,7 @@ mod elf;
 mod error;
 mod fork;
 pub mod heap;
+mod http;
 mod process;
 mod stacks_to_profile;
 mod symbolize;
