@@ -518,11 +518,11 @@ impl CaptureReport {
         }
     }
 
-    /// One line for the log after the file is written: the figures, with
-    /// the reading after writing.
+    /// One line for the log once the profile is written (to a file, or as
+    /// an endpoint's response): the figures, with the reading taken then.
     pub fn summary(&self) -> String {
         format!(
-            "RSS {} at the start, highest seen {} (+{}), {} after writing",
+            "RSS {} at the start, highest seen {} (+{}), {} when written",
             shown(self.meter.start_bytes()),
             shown(self.meter.highest()),
             shown(self.peak_growth()),
