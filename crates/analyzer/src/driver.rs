@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use crate::aggregate::{aggregate_samples, prepare, Input, Options, SampleType};
 use crate::error::{Error, Result};
 use crate::flamegraph;
-use crate::input::{InputFormat, Source};
+use crate::input::{self, InputFormat, Source};
 use crate::report::{self, Limits, Metadata, Report};
 
 /// How the report is written.
@@ -139,8 +139,9 @@ impl fmt::Display for Warning {
 /// The cost of one phase of an analysis.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PhaseTiming {
-    /// `read and inflate`, `decode`, `aggregate`, `flamegraph and folded
-    /// output`, `report`.
+    /// `read and inflate`, `convert to pprof` (only for inputs in another
+    /// format), `decode`, `aggregate`, `flamegraph and folded output`,
+    /// `report`.
     pub phase: &'static str,
     /// Wall time of the phase.
     pub elapsed: Duration,
@@ -195,20 +196,33 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
         .chain(request.base.iter().map(|s| (s, true)))
         .collect();
 
-    // Read every input in parallel, then decode each (in parallel too) as
-    // its format says.
+    // Read every input in parallel, convert those in another format to
+    // pprof, then decode each (in parallel too).
     let data: Vec<ProfileData> = sources
         .par_iter()
         .map(|(s, _)| ProfileData::open_with(&s.path, request.max_decompressed, request.mmap))
         .collect::<Result<_, _>>()?;
     timings.mark("read and inflate");
-    let views = sources
+    let formats: Vec<InputFormat> = sources
         .par_iter()
         .zip(&data)
-        .map(|((source, _), data)| match source.format_of(data) {
-            InputFormat::Pprof => data.view(),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|((s, _), d)| s.format_of(d))
+        .collect();
+    let data: Vec<ProfileData> = if formats.iter().all(|&f| f == InputFormat::Pprof) {
+        data
+    } else {
+        let data = formats
+            .into_par_iter()
+            .zip(data)
+            .map(|(format, data)| input::to_pprof(format, data))
+            .collect::<Result<_>>()?;
+        timings.mark("convert to pprof");
+        data
+    };
+    let views = data
+        .par_iter()
+        .map(input::decode)
+        .collect::<Result<Vec<_>>>()?;
     timings.mark("decode");
 
     let names: Vec<String> = sources

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use firewatch_profile::{FrameRegexError, Incompatibility, SampleIndexError};
 
+use crate::input::node::NodeError;
+use crate::input::InputFormat;
+
 /// The analyzer's `Result`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -16,6 +19,27 @@ pub enum Error {
     /// An input could not be read, decompressed, decoded or validated.
     #[error(transparent)]
     Profile(#[from] firewatch_profile::Error),
+
+    /// A Node.js profile (`.cpuprofile`, `.heapprofile`) is malformed.
+    #[error("{}: invalid {format}: {error}", path.display())]
+    NodeProfile {
+        /// The input.
+        path: PathBuf,
+        /// The format it was read as.
+        format: InputFormat,
+        /// What is wrong.
+        error: NodeError,
+    },
+
+    /// An input is none of the formats the analyzer reads (JSON of another
+    /// shape, say).
+    #[error("{}: {reason}", path.display())]
+    UnknownFormat {
+        /// The input.
+        path: PathBuf,
+        /// What it looks like instead.
+        reason: String,
+    },
 
     /// The requested sample index selects no sample type of an input.
     #[error("{}: {error}", path.display())]

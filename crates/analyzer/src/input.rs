@@ -5,15 +5,21 @@
 //! inflated under the size cap), then its format is decided
 //! ([`InputFormat::detect`], unless the request names it), then the format's
 //! reader turns the bytes into what the analysis works on: for pprof, a
-//! [`ProfileView`](firewatch_profile::ProfileView) whose samples feed the
-//! function table. A new format adds a variant here, a detection rule, and a
-//! reader in [`crate::driver`]: one that produces a view (or samples) for the
-//! function table, or one with a report of its own (a heap snapshot's
-//! object graph).
+//! [`ProfileView`] whose samples feed the
+//! function table. Node.js's `.cpuprofile` and `.heapprofile` are converted
+//! to pprof bytes first ([`node`]), so the rest of the pipeline sees pprof.
+//! A new format adds a variant here, a detection rule, and a reader: one
+//! that produces pprof (or a view) for the function table, or one with a
+//! report of its own (a heap snapshot's object graph).
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
-use firewatch_profile::ProfileData;
+use firewatch_profile::{ProfileData, ProfileView};
+
+use crate::error::{Error, Result};
+
+pub(crate) mod node;
 
 /// A file format the analyzer reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,15 +28,52 @@ pub enum InputFormat {
     /// `profile.proto`, raw or gzip: Go's runtime, pprof-rs, jemalloc_pprof,
     /// firewatch's agent.
     Pprof,
+    /// V8's CPU profile (`node --cpu-prof`, Chrome DevTools' `.cpuprofile`):
+    /// sample types `samples/count` and `cpu/microseconds`.
+    NodeCpuProfile,
+    /// V8's sampling heap profile (`node --heap-prof`, `.heapprofile`):
+    /// sample types `objects/count` and `space/bytes`.
+    NodeHeapProfile,
 }
 
 impl InputFormat {
-    /// The format of a file, from its name and its (decompressed) bytes.
-    /// pprof, which has no magic number, is what remains when no other
-    /// format recognizes the input: today, every input.
+    /// The format of a file, from its (decompressed) bytes and then its
+    /// name. A JSON object with the keys `nodes`, `samples` and
+    /// `timeDeltas` is a `.cpuprofile`; one with `head` (and without those
+    /// or `timestamps`, which an old Chrome CPU profile has) a
+    /// `.heapprofile`. A JSON object that is neither, such as a file cut
+    /// short, is read as its extension says, so that the reader says what
+    /// is wrong. pprof, which has no magic number (and never starts with
+    /// `{`), is what remains.
     pub fn detect(path: &Path, bytes: &[u8]) -> InputFormat {
-        let _ = (path, bytes);
-        InputFormat::Pprof
+        let Some(keys) = node::json::top_level_keys(bytes) else {
+            return InputFormat::Pprof;
+        };
+        if keys.has("nodes") && keys.has("samples") && keys.has("timeDeltas") {
+            return InputFormat::NodeCpuProfile;
+        }
+        if keys.has("head")
+            && !["nodes", "timeDeltas", "timestamps"]
+                .iter()
+                .any(|k| keys.has(k))
+        {
+            return InputFormat::NodeHeapProfile;
+        }
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("cpuprofile") => InputFormat::NodeCpuProfile,
+            Some("heapprofile") => InputFormat::NodeHeapProfile,
+            _ => InputFormat::Pprof,
+        }
+    }
+}
+
+impl fmt::Display for InputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InputFormat::Pprof => "pprof profile",
+            InputFormat::NodeCpuProfile => ".cpuprofile",
+            InputFormat::NodeHeapProfile => ".heapprofile",
+        })
     }
 }
 
@@ -57,6 +100,38 @@ impl Source {
         self.format
             .unwrap_or_else(|| InputFormat::detect(&self.path, data.bytes()))
     }
+}
+
+/// The input, read as `format`, as pprof bytes: `data` itself, or what a
+/// Node.js profile converts to (the JSON is freed once converted).
+pub(crate) fn to_pprof(format: InputFormat, data: ProfileData) -> Result<ProfileData> {
+    let converted = match format {
+        InputFormat::Pprof => return Ok(data),
+        InputFormat::NodeCpuProfile => node::cpu::convert(data.bytes()),
+        InputFormat::NodeHeapProfile => node::heap::convert(data.bytes()),
+    };
+    let path = data.path().to_path_buf();
+    drop(data);
+    let bytes = converted.map_err(|error| Error::NodeProfile {
+        path: path.clone(),
+        format,
+        error,
+    })?;
+    // Already within the input's cap: the stacks were budgeted by its size.
+    Ok(ProfileData::from_bytes(path, bytes, u64::MAX)?)
+}
+
+/// Decodes pprof bytes. When they fail as pprof but start like JSON, the
+/// error says what the JSON lacks rather than which protobuf field broke.
+pub(crate) fn decode(data: &ProfileData) -> Result<ProfileView<'_>> {
+    data.view()
+        .map_err(|error| match node::not_a_node_profile(data.bytes()) {
+            Some(reason) => Error::UnknownFormat {
+                path: data.path().to_path_buf(),
+                reason,
+            },
+            None => error.into(),
+        })
 }
 
 impl From<PathBuf> for Source {

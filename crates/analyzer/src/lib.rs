@@ -6,6 +6,9 @@
 //! per sample even when it recurses), plus the heaviest call stacks, and
 //! renders them as a text, JSON or Markdown report or a flamegraph SVG.
 //!
+//! Node.js's `.cpuprofile` and `.heapprofile` are read too, converted to
+//! pprof on the way in (see [`InputFormat`]).
+//!
 //! The pipeline is: [`Source`] → [`firewatch_profile::ProfileData`] (read or
 //! map, inflate) → [`firewatch_profile::ProfileView`] (parallel decode) →
 //! [`aggregate()`] (parallel aggregation, with pprof's pruning and filters
@@ -61,4 +64,5 @@ pub use aggregate::{
 pub use driver::{run, PhaseTiming, ReportFormat, Request, Summary, Warning};
 pub use error::{Error, Result};
 pub use firewatch_profile::{MmapChoice, SampleIndex};
+pub use input::node::NodeError;
 pub use input::{InputFormat, Source};

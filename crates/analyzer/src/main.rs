@@ -19,7 +19,7 @@ use regex::Regex;
 #[command(
     name = "firewatch",
     version,
-    about = "Profiling toolchain for Rust services: analyze pprof profiles"
+    about = "Profiling toolchain for Rust services: analyze pprof and Node.js profiles"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,7 +41,8 @@ enum Format {
 
 #[derive(clap::Args)]
 struct AnalyzeArgs {
-    /// Profiles to analyze (gzip or raw pprof; `-` reads standard input); several are merged.
+    /// Profiles to analyze: pprof, Node.js .cpuprofile or .heapprofile, gzip or raw
+    /// (`-` reads standard input); several are merged.
     #[arg(required = true, value_name = "PROFILE")]
     profiles: Vec<PathBuf>,
     /// Report format on standard output.
