@@ -890,19 +890,26 @@ fn open_errors_name_the_file() {
 
     // Mapped (the caller's unsafe promise holds: nothing else touches this
     // file) or read, the same bytes and the same error.
-    // SAFETY: the file is this test's own and is not changed while mapped.
-    let mapped = ProfileData::open_with(&path, DEFAULT_MAX_DECOMPRESSED, unsafe {
-        firewatch_profile::MmapChoice::auto()
-    })
-    .unwrap();
-    assert_eq!(mapped.bytes(), &bad.0[..]);
-    assert_eq!(mapped.view().unwrap_err().to_string(), message);
-    drop(mapped);
+    #[cfg(feature = "mmap")]
+    {
+        // SAFETY: the file is this test's own and is not changed while mapped.
+        let mapped = ProfileData::open_with(&path, DEFAULT_MAX_DECOMPRESSED, unsafe {
+            firewatch_profile::MmapChoice::auto()
+        })
+        .unwrap();
+        assert_eq!(mapped.bytes(), &bad.0[..]);
+        assert_eq!(mapped.view().unwrap_err().to_string(), message);
+    }
     // A raw file over the cap is refused whichever way it is opened.
-    for choice in [firewatch_profile::MmapChoice::never(), unsafe {
+    let choices = [
+        firewatch_profile::MmapChoice::never(),
+        #[cfg(feature = "mmap")]
         // SAFETY: as above.
-        firewatch_profile::MmapChoice::auto()
-    }] {
+        unsafe {
+            firewatch_profile::MmapChoice::auto()
+        },
+    ];
+    for choice in choices {
         let e = ProfileData::open_with(&path, 3, choice).err().unwrap();
         assert!(
             e.to_string().contains("exceeds the limit of 3 bytes"),
