@@ -15,6 +15,11 @@
 //! profile requested while one runs is refused at once; a heap profile
 //! requested during a CPU profile is served during it. The thread sleeps
 //! on the endpoint's channel between polls, so a request wakes it.
+//!
+//! With `lookback` set, this thread owns the look-back sampler
+//! ([`crate::cpu::LookbackSampler`]), started with the agent: a CPU
+//! capture then asks it for a capture (at `cpu_hz`, beginning with the
+//! last `lookback` seconds) instead of starting a `CpuProfiler`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,7 +34,7 @@ use crate::capture::{
     Trigger,
 };
 use crate::config::Config;
-use crate::cpu::CpuProfiler;
+use crate::cpu::{CpuCapture, CpuProfiler, LookbackSampler, LookbackSettings};
 use crate::http::{Endpoint, Job, Want};
 use crate::process::{memory_limit_bytes, process_cpu_time, rss_bytes};
 use crate::symbolize::budget::{self, CaptureReport, RssMeter};
@@ -79,6 +84,23 @@ impl AgentBuilder {
         cpu_threshold_checks: u32 => |c, v| c.cpu_threshold_checks = v;
         /// How often the CPU threshold is checked (default 5 s, at least 100 ms).
         check_interval: Duration => |c, v| c.check_interval = v;
+        /// CPU profiles also cover the `d` before they began (off by
+        /// default; 1 s to 10 min, 30 s with the CPU threshold is a good
+        /// start): a sampler runs at [`lookback_hz`](Self::lookback_hz) for
+        /// the agent's life and keeps the last `d` in one-second windows; a
+        /// capture raises it to `cpu_hz` and begins with those windows. It
+        /// is the process's one CPU sampler: a
+        /// [`CpuProfiler::start`](crate::cpu::CpuProfiler::start) meanwhile
+        /// fails with [`Error::Busy`]. `docs/agent.md`, "Look-back", says
+        /// what it costs.
+        lookback: impl Into<Option<Duration>> => |c, v| c.lookback = v.into();
+        /// Sampling rate between captures with [`lookback`](Self::lookback)
+        /// (default 19 Hz, 1–4000).
+        lookback_hz: u32 => |c, v| c.lookback_hz = v;
+        /// Most bytes the look-back windows may hold (default 4 MiB, 64 KiB
+        /// to 1 GiB): over it the oldest seconds are dropped, and profiles
+        /// say how many.
+        lookback_memory_limit: u64 => |c, v| c.lookback_memory_limit = v;
         /// Minimum gap between automatic captures of one kind (default 10 min).
         min_interval: Duration => |c, v| c.min_interval = v;
         /// Automatic captures of one kind per hour (default 4).
@@ -233,7 +255,12 @@ impl Agent {
             }
             None => (None, None),
         };
+        // Before the worker, so a capture right after `start()` has the
+        // seconds since: its threads have their timers when this returns.
+        let lookback = start_lookback(&config, false);
         let worker = Worker {
+            lookback_wanted: config.lookback.is_some() && !lookback_unsupported(&lookback),
+            lookback: lookback.ok().flatten(),
             config,
             jobs,
             early_job: None,
@@ -376,8 +403,67 @@ impl Outputs {
     }
 }
 
+/// Starts the look-back sampler if `lookback` is set (`Ok(None)` if not);
+/// a failure is logged (a retry's at debug level), and the agent runs
+/// without it.
+fn start_lookback(config: &Config, retry: bool) -> Result<Option<LookbackSampler>> {
+    let Some(span) = config.lookback else {
+        return Ok(None);
+    };
+    let settings = LookbackSettings {
+        span,
+        hz: config.lookback_hz,
+        memory_limit: config.lookback_memory_limit,
+    };
+    match LookbackSampler::start(settings) {
+        Ok(sampler) => {
+            log::info!(
+                "firewatch: look-back on: CPU captures begin with the last {span:?}, sampled at \
+                 {} Hz (windows within {} bytes)",
+                config.lookback_hz,
+                config.lookback_memory_limit
+            );
+            Ok(Some(sampler))
+        }
+        Err(e @ Error::Unsupported(_)) => {
+            log::warn!("firewatch: look-back is off: {e}");
+            Err(e)
+        }
+        Err(e) => {
+            let level = if retry {
+                log::Level::Debug
+            } else {
+                log::Level::Warn
+            };
+            log::log!(
+                level,
+                "firewatch: look-back cannot start yet ({e}); tried again at each CPU check"
+            );
+            Err(e)
+        }
+    }
+}
+
+fn lookback_unsupported(started: &Result<Option<LookbackSampler>>) -> bool {
+    matches!(started, Err(Error::Unsupported(_)))
+}
+
+/// The CPU sampler a capture is taken with: its own, or the look-back
+/// sampler, taken from the worker for the capture (given back at its end;
+/// a panic meanwhile drops it, so it never stays at the capture's rate).
+enum CpuSession {
+    Own(CpuProfiler),
+    Lookback(LookbackSampler),
+}
+
 struct Worker {
     config: Config,
+    /// The look-back sampler, while it runs.
+    lookback: Option<LookbackSampler>,
+    /// `lookback` is set and can run here: the sampler is started again at
+    /// each CPU check while it is not running (another profile held the
+    /// process's sampler, or its thread died).
+    lookback_wanted: bool,
     /// Profile requests from the `/debug/pprof/` endpoint, if it is on.
     jobs: Option<Receiver<Job>>,
     /// A job that ended a nap early, to serve next.
@@ -427,6 +513,9 @@ impl Worker {
             if Instant::now() >= next_check {
                 next_check = Instant::now() + self.config.check_interval;
                 wanted.extend(self.check_thresholds());
+                if self.lookback_wanted && self.lookback.is_none() {
+                    self.lookback = start_lookback(&self.config, true).ok().flatten();
+                }
             }
             for (kind, trigger) in wanted {
                 self.request(kind, trigger);
@@ -655,7 +744,8 @@ impl Worker {
             .max()
             .unwrap_or(self.config.cpu_duration);
         let started = SystemTime::now();
-        let (profile, report, sampled) = self.cpu_profile(duration, Origin::Trigger(trigger))?;
+        let (profile, report, sampled) =
+            self.cpu_profile(duration, Origin::Trigger(trigger), true)?;
         let path = self.finish(Kind::Cpu, trigger, started, &profile)?;
         drop(profile);
         log_capture(
@@ -669,23 +759,26 @@ impl Worker {
     }
 
     /// A CPU profile of `duration`, symbolized within the capture memory
-    /// limit, and when its sampling ended. Meanwhile this thread keeps
-    /// answering: the first heap snapshot asked for (by a signal, a
-    /// threshold or the API) and every endpoint heap profile are taken at
-    /// once; other captures are merged into the gate (the caller holds
-    /// it); endpoint CPU profiles are refused as busy.
+    /// limit, and when its sampling ended; with the look-back sampler
+    /// running and `include_lookback`, it begins with the last `lookback`
+    /// seconds. Meanwhile this thread keeps answering: the first heap
+    /// snapshot asked for (by a signal, a threshold or the API) and every
+    /// endpoint heap profile are taken at once; other captures are merged
+    /// into the gate (the caller holds it); endpoint CPU profiles are
+    /// refused as busy.
     fn cpu_profile(
         &mut self,
         duration: Duration,
         origin: Origin,
+        include_lookback: bool,
     ) -> Result<(firewatch_profile::Profile, CaptureReport, Instant)> {
         let mut meter = RssMeter::start();
-        let profiler = CpuProfiler::start(self.config.cpu_hz)?;
+        let session = self.begin_cpu(include_lookback)?;
         let until = Instant::now() + duration;
         let mut heap_taken = false;
         while Instant::now() < until {
             if self.stop.load(Ordering::Acquire) {
-                drop(profiler);
+                let _ = self.end_cpu(session);
                 return Err(Error::Skipped(SkipReason::AgentStopped));
             }
             // Requests arriving now are merged into the gate (served after).
@@ -708,7 +801,7 @@ impl Worker {
             for _ in 0..JOBS_PER_TICK {
                 let Some(job) = self.next_job() else { break };
                 match job.want {
-                    Want::Cpu(_) => job.answer(Err(Error::Busy)),
+                    Want::Cpu { .. } => job.answer(Err(Error::Busy)),
                     Want::Heap | Want::Allocs => self.serve_now(job),
                 }
             }
@@ -716,13 +809,29 @@ impl Worker {
             // The sampler's buffers count towards the capture's peak.
             meter.read();
         }
-        let capture = profiler.stop_raw()?;
+        let capture = self.end_cpu(session)?;
         let sampled = Instant::now();
-        let comments = vec![
+        let mut comments = vec![
             format!("trigger: {origin}"),
             format!("service: {}", self.outputs.service),
             format!("captured by firewatch-agent {}", env!("CARGO_PKG_VERSION")),
         ];
+        if include_lookback && capture.lookback.is_none() {
+            match (origin, self.config.lookback) {
+                (_, Some(_)) => comments.push(
+                    "firewatch: no look-back: the look-back sampler was not running (another \
+                     CPU profile held the process's sampler; it is started again at each CPU \
+                     check)"
+                        .into(),
+                ),
+                (Origin::Endpoint, None) => comments.push(
+                    "firewatch: no look-back: lookback=1 asked for, but the agent's lookback \
+                     setting is off"
+                        .into(),
+                ),
+                (Origin::Trigger(_), None) => {}
+            }
+        }
         // Symbolization within the memory limit; what it loaded (debug
         // info, symbol tables) is released when the scope ends.
         let (mut profile, report) =
@@ -732,6 +841,37 @@ impl Worker {
         drop(capture);
         add_comments(&mut profile, report.comments());
         Ok((profile, report, sampled))
+    }
+
+    /// Starts sampling for a capture: through the look-back sampler if it
+    /// runs (one that fails is dropped, and restarted at a later check),
+    /// else with a `CpuProfiler` of its own.
+    fn begin_cpu(&mut self, include_lookback: bool) -> Result<CpuSession> {
+        if let Some(sampler) = self.lookback.take() {
+            match sampler.begin(self.config.cpu_hz, include_lookback) {
+                Ok(()) => return Ok(CpuSession::Lookback(sampler)),
+                // Dropped (its thread joined) as this scope ends.
+                Err(e) => {
+                    log::warn!("firewatch: look-back sampler: {e}; restarted at the next check")
+                }
+            }
+        }
+        Ok(CpuSession::Own(CpuProfiler::start(self.config.cpu_hz)?))
+    }
+
+    /// Stops sampling for a capture and returns it (the look-back sampler
+    /// goes back to the worker).
+    fn end_cpu(&mut self, session: CpuSession) -> Result<CpuCapture> {
+        match session {
+            CpuSession::Own(profiler) => profiler.stop_raw(),
+            CpuSession::Lookback(sampler) => {
+                let capture = sampler.end();
+                if capture.is_ok() {
+                    self.lookback = Some(sampler);
+                }
+                capture
+            }
+        }
     }
 
     /// The next endpoint request, if one waits.
@@ -777,7 +917,7 @@ impl Worker {
         let want = job.want;
         log::debug!("firewatch: {want} for {} started", Origin::Endpoint);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match want {
-            Want::Cpu(duration) => self.endpoint_cpu(duration),
+            Want::Cpu { duration, lookback } => self.endpoint_cpu(duration, lookback),
             Want::Heap | Want::Allocs => self.endpoint_heap(want),
         }))
         .unwrap_or(Err(Error::Skipped(SkipReason::CapturePanicked)));
@@ -794,13 +934,15 @@ impl Worker {
         job.answer(result);
     }
 
-    fn endpoint_cpu(&mut self, duration: Duration) -> Result<Vec<u8>> {
+    /// An endpoint CPU profile: its own seconds, and with `lookback`
+    /// (`lookback=1`) the look-back sampler's window before them.
+    fn endpoint_cpu(&mut self, duration: Duration, lookback: bool) -> Result<Vec<u8>> {
         // Between captures the gate is free. Holding it makes signals and
         // thresholds that fire during this profile merge, and run after.
         let Some(guard) = self.gate.try_begin(Kind::Cpu, Trigger::Manual) else {
             return Err(Error::Busy);
         };
-        let built = self.cpu_profile(duration, Origin::Endpoint);
+        let built = self.cpu_profile(duration, Origin::Endpoint, lookback);
         drop(guard);
         let (profile, report, sampled) = built?;
         let bytes = self.compress(&profile)?;

@@ -47,6 +47,14 @@ pub struct Config {
     pub cpu_threshold_checks: u32,
     /// How often the CPU threshold is checked.
     pub check_interval: Duration,
+    /// How far back CPU captures reach, before they begin (`None`: not at
+    /// all, and no sampler runs between captures); see `docs/agent.md`,
+    /// "Look-back".
+    pub lookback: Option<Duration>,
+    /// Samples per CPU-second per thread between captures, with `lookback`.
+    pub lookback_hz: u32,
+    /// Most bytes the look-back windows may hold (estimated).
+    pub lookback_memory_limit: u64,
     /// Minimum gap between automatic captures of one kind.
     pub min_interval: Duration,
     /// Automatic captures of one kind allowed per hour.
@@ -138,6 +146,15 @@ const MAX_CPU_DURATION: Duration = Duration::from_secs(3600);
 /// Longest bearer token: it must fit a request head (8 KiB) with room for
 /// the rest.
 const MAX_TOKEN_BYTES: usize = 1024;
+/// Shortest look-back: one window of the history.
+const MIN_LOOKBACK: Duration = Duration::from_secs(1);
+/// Longest look-back: an incident's onset is seconds to minutes before its
+/// trigger, and at 19 Hz ten minutes of a busy service's distinct stacks
+/// outgrow any sensible memory limit anyway.
+const MAX_LOOKBACK: Duration = Duration::from_secs(600);
+/// Bounds of `lookback_memory_limit`: below 64 KiB not even a second of a
+/// busy process's stacks fits; above 1 GiB is a mistake in the unit.
+const LOOKBACK_MEMORY_RANGE: (u64, u64) = (64 << 10, 1 << 30);
 
 fn ok() -> std::result::Result<(), String> {
     Ok(())
@@ -333,6 +350,66 @@ pub(crate) const SETTINGS: &[Setting] = &[
             }
         },
         show: |c| show_duration(c.check_interval),
+    },
+    Setting {
+        method: "lookback(d / None)",
+        env: "FIREWATCH_LOOKBACK",
+        forms: "`30s`, `off`",
+        default: Default::Text("off"),
+        meaning: "CPU profiles (signal, threshold, `capture_cpu`; the endpoint with \
+                  `lookback=1`) also cover the `d` before they began: a sampler runs at \
+                  `lookback_hz` for the agent's life and keeps the last `d` in one-second \
+                  windows (1 s to 10 min; `30s` with the CPU threshold recommended). It is the \
+                  process's one CPU sampler: `CpuProfiler::start` then fails with \
+                  `Error::Busy`. See [Look-back](#look-back) for what it costs",
+        set: |c, v| {
+            c.lookback = optional(v, parse_duration, "a duration")?;
+            ok()
+        },
+        check: |c| match c.lookback {
+            Some(d) if !(MIN_LOOKBACK..=MAX_LOOKBACK).contains(&d) => {
+                Err("must be between 1s and 10m, or off".into())
+            }
+            _ => ok(),
+        },
+        show: |c| c.lookback.map_or_else(|| "off".into(), show_duration),
+    },
+    Setting {
+        method: "lookback_hz(n)",
+        env: "FIREWATCH_LOOKBACK_HZ",
+        forms: "",
+        default: Default::Text("19"),
+        meaning: "samples per CPU-second per thread between captures, with `lookback` (1–4000; \
+                  captures sample at `cpu_hz`). 19, as Parca's agent: an odd rate that no \
+                  periodic work of the service keeps in step with",
+        set: |c, v| {
+            c.lookback_hz = number(v)?;
+            ok()
+        },
+        check: |c| in_range(c.lookback_hz, 1, crate::cpu::MAX_HZ),
+        show: |c| c.lookback_hz.to_string(),
+    },
+    Setting {
+        method: "lookback_memory_limit(n)",
+        env: "FIREWATCH_LOOKBACK_MEMORY_LIMIT",
+        forms: "`4M`, `16M`",
+        default: Default::Text("4M"),
+        meaning: "most the look-back windows may hold (64 KiB–1 GiB, estimated from their \
+                  stacks); over it the oldest seconds are dropped and the profile says how many. \
+                  4 MiB holds 60 s of 10,000 distinct 32-frame stacks with room to spare",
+        set: |c, v| {
+            c.lookback_memory_limit = parse_byte_size(v).ok_or("expected a size")?;
+            ok()
+        },
+        check: |c| {
+            let (lo, hi) = LOOKBACK_MEMORY_RANGE;
+            if (lo..=hi).contains(&c.lookback_memory_limit) {
+                ok()
+            } else {
+                Err("must be between 64K and 1G".into())
+            }
+        },
+        show: |c| c.lookback_memory_limit.to_string(),
     },
     Setting {
         method: "min_interval(d)",
@@ -641,6 +718,9 @@ impl std::default::Default for Config {
             cpu_threshold_percent: None,
             cpu_threshold_checks: 0,
             check_interval: Duration::ZERO,
+            lookback: None,
+            lookback_hz: 0,
+            lookback_memory_limit: 0,
             min_interval: Duration::ZERO,
             max_per_hour: 0,
             lifetime_cap: None,
@@ -922,6 +1002,46 @@ mod tests {
         assert_eq!(config.heap_threshold_bytes, None);
         assert_eq!(config.max_total_bytes, Some(5 << 30));
         assert_eq!(config.capture_memory_limit, Some(8 << 20));
+    }
+
+    #[test]
+    fn look_back_is_off_by_default_and_checked() {
+        let c = Config::default();
+        assert_eq!(c.lookback, None);
+        assert_eq!(c.lookback_hz, 19);
+        assert_eq!(c.lookback_memory_limit, 4 << 20);
+        let (c, ignored) = with(&[
+            ("FIREWATCH_LOOKBACK", "30s"),
+            ("FIREWATCH_LOOKBACK_HZ", "49"),
+            ("FIREWATCH_LOOKBACK_MEMORY_LIMIT", "16M"),
+        ]);
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(c.lookback, Some(Duration::from_secs(30)));
+        assert_eq!((c.lookback_hz, c.lookback_memory_limit), (49, 16 << 20));
+        assert_eq!(with(&[("FIREWATCH_LOOKBACK", "off")]).0.lookback, None);
+        for (variable, bad) in [
+            ("FIREWATCH_LOOKBACK", "11m"),
+            ("FIREWATCH_LOOKBACK", "500ms"),
+            ("FIREWATCH_LOOKBACK", "soon"),
+            ("FIREWATCH_LOOKBACK_HZ", "0"),
+            ("FIREWATCH_LOOKBACK_HZ", "4001"),
+            ("FIREWATCH_LOOKBACK_MEMORY_LIMIT", "32K"),
+            ("FIREWATCH_LOOKBACK_MEMORY_LIMIT", "2G"),
+            ("FIREWATCH_LOOKBACK_MEMORY_LIMIT", "off"),
+        ] {
+            let (c, ignored) = with(&[(variable, bad)]);
+            assert_eq!(ignored.len(), 1, "{variable}={bad}");
+            assert!(ignored[0].to_string().contains(variable), "{}", ignored[0]);
+            assert_eq!(c, Config::default(), "{variable}={bad} is ignored");
+        }
+        let e = Config {
+            lookback: Some(Duration::from_secs(3600)),
+            ..Config::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("lookback") && e.contains("10m"), "{e}");
     }
 
     /// The issue's complaint: with a 30 min gap at most 2 captures fit an

@@ -101,3 +101,54 @@ pub fn forget_symbols() {
     crate::symbolize::Symbolizer::release_debug_info();
     crate::symbolize::Symbolizer::clear_shared_cache();
 }
+
+/// The CPU look-back sampler's windows filled with made-up stacks, to
+/// measure what they take (`benches/lookback.rs`).
+pub struct LookbackHistory(crate::cpu::SyntheticHistory);
+
+impl LookbackHistory {
+    /// `windows` one-second windows of `per_window` stacks `depth` frames
+    /// deep each, within `memory_limit` bytes; with `distinct`, no stack
+    /// repeats across windows, without, every window holds the same ones.
+    pub fn fill(
+        windows: usize,
+        per_window: usize,
+        depth: usize,
+        distinct: bool,
+        memory_limit: usize,
+    ) -> LookbackHistory {
+        LookbackHistory(crate::cpu::SyntheticHistory::fill(
+            windows,
+            per_window,
+            depth,
+            distinct,
+            memory_limit,
+        ))
+    }
+
+    /// The history's own estimate of its bytes (what its limit applies to).
+    pub fn estimated_bytes(&self) -> usize {
+        self.0.estimated_bytes()
+    }
+
+    /// Windows kept.
+    pub fn windows(&self) -> usize {
+        self.0.windows()
+    }
+
+    /// Windows dropped to stay within the limit.
+    pub fn dropped(&self) -> usize {
+        self.0.dropped()
+    }
+
+    /// (stack, thread) entries in the windows kept.
+    pub fn entries(&self) -> usize {
+        self.0.entries()
+    }
+
+    /// Copies and merges every window kept, as a capture does when it
+    /// begins; returns the distinct stacks of the copy.
+    pub fn take_all(&self) -> usize {
+        self.0.take_all()
+    }
+}

@@ -18,6 +18,12 @@
 //! pointers where there are none; see `crate::unwind`), notices new and
 //! exited threads, and aggregates stacks. Stopping disarms the timers and
 //! turns the stacks into a pprof profile, symbolized off the signal path.
+//!
+//! With the agent's `lookback` setting the same sampler runs for the
+//! agent's life at a low rate and keeps the last seconds in one-second
+//! windows; a capture then raises its rate and begins with those windows
+//! (`sampler::lookback`). That sampler is the process's one: a
+//! [`CpuProfiler::start`] meanwhile gets [`Error::Busy`](crate::Error::Busy).
 
 mod profile;
 
@@ -42,6 +48,12 @@ use std::time::{Duration, SystemTime};
 
 pub(crate) use sampler::after_fork_in_child;
 pub use sampler::CpuProfiler;
+pub(crate) use sampler::LookbackSampler;
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+pub(crate) use sampler::SyntheticHistory;
 
 /// Deepest stack recorded; deeper stacks are cut and marked truncated.
 pub(crate) const MAX_DEPTH: usize = 128;
@@ -54,6 +66,18 @@ pub(crate) const WINDOW: usize = 32 * 1024;
 /// Threads profiled at once (slots of the sampler's thread table).
 pub(crate) const MAX_SLOTS: usize = 4096;
 
+/// What the agent's look-back sampler runs with (the `lookback`,
+/// `lookback_hz` and `lookback_memory_limit` settings).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LookbackSettings {
+    /// How far back a capture reaches.
+    pub span: Duration,
+    /// Samples per CPU-second per thread between captures.
+    pub hz: u32,
+    /// Most bytes the windows may take (estimated).
+    pub memory_limit: u64,
+}
+
 /// Raw result of a CPU profile, before symbolization.
 #[non_exhaustive]
 pub struct CpuCapture {
@@ -61,11 +85,13 @@ pub struct CpuCapture {
     pub hz: u32,
     /// CPU time between two samples of a thread.
     pub period_ns: u64,
-    /// When the profile started.
+    /// When the profile's window started: with a [`lookback`](Self::lookback)
+    /// part, where that part starts (before the capture itself began).
     pub started: SystemTime,
-    /// How long it ran.
+    /// How long the window is, the look-back part included.
     pub duration: Duration,
-    /// Distinct (stack, thread) pairs with their sample counts and CPU time.
+    /// Distinct (stack, thread) pairs with their sample counts and CPU time
+    /// (a look-back capture's stacks once for each part they appear in).
     pub stacks: Vec<CapturedStack>,
     /// CPU time of samples lost because the pool was full.
     pub dropped_ns: u64,
@@ -101,6 +127,34 @@ pub struct CpuCapture {
     /// Another `SIGPROF` handler was installed before ours (its signals are
     /// forwarded to it).
     pub previous_handler: bool,
+    /// The seconds before the capture began, for a capture of the agent's
+    /// look-back sampler that asked for them; `None` for any other profile.
+    /// Its samples are in `stacks` (marked) and in every total above.
+    pub lookback: Option<Lookback>,
+}
+
+/// The look-back part of a [`CpuCapture`]: the windows the agent's
+/// look-back sampler kept from before the capture began.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lookback {
+    /// How far back the capture asked to reach (the `lookback` setting).
+    pub requested: Duration,
+    /// How far back the windows taken reach: less than `requested` by up
+    /// to a window (1 s), by windows dropped for memory, or when the
+    /// sampler has run for less time.
+    pub covered: Duration,
+    /// The sampling rate between captures (`lookback_hz`).
+    pub hz: u32,
+    /// Samples of the look-back part.
+    pub samples: u64,
+    /// CPU time they stand for.
+    pub cpu_ns: u64,
+    /// One-second windows within `requested` that were dropped to stay
+    /// within `memory_limit`.
+    pub windows_dropped: usize,
+    /// The `lookback_memory_limit` setting.
+    pub memory_limit: u64,
 }
 
 /// One distinct (stack, thread) of a [`CpuCapture`].
@@ -119,4 +173,6 @@ pub struct CapturedStack {
     /// The stack could not be walked (the frames hold the interrupted
     /// address only).
     pub unwalked: bool,
+    /// Counted in the look-back part, before the capture began.
+    pub lookback: bool,
 }

@@ -5,7 +5,7 @@ use std::time::UNIX_EPOCH;
 
 use firewatch_profile::Profile;
 
-use super::CpuCapture;
+use super::{CpuCapture, Lookback};
 use crate::process::current_mappings;
 use crate::stacks_to_profile::{
     build_profile, ProfileSpec, RawSample, LOST_SAMPLES_FRAME, TRUNCATED_STACK_FRAME,
@@ -20,6 +20,16 @@ pub const UNWALKED_STACK_FRAME: &str = "[firewatch: stack not walked]";
 /// (see [`CpuCapture::unsampled_ns`]), so the profile's total is the
 /// process's CPU time, without inflating any stack.
 pub const UNSAMPLED_FRAME: &str = "[firewatch: unsampled]";
+
+/// Sample label saying which part of a look-back capture a stack was
+/// counted in: [`LOOKBACK_PART`] or [`CAPTURE_PART`] (absent from other
+/// profiles). `go tool pprof -tagfocus=firewatch_window=lookback` shows
+/// what came before the trigger.
+pub const WINDOW_LABEL: &str = "firewatch_window";
+/// [`WINDOW_LABEL`]'s value for the seconds before the capture began.
+pub const LOOKBACK_PART: &str = "lookback";
+/// [`WINDOW_LABEL`]'s value for the capture's own seconds.
+pub const CAPTURE_PART: &str = "capture";
 
 impl CpuCapture {
     /// The pprof profile of this capture: `samples/count` and
@@ -44,6 +54,9 @@ impl CpuCapture {
             self.samples,
             self.cpu_ns as f64 / 1e9
         ));
+        if let Some(lookback) = &self.lookback {
+            spec.comments.push(lookback.comment());
+        }
         if self.dropped_ns > 0 {
             spec.comments.push(format!(
                 "firewatch: lost {:.3}s of CPU samples (buffers full); shown as {LOST_SAMPLES_FRAME}",
@@ -121,6 +134,14 @@ impl CpuCapture {
                 let mut raw =
                     RawSample::new(s.frames.to_vec(), vec![s.samples as i64, s.cpu_ns as i64])
                         .with_label("thread", s.thread.clone());
+                if self.lookback.is_some() {
+                    let part = if s.lookback {
+                        LOOKBACK_PART
+                    } else {
+                        CAPTURE_PART
+                    };
+                    raw = raw.with_label(WINDOW_LABEL, part);
+                }
                 if s.truncated {
                     raw = raw.with_synthetic_root(TRUNCATED_STACK_FRAME);
                 } else if s.unwalked {
@@ -151,12 +172,41 @@ impl CpuCapture {
     }
 
     /// Samples per second of CPU time actually delivered (below the requested
-    /// rate when the kernel's tick rate caps signal delivery).
+    /// rate when the kernel's tick rate caps signal delivery), of the
+    /// capture's own samples (a look-back part is at its own rate).
     pub fn effective_hz(&self) -> f64 {
-        if self.cpu_ns == 0 {
+        let (samples, cpu_ns) = match &self.lookback {
+            Some(l) => (self.samples - l.samples, self.cpu_ns - l.cpu_ns),
+            None => (self.samples, self.cpu_ns),
+        };
+        if cpu_ns == 0 {
             0.0
         } else {
-            self.samples as f64 / (self.cpu_ns as f64 / 1e9)
+            samples as f64 / (cpu_ns as f64 / 1e9)
         }
+    }
+}
+
+impl Lookback {
+    /// What the profile's comments say of it.
+    fn comment(&self) -> String {
+        let mut said = format!(
+            "firewatch: look-back: {:.1}s before the capture began (of {}s asked for) at {} Hz: \
+             {} samples, {:.3}s CPU, labelled {WINDOW_LABEL}={LOOKBACK_PART} (the capture's own: \
+             {WINDOW_LABEL}={CAPTURE_PART})",
+            self.covered.as_secs_f64(),
+            self.requested.as_secs_f64(),
+            self.hz,
+            self.samples,
+            self.cpu_ns as f64 / 1e9,
+        );
+        if self.windows_dropped > 0 {
+            said.push_str(&format!(
+                "; {} one-second windows dropped to stay within lookback_memory_limit ({:.1} MiB)",
+                self.windows_dropped,
+                self.memory_limit as f64 / f64::from(1 << 20)
+            ));
+        }
+        said
     }
 }

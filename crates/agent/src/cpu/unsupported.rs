@@ -3,7 +3,7 @@
 //! [`Error::Unsupported`], so a service that links the agent builds and runs
 //! there (heap snapshots and the thresholds keep working).
 
-use super::CpuCapture;
+use super::{CpuCapture, LookbackSettings};
 use crate::{Error, Result};
 
 /// A running CPU profile; on this target there never is one.
@@ -30,6 +30,26 @@ impl CpuProfiler {
 
 impl Drop for CpuProfiler {
     fn drop(&mut self) {
+        match self.never {}
+    }
+}
+
+/// The agent's look-back sampler; on this target there never is one.
+pub(crate) struct LookbackSampler {
+    never: std::convert::Infallible,
+}
+
+impl LookbackSampler {
+    /// Fails: "CPU profiling is not supported on this target".
+    pub(crate) fn start(_settings: LookbackSettings) -> Result<LookbackSampler> {
+        Err(Error::Unsupported("CPU profiling"))
+    }
+
+    pub(crate) fn begin(&self, _hz: u32, _include_lookback: bool) -> Result<()> {
+        match self.never {}
+    }
+
+    pub(crate) fn end(&self) -> Result<CpuCapture> {
         match self.never {}
     }
 }

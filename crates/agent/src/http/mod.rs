@@ -58,8 +58,10 @@ use crate::{Error, Result, SkipReason};
 /// A profile the endpoint asks the worker for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Want {
-    /// `/debug/pprof/profile`: a CPU profile of this length.
-    Cpu(Duration),
+    /// `/debug/pprof/profile`: a CPU profile of this length; with
+    /// `lookback` (`lookback=1`), beginning with the look-back sampler's
+    /// window.
+    Cpu { duration: Duration, lookback: bool },
     /// `/debug/pprof/heap`: a heap snapshot, `inuse_space` by default.
     Heap,
     /// `/debug/pprof/allocs`: the same snapshot, `alloc_space` by default.
@@ -70,7 +72,7 @@ impl Want {
     /// The profile's name in Go's paths and `Content-Disposition`.
     pub fn file_name(self) -> &'static str {
         match self {
-            Want::Cpu(_) => "profile",
+            Want::Cpu { .. } => "profile",
             Want::Heap => "heap",
             Want::Allocs => "allocs",
         }
@@ -80,7 +82,14 @@ impl Want {
 impl fmt::Display for Want {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Want::Cpu(d) => write!(f, "CPU profile of {} s", d.as_secs()),
+            Want::Cpu {
+                duration,
+                lookback: false,
+            } => write!(f, "CPU profile of {} s", duration.as_secs()),
+            Want::Cpu {
+                duration,
+                lookback: true,
+            } => write!(f, "CPU profile of {} s with look-back", duration.as_secs()),
             Want::Heap => f.write_str("heap profile"),
             Want::Allocs => f.write_str("allocs profile"),
         }

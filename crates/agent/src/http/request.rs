@@ -199,7 +199,16 @@ pub(crate) fn route(head: &Head, rules: &Rules<'_>) -> Result<Route, Response> {
                     ),
                 ));
             }
-            Ok(Route::Capture(Want::Cpu(Duration::from_secs(seconds))))
+            // `lookback=1` (Go's rule for its own flags such as `gc`:
+            // `strconv.Atoi`, and on for a number above 0): begin with the
+            // look-back sampler's window, where the agent keeps one.
+            let lookback = form("lookback")
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v > 0);
+            Ok(Route::Capture(Want::Cpu {
+                duration: Duration::from_secs(seconds),
+                lookback,
+            }))
         }
         "heap" | "allocs" => {
             // Go serves a delta profile over `seconds`; not (yet) here.
@@ -341,7 +350,18 @@ mod tests {
 
     #[test]
     fn the_paths_go_serves() {
-        let cpu = |s| Ok(Route::Capture(Want::Cpu(Duration::from_secs(s))));
+        let cpu = |s| {
+            Ok(Route::Capture(Want::Cpu {
+                duration: Duration::from_secs(s),
+                lookback: false,
+            }))
+        };
+        let with_lookback = |s| {
+            Ok(Route::Capture(Want::Cpu {
+                duration: Duration::from_secs(s),
+                lookback: true,
+            }))
+        };
         assert_eq!(get("/debug/pprof/"), Ok(Route::Index));
         assert_eq!(get("/debug/pprof/cmdline"), Ok(Route::Cmdline));
         assert_eq!(get("/debug/pprof/heap"), Ok(Route::Capture(Want::Heap)));
@@ -381,6 +401,26 @@ mod tests {
         assert_eq!(get("/debug/pprof/profile?seconds=60"), cpu(60));
         assert_eq!(get("/debug/pprof/profile?seconds=7&seconds=9"), cpu(7));
         assert_eq!(get("/debug/pprof/profile?debug=1&seconds=1"), cpu(1));
+        // `lookback`: on for a whole number above 0, as Go reads `gc`.
+        assert_eq!(
+            get("/debug/pprof/profile?seconds=5&lookback=1"),
+            with_lookback(5)
+        );
+        assert_eq!(get("/debug/pprof/profile?lookback=2"), with_lookback(30));
+        assert_eq!(get("/debug/pprof/profile?lookback=%31"), with_lookback(30));
+        for off in [
+            "lookback=0",
+            "lookback=-1",
+            "lookback=true",
+            "lookback",
+            "lookback=",
+        ] {
+            assert_eq!(
+                get(&format!("/debug/pprof/profile?{off}")),
+                cpu(30),
+                "{off}"
+            );
+        }
         assert_eq!(
             get("/debug/pprof/profile?seconds=61"),
             Err(Status::BAD_REQUEST)

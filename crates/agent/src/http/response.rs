@@ -172,7 +172,7 @@ impl Response {
                 Status::NOT_IMPLEMENTED,
                 format!("Could not enable CPU profiling: {error}"),
             ),
-            (Error::Sys { .. }, Want::Cpu(_)) => (
+            (Error::Sys { .. }, Want::Cpu { .. }) => (
                 Status::INTERNAL_SERVER_ERROR,
                 format!("Could not enable CPU profiling: {error}"),
             ),
@@ -224,7 +224,10 @@ mod tests {
 
     #[test]
     fn a_profile_has_gos_headers() {
-        let cpu = Want::Cpu(Duration::from_secs(1));
+        let cpu = Want::Cpu {
+            duration: Duration::from_secs(1),
+            lookback: false,
+        };
         let t = text(Response::profile(cpu, vec![0x1f, 0x8b, 8]), false);
         assert!(t.starts_with("HTTP/1.1 200 OK\r\n"), "{t}");
         for line in [
@@ -248,7 +251,13 @@ mod tests {
     #[test]
     fn an_error_is_gos_serve_error() {
         let t = text(
-            Response::from_capture(Want::Cpu(Duration::from_secs(1)), Err(Error::Busy)),
+            Response::from_capture(
+                Want::Cpu {
+                    duration: Duration::from_secs(1),
+                    lookback: false,
+                },
+                Err(Error::Busy),
+            ),
             false,
         );
         assert!(

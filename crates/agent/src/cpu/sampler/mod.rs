@@ -2,6 +2,8 @@
 //! CPU-clock timers, the SIGPROF handler's pool, the profiler thread that
 //! drains and unwinds it (see the parent module for how they fit).
 
+mod history;
+mod lookback;
 mod pool;
 mod signal;
 mod threads;
@@ -9,25 +11,26 @@ mod timer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use history::{History, Sample, StackKey, Tally, ThreadRef, FLAG_NO_STACK, FLAG_TRUNCATED};
 use pool::{Header, Pool};
 use signal::{ACTIVE, ENABLED, POOL};
 use timer::ThreadTimer;
 
-use super::{CapturedStack, CpuCapture, MAX_DEPTH, MAX_HZ, MAX_SLOTS};
-use crate::unwind::{CopiedStack, Ending, StackUnwinder};
+pub(crate) use history::SyntheticHistory;
+pub(crate) use lookback::LookbackSampler;
 
-/// The stack was cut: deeper than [`MAX_DEPTH`] or than the copy window.
-const FLAG_TRUNCATED: u32 = 1;
-/// The stack pointer was not readable: only the PC was kept.
-const FLAG_NO_STACK: u32 = 2;
+use super::{CapturedStack, CpuCapture, Lookback, MAX_DEPTH, MAX_HZ, MAX_SLOTS};
+use crate::unwind::{CopiedStack, Ending, StackUnwinder};
 
 use crate::{Error, Result};
 
-/// Only one CPU profile runs at a time in a process.
+/// Only one CPU profile runs at a time in a process (a `CpuProfiler`, or
+/// the agent's look-back sampler for as long as it lives).
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// How often the profiler thread drains the pool and looks for new threads.
@@ -42,7 +45,7 @@ const SCAN_COST_RATIO: u32 = 50;
 /// A running CPU profile. Dropping it stops sampling and discards the data.
 pub struct CpuProfiler {
     stop: Arc<AtomicBool>,
-    worker: Option<JoinHandle<Collected>>,
+    worker: Option<JoinHandle<Finished>>,
     hz: u32,
     started: SystemTime,
     started_at: Instant,
@@ -50,81 +53,100 @@ pub struct CpuProfiler {
     cpu_at_start: Duration,
 }
 
-/// One aggregated stack: leaf-first addresses, the thread, and flags.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct StackKey {
-    frames: Box<[u64]>,
-    thread: u32,
-    flags: u32,
-}
-
-/// What the profiler thread gathered.
-#[derive(Default)]
-struct Collected {
-    stacks: HashMap<StackKey, (u64, u64)>,
-    thread_names: Vec<String>,
-    samples: u64,
-    periods: u64,
-    dropped_periods: u64,
-    truncated: u64,
-    unwalked: u64,
-    /// Samples whose unwinding stopped before the outermost frame.
-    incomplete: u64,
-    /// Signals from a timer already deleted (old kernels queue them).
-    stale: u64,
+/// What the profiler thread hands back when it stops.
+struct Finished {
+    /// The samples of a `CpuProfiler`'s run (`None` for the look-back
+    /// sampler, whose captures were handed over as they ended).
+    profile: Option<Tally>,
+    threads: ThreadStats,
     /// Executable mappings without a readable unwind table.
     without_tables: usize,
+    previous_handler: bool,
+}
+
+/// What a profile reports about the threads it followed.
+#[derive(Clone, Copy, Default)]
+struct ThreadStats {
     /// Most threads at once that had no slot (more than `MAX_SLOTS`).
     untracked: usize,
     threads_seen: usize,
     timer_failures: usize,
-    previous_handler: bool,
+}
+
+/// CPU time between two signals of a thread's timer at `hz`.
+fn period_for(hz: u32) -> u64 {
+    1_000_000_000 / u64::from(hz.clamp(1, MAX_HZ))
+}
+
+/// Claims the process's one sampler, installs the SIGPROF handler and
+/// starts the profiler thread, which runs `body(previous_handler, armed)`;
+/// returns once `body` says on `armed` that the threads that exist now have
+/// their timers (or has ended without saying so).
+fn spawn_profiler_thread<T: Send + 'static>(
+    body: impl FnOnce(bool, Sender<()>) -> T + Send + 'static,
+) -> Result<JoinHandle<T>> {
+    crate::fork::register();
+    if RUNNING.swap(true, Ordering::AcqRel) {
+        return Err(Error::Busy);
+    }
+    let previous_handler = match signal::install() {
+        Ok(had) => had,
+        Err(source) => {
+            RUNNING.store(false, Ordering::Release);
+            return Err(Error::Sys {
+                call: "sigaction(SIGPROF)",
+                source,
+            });
+        }
+    };
+    if previous_handler {
+        log::warn!("firewatch: another SIGPROF handler was installed; signals not from our timers are passed to it");
+    }
+    let (ready, armed) = std::sync::mpsc::channel();
+    let worker = std::thread::Builder::new()
+        .name("firewatch-cpu".into())
+        .spawn(move || body(previous_handler, ready))
+        .map_err(|source| {
+            RUNNING.store(false, Ordering::Release);
+            Error::Sys {
+                call: "spawning the profiler thread",
+                source,
+            }
+        })?;
+    // A profiler thread that died first has sent nothing; its owner reports
+    // it when it joins.
+    let _ = armed.recv();
+    Ok(worker)
+}
+
+/// Waits for the profiler thread and releases the process's sampler.
+fn join_profiler_thread<T>(worker: JoinHandle<T>) -> Result<T> {
+    let result = worker.join();
+    RUNNING.store(false, Ordering::Release);
+    result.map_err(|_| Error::Sys {
+        call: "the profiler thread",
+        source: std::io::Error::other("it panicked; sampling was stopped"),
+    })
 }
 
 impl CpuProfiler {
     /// Starts sampling every thread of the process at `hz` samples per
     /// CPU-second (clamped to 1..=4000).
+    ///
+    /// Fails with [`Error::Busy`] while another profile runs in the
+    /// process, including the agent's look-back sampler, which holds the
+    /// sampler for the agent's life when `lookback` is set.
     pub fn start(hz: u32) -> Result<CpuProfiler> {
-        crate::fork::register();
-        if RUNNING.swap(true, Ordering::AcqRel) {
-            return Err(Error::Busy);
-        }
-        let previous_handler = match signal::install() {
-            Ok(had) => had,
-            Err(source) => {
-                RUNNING.store(false, Ordering::Release);
-                return Err(Error::Sys {
-                    call: "sigaction(SIGPROF)",
-                    source,
-                });
-            }
-        };
-        if previous_handler {
-            log::warn!("firewatch: another SIGPROF handler was installed; signals not from our timers are passed to it");
-        }
         let hz = hz.clamp(1, MAX_HZ);
-        let period_ns = 1_000_000_000 / u64::from(hz);
         let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();
-        let (ready, armed) = std::sync::mpsc::channel();
-        let worker = std::thread::Builder::new()
-            .name("firewatch-cpu".into())
-            .spawn(move || {
-                let mut sampler = Sampler::new(period_ns, previous_handler);
-                sampler.run(&worker_stop, ready);
-                sampler.finish()
-            })
-            .map_err(|source| {
-                RUNNING.store(false, Ordering::Release);
-                Error::Sys {
-                    call: "spawning the profiler thread",
-                    source,
-                }
-            })?;
+        let worker = spawn_profiler_thread(move |previous_handler, ready| {
+            let mut sampler = Sampler::new(period_for(hz), previous_handler, None);
+            sampler.run(&worker_stop, ready);
+            sampler.finish()
+        })?;
         // The profile's window starts once every thread that exists now has
-        // its timer: CPU they use after `start` returns is all counted. (A
-        // profiler thread that died first has sent nothing; `stop` reports it.)
-        let _ = armed.recv();
+        // its timer: CPU they use after `start` returns is all counted.
         Ok(CpuProfiler {
             stop,
             worker: Some(worker),
@@ -144,54 +166,24 @@ impl CpuProfiler {
     pub fn stop_raw(mut self) -> Result<CpuCapture> {
         let duration = self.started_at.elapsed();
         let used = crate::process::usage::process_cpu_clock().saturating_sub(self.cpu_at_start);
-        let collected = self.join()?;
-        let period_ns = 1_000_000_000 / u64::from(self.hz);
-        let counted = (collected.periods + collected.dropped_periods) * period_ns;
-        let unsampled_ns = (used.as_nanos() as u64).saturating_sub(counted);
-        let names = collected.thread_names;
-        let stacks = collected
-            .stacks
-            .into_iter()
-            .map(|(key, (samples, periods))| CapturedStack {
-                frames: key.frames,
-                thread: names.get(key.thread as usize).cloned().unwrap_or_default(),
-                samples,
-                cpu_ns: periods * period_ns,
-                truncated: key.flags & FLAG_TRUNCATED != 0,
-                unwalked: key.flags & FLAG_NO_STACK != 0,
-            })
-            .collect();
-        Ok(CpuCapture {
+        let finished = self.join()?;
+        Ok(Parts {
             hz: self.hz,
-            period_ns,
             started: self.started,
             duration,
-            stacks,
-            dropped_ns: collected.dropped_periods * period_ns,
-            unsampled_ns,
-            samples: collected.samples,
-            cpu_ns: collected.periods * period_ns,
-            truncated: collected.truncated,
-            unwalked: collected.unwalked,
-            incomplete: collected.incomplete,
-            stale: collected.stale,
-            without_tables: collected.without_tables,
-            untracked: collected.untracked,
-            threads_seen: collected.threads_seen,
-            timer_failures: collected.timer_failures,
-            previous_handler: collected.previous_handler,
-        })
+            used,
+            profile: finished.profile.unwrap_or_default(),
+            lookback: None,
+            threads: finished.threads,
+            without_tables: finished.without_tables,
+            previous_handler: finished.previous_handler,
+        }
+        .into_capture())
     }
 
-    fn join(&mut self) -> Result<Collected> {
+    fn join(&mut self) -> Result<Finished> {
         self.stop.store(true, Ordering::Release);
-        let worker = self.worker.take().expect("joined once");
-        let result = worker.join();
-        RUNNING.store(false, Ordering::Release);
-        result.map_err(|_| Error::Sys {
-            call: "the profiler thread",
-            source: std::io::Error::other("it panicked; sampling was stopped"),
-        })
+        join_profiler_thread(self.worker.take().expect("joined once"))
     }
 }
 
@@ -203,10 +195,92 @@ impl Drop for CpuProfiler {
     }
 }
 
+/// Everything a [`CpuCapture`] is made of.
+struct Parts {
+    hz: u32,
+    started: SystemTime,
+    duration: Duration,
+    /// The process's CPU clock over the window.
+    used: Duration,
+    /// The samples taken at `hz`.
+    profile: Tally,
+    /// The look-back windows, and what the capture says of them.
+    lookback: Option<(Tally, Lookback)>,
+    threads: ThreadStats,
+    without_tables: usize,
+    previous_handler: bool,
+}
+
+impl Parts {
+    fn into_capture(self) -> CpuCapture {
+        let mut total = Tally::default();
+        let stacks = |tally: Tally, lookback: bool| {
+            tally
+                .stacks
+                .into_iter()
+                .map(move |(key, counts)| CapturedStack {
+                    thread: key.thread.name(),
+                    frames: key.frames,
+                    samples: counts.samples,
+                    cpu_ns: counts.cpu_ns,
+                    truncated: key.flags & FLAG_TRUNCATED != 0,
+                    unwalked: key.flags & FLAG_NO_STACK != 0,
+                    lookback,
+                })
+        };
+        let mut captured = Vec::new();
+        let lookback = self.lookback.map(|(tally, said)| {
+            total.add_totals(&tally);
+            captured.extend(stacks(tally, true));
+            said
+        });
+        total.add_totals(&self.profile);
+        captured.extend(stacks(self.profile, false));
+        let counted = total.cpu_ns + total.dropped_ns;
+        CpuCapture {
+            hz: self.hz,
+            period_ns: period_for(self.hz),
+            started: self.started,
+            duration: self.duration,
+            stacks: captured,
+            dropped_ns: total.dropped_ns,
+            unsampled_ns: (self.used.as_nanos() as u64).saturating_sub(counted),
+            samples: total.samples,
+            cpu_ns: total.cpu_ns,
+            truncated: total.truncated,
+            unwalked: total.unwalked,
+            incomplete: total.incomplete,
+            stale: total.stale,
+            without_tables: self.without_tables,
+            untracked: self.threads.untracked,
+            threads_seen: self.threads.threads_seen,
+            timer_failures: self.threads.timer_failures,
+            previous_handler: self.previous_handler,
+            lookback,
+        }
+    }
+}
+
+impl Tally {
+    /// Adds `other`'s totals (not its stacks) to these.
+    fn add_totals(&mut self, other: &Tally) {
+        self.samples += other.samples;
+        self.cpu_ns += other.cpu_ns;
+        self.dropped_ns += other.dropped_ns;
+        self.truncated += other.truncated;
+        self.unwalked += other.unwalked;
+        self.incomplete += other.incomplete;
+        self.stale += other.stale;
+    }
+}
+
 /// In a child just forked: no timer and no profiler thread came along, so
-/// no profile runs here, whatever the parent was doing. The parent's pool
-/// is left allocated (the child cannot know whether it is still needed by
-/// the copy of memory it shares nothing with; a few MiB at most).
+/// no profile runs here, whatever the parent was doing (a `CpuProfiler` or
+/// the agent's look-back sampler: both are this one sampler, and the
+/// look-back sampler keeps no state of its own outside its thread). The
+/// parent's pool is left allocated (the child cannot know whether it is
+/// still needed by the copy of memory it shares nothing with; a few MiB at
+/// most).
 pub(crate) fn after_fork_in_child() {
     ENABLED.store(false, Ordering::SeqCst);
     ACTIVE.store(0, Ordering::SeqCst);
@@ -218,6 +292,7 @@ pub(crate) fn after_fork_in_child() {
 struct Tracked {
     slot: usize,
     timer: Option<ThreadTimer>,
+    thread: ThreadRef,
 }
 
 /// Per slot, the generation of its last owner in any profile of this
@@ -225,26 +300,45 @@ struct Tracked {
 static LAST_GENERATION: [std::sync::atomic::AtomicU16; MAX_SLOTS] =
     [const { std::sync::atomic::AtomicU16::new(0) }; MAX_SLOTS];
 
+/// When the threads are next listed.
+struct ScanSchedule {
+    scans: u32,
+    next: Instant,
+}
+
+impl ScanSchedule {
+    fn now() -> ScanSchedule {
+        ScanSchedule {
+            scans: 0,
+            next: Instant::now(),
+        }
+    }
+}
+
 /// The profiler thread's state.
 struct Sampler {
     period_ns: u64,
     threads: HashMap<libc::pid_t, Tracked>,
     /// Per slot: the generation of its current (or last) owner and the
-    /// owner's name, for checking a sample's `si_value`.
-    owners: Vec<(u16, Option<u32>)>,
+    /// owner, for checking a sample's `si_value`.
+    owners: Vec<(u16, Option<ThreadRef>)>,
     free_slots: Vec<usize>,
-    collected: Collected,
+    /// The profile being taken: a `CpuProfiler`'s whole run; for the
+    /// look-back sampler, the capture in progress, if any.
+    profile: Option<Tally>,
+    /// The look-back sampler's windows of the last seconds.
+    history: Option<History>,
+    thread_stats: ThreadStats,
+    previous_handler: bool,
     pool: *mut Pool,
     unwinder: StackUnwinder,
     frames: Vec<u64>,
 }
 
 impl Sampler {
-    fn new(period_ns: u64, previous_handler: bool) -> Sampler {
-        let collected = Collected {
-            previous_handler,
-            ..Collected::default()
-        };
+    /// A sampler at `period_ns`: a `CpuProfiler`'s, counting into one
+    /// profile, or with a `history`, the look-back sampler's.
+    fn new(period_ns: u64, previous_handler: bool, history: Option<History>) -> Sampler {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let pool = Box::into_raw(Pool::new(pool::slots_for(cpus)));
         POOL.store(pool, Ordering::SeqCst);
@@ -259,7 +353,10 @@ impl Sampler {
                 .map(|g| (g.load(Ordering::Relaxed), None))
                 .collect(),
             free_slots: (0..MAX_SLOTS).rev().collect(),
-            collected,
+            profile: history.is_none().then(Tally::default),
+            history,
+            thread_stats: ThreadStats::default(),
+            previous_handler,
             pool,
             unwinder: StackUnwinder::new(),
             frames: Vec::with_capacity(MAX_DEPTH),
@@ -268,34 +365,42 @@ impl Sampler {
 
     /// Samples until `stop`; says on `ready` once the threads that existed
     /// at the start have their timers.
-    fn run(&mut self, stop: &AtomicBool, ready: std::sync::mpsc::Sender<()>) {
+    fn run(&mut self, stop: &AtomicBool, ready: Sender<()>) {
         ENABLED.store(true, Ordering::Release);
         let mut ready = Some(ready);
-        let (mut scans, mut next_scan) = (0u32, Instant::now());
+        let mut schedule = ScanSchedule::now();
         while !stop.load(Ordering::Acquire) {
-            // Listing /proc/self/task costs tens of microseconds with a few
-            // threads (then every round: new threads are found within
-            // 20 ms) and milliseconds with thousands: the next scan waits
-            // 50 times as long as this one took, so scanning stays under 2%
-            // of a core (found within ~200 ms at 4,096 threads).
-            if Instant::now() >= next_scan {
-                let began = Instant::now();
-                scans = scans.wrapping_add(1);
-                if scans % NAMES_EVERY_SCANS == 0 {
-                    // Reused tids first: their new thread's name must not be
-                    // written over the old thread's.
-                    self.retire_reused_tids();
-                    self.refresh_names();
-                }
-                self.track_threads();
-                next_scan = began + (began.elapsed() * SCAN_COST_RATIO).max(DRAIN_EVERY);
-            }
+            self.scan_if_due(&mut schedule, DRAIN_EVERY, NAMES_EVERY_SCANS);
             if let Some(ready) = ready.take() {
                 let _ = ready.send(());
             }
             self.drain();
             std::thread::sleep(DRAIN_EVERY);
         }
+    }
+
+    /// Lists the threads if `schedule` says it is time: new ones get timers,
+    /// exited ones are retired, and every `names_every` scans names are
+    /// read again.
+    fn scan_if_due(&mut self, schedule: &mut ScanSchedule, every: Duration, names_every: u32) {
+        // Listing /proc/self/task costs tens of microseconds with a few
+        // threads (then every `every`: new threads are found within it)
+        // and milliseconds with thousands: the next scan waits 50 times as
+        // long as this one took, so scanning stays under 2% of a core
+        // (found within ~200 ms at 4,096 threads).
+        if Instant::now() < schedule.next {
+            return;
+        }
+        let began = Instant::now();
+        schedule.scans = schedule.scans.wrapping_add(1);
+        if schedule.scans % names_every == 0 {
+            // Reused tids first: their new thread's name must not be
+            // written over the old thread's.
+            self.retire_reused_tids();
+            self.refresh_names();
+        }
+        self.track_threads();
+        schedule.next = began + (began.elapsed() * SCAN_COST_RATIO).max(every);
     }
 
     /// Starts timers for new threads and retires exited ones.
@@ -307,29 +412,23 @@ impl Sampler {
             }
             let Some(slot) = self.free_slots.pop() else {
                 // More threads than slots: counted, and said in the profile.
-                self.collected.untracked = self
-                    .collected
+                self.thread_stats.untracked = self
+                    .thread_stats
                     .untracked
                     .max(now.len().saturating_sub(self.threads.len()));
                 break;
             };
-            let name = self.collected.thread_names.len() as u32;
-            self.collected.thread_names.push(threads::name(tid));
-            let generation = self.owners[slot].0.wrapping_add(1);
-            self.owners[slot] = (generation, Some(name));
-            LAST_GENERATION[slot].store(generation, Ordering::Relaxed);
-            let value = signal::timer_value(slot, generation);
-            let timer = match ThreadTimer::start(tid, value, self.period_ns) {
-                Ok(timer) => Some(timer),
-                Err(e) => {
-                    // The thread may have exited between listing and now.
-                    log::debug!("firewatch: no CPU timer for thread {tid}: {e}");
-                    self.collected.timer_failures += 1;
-                    None
-                }
-            };
-            self.collected.threads_seen += 1;
-            self.threads.insert(tid, Tracked { slot, timer });
+            let thread = ThreadRef::new(threads::name(tid));
+            let timer = self.arm(tid, slot, &thread);
+            self.thread_stats.threads_seen += 1;
+            self.threads.insert(
+                tid,
+                Tracked {
+                    slot,
+                    timer,
+                    thread,
+                },
+            );
         }
         // A set: with thousands of threads, `Vec::contains` per tracked
         // thread made every 20 ms scan quadratic.
@@ -341,6 +440,61 @@ impl Sampler {
             .filter(|t| !alive.contains(t))
             .collect();
         self.retire(gone);
+    }
+
+    /// A timer at the current period for thread `tid`, the new owner of
+    /// `slot` (a new generation, so signals of the slot's earlier timers
+    /// are told apart), or `None` if it cannot be made.
+    fn arm(&mut self, tid: libc::pid_t, slot: usize, thread: &ThreadRef) -> Option<ThreadTimer> {
+        let generation = self.owners[slot].0.wrapping_add(1);
+        self.owners[slot] = (generation, Some(thread.clone()));
+        LAST_GENERATION[slot].store(generation, Ordering::Relaxed);
+        let value = signal::timer_value(slot, generation);
+        match ThreadTimer::start(tid, value, self.period_ns) {
+            Ok(timer) => Some(timer),
+            Err(e) => {
+                // The thread may have exited between listing and now.
+                log::debug!("firewatch: no CPU timer for thread {tid}: {e}");
+                self.thread_stats.timer_failures += 1;
+                None
+            }
+        }
+    }
+
+    /// Changes the sampling period of every tracked thread (the look-back
+    /// sampler, at the start and end of a capture). A timer's `si_value`
+    /// cannot change, so each thread's timer is deleted, the samples taken
+    /// at the old period drained, and a new timer made at the new period
+    /// with a new generation. A signal an old timer had already queued
+    /// (kernels before 6.13 deliver it after the delete) then carries an
+    /// old generation and counts as stale, not at the new weight: at most
+    /// one per thread per switch, as a timer has at most one signal
+    /// pending. What each thread had used towards its next old period, and
+    /// an expiry the kernel had not yet noticed (it checks at a tick while
+    /// the thread runs), are not sampled: about a period per busy thread,
+    /// in `[firewatch: unsampled]`.
+    fn set_period(&mut self, period_ns: u64) {
+        if period_ns == self.period_ns {
+            return;
+        }
+        for tracked in self.threads.values_mut() {
+            drop(tracked.timer.take());
+        }
+        // Handlers that ran before the deletes left samples of the old
+        // period: weighed with it.
+        self.drain();
+        self.period_ns = period_ns;
+        let tids: Vec<(libc::pid_t, usize, ThreadRef)> = self
+            .threads
+            .iter()
+            .map(|(&tid, t)| (tid, t.slot, t.thread.clone()))
+            .collect();
+        for (tid, slot, thread) in tids {
+            let timer = self.arm(tid, slot, &thread);
+            if let Some(tracked) = self.threads.get_mut(&tid) {
+                tracked.timer = timer;
+            }
+        }
     }
 
     /// Threads whose tid was reused between two scans: the timer watches
@@ -389,33 +543,55 @@ impl Sampler {
     /// second, and when the profile stops).
     fn refresh_names(&mut self) {
         for (&tid, tracked) in &self.threads {
-            let Some(index) = self.owners[tracked.slot].1 else {
-                continue;
-            };
             if let Some(name) = threads::current_name(tid) {
-                self.collected.thread_names[index as usize] = name;
+                tracked.thread.rename(name);
             }
         }
     }
 
-    /// Unwinds and aggregates every sample in the pool.
+    /// Unwinds every sample in the pool and counts it, at the current
+    /// period, in the profile being taken and the current look-back window.
     fn drain(&mut self) {
         // SAFETY: this thread owns the pool until `finish` frees it.
         let pool = unsafe { &*self.pool };
-        self.collected.dropped_periods += pool.dropped_periods.swap(0, Ordering::Relaxed);
-        let (owners, unwinder, frames, collected) = (
-            &self.owners,
-            &mut self.unwinder,
-            &mut self.frames,
-            &mut self.collected,
-        );
+        let dropped_ns = pool.dropped_periods.swap(0, Ordering::Relaxed) * self.period_ns;
+        let Sampler {
+            owners,
+            unwinder,
+            frames,
+            profile,
+            history,
+            period_ns,
+            ..
+        } = self;
+        let period_ns = *period_ns;
+        for tally in tallies(profile, history) {
+            tally.dropped_ns += dropped_ns;
+        }
         pool.drain(|header, stack| match owner_of(owners, header) {
-            Some(name) => record(header, stack, name, unwinder, frames, collected),
-            None => collected.stale += 1,
+            Some(thread) => {
+                let (key, incomplete) = unwind(header, stack, thread, unwinder, frames);
+                // Signals of timers at another period were dropped as stale
+                // (old generation, see `set_period`): this one's period is
+                // the current one.
+                let sample = Sample {
+                    key: &key,
+                    cpu_ns: u64::from(header.periods) * period_ns,
+                    incomplete,
+                };
+                for tally in tallies(&mut *profile, &mut *history) {
+                    tally.add(&sample);
+                }
+            }
+            None => {
+                for tally in tallies(&mut *profile, &mut *history) {
+                    tally.stale += 1;
+                }
+            }
         });
     }
 
-    fn finish(mut self) -> Collected {
+    fn finish(mut self) -> Finished {
         self.refresh_names();
         // SeqCst, as the handler's load: with Release/Acquire a handler
         // could still record after the first wait below saw ACTIVE at 0,
@@ -435,34 +611,52 @@ impl Sampler {
         // SAFETY: unpublished above and no handler is running (see POOL):
         // nothing else can reach it.
         let pool = unsafe { Box::from_raw(self.pool) };
-        self.collected.dropped_periods += pool.dropped_periods.load(Ordering::Relaxed);
+        let dropped_ns = pool.dropped_periods.load(Ordering::Relaxed) * self.period_ns;
+        if let Some(profile) = self.profile.as_mut() {
+            profile.dropped_ns += dropped_ns;
+        }
         drop(pool);
-        self.collected.without_tables = self.unwinder.without_tables;
-        self.collected
+        Finished {
+            profile: self.profile.take(),
+            threads: self.thread_stats,
+            without_tables: self.unwinder.without_tables,
+            previous_handler: self.previous_handler,
+        }
     }
 }
 
-/// The thread (its name's index) a sample belongs to, or `None` for a
-/// stale signal: one whose timer was deleted after it was queued (kernels
-/// before 6.13 still deliver it), so its slot is free or has a new owner
-/// with a new generation.
-fn owner_of(owners: &[(u16, Option<u32>)], header: &Header) -> Option<u32> {
+/// Where a sample is counted: the profile being taken, and the current
+/// look-back window.
+fn tallies<'a>(
+    profile: &'a mut Option<Tally>,
+    history: &'a mut Option<History>,
+) -> impl Iterator<Item = &'a mut Tally> {
+    profile
+        .iter_mut()
+        .chain(history.as_mut().map(History::current))
+}
+
+/// The thread a sample belongs to, or `None` for a stale signal: one whose
+/// timer was deleted after it was queued (kernels before 6.13 still deliver
+/// it), so its slot is free or has a new owner with a new generation.
+fn owner_of<'a>(owners: &'a [(u16, Option<ThreadRef>)], header: &Header) -> Option<&'a ThreadRef> {
     match owners.get(header.thread as usize)? {
-        &(generation, Some(name)) if u32::from(generation) == header.generation => Some(name),
+        (generation, Some(thread)) if u32::from(*generation) == header.generation => Some(thread),
         _ => None,
     }
 }
 
-/// One sample: unwound from its copied stack and counted under its stack.
-fn record(
+/// One sample unwound from its copied stack: its key, and whether the walk
+/// stopped before the outermost frame.
+fn unwind(
     header: &Header,
     stack: &[u8],
-    thread: u32,
+    thread: &ThreadRef,
     unwinder: &mut StackUnwinder,
     frames: &mut Vec<u64>,
-    collected: &mut Collected,
-) {
+) -> (StackKey, bool) {
     let mut flags = 0;
+    let mut incomplete = false;
     if stack.is_empty() {
         // Nothing of the stack could be read: the PC alone.
         frames.clear();
@@ -476,26 +670,15 @@ fn record(
         match unwinder.unwind(header.regs, copy, MAX_DEPTH, frames) {
             Ending::Complete => {}
             Ending::Truncated => flags |= FLAG_TRUNCATED,
-            Ending::Lost => collected.incomplete += 1,
+            Ending::Lost => incomplete = true,
         }
     }
     let key = StackKey {
         frames: frames.as_slice().into(),
-        thread,
+        thread: thread.clone(),
         flags,
     };
-    let periods = u64::from(header.periods);
-    let entry = collected.stacks.entry(key).or_insert((0, 0));
-    entry.0 += 1;
-    entry.1 += periods;
-    collected.samples += 1;
-    collected.periods += periods;
-    if flags & FLAG_TRUNCATED != 0 {
-        collected.truncated += 1;
-    }
-    if flags & FLAG_NO_STACK != 0 {
-        collected.unwalked += 1;
-    }
+    (key, incomplete)
 }
 
 #[cfg(test)]
@@ -510,19 +693,23 @@ mod tests {
             generation,
             ..Header::default()
         };
-        // Slot 3: first owner (generation 1, name 7) exits; a second thread
-        // (generation 2, name 9) takes the slot.
-        owners[3] = (1, Some(7));
-        assert_eq!(owner_of(&owners, &header(3, 1)), Some(7));
+        let (first, second) = (
+            ThreadRef::new("first".into()),
+            ThreadRef::new("second".into()),
+        );
+        // Slot 3: the first owner (generation 1) exits; a second thread
+        // (generation 2) takes the slot.
+        owners[3] = (1, Some(first.clone()));
+        assert_eq!(owner_of(&owners, &header(3, 1)), Some(&first));
         owners[3] = (1, None);
         assert_eq!(owner_of(&owners, &header(3, 1)), None, "free slot");
-        owners[3] = (2, Some(9));
+        owners[3] = (2, Some(second.clone()));
         assert_eq!(
             owner_of(&owners, &header(3, 1)),
             None,
             "late signal of the first owner"
         );
-        assert_eq!(owner_of(&owners, &header(3, 2)), Some(9));
+        assert_eq!(owner_of(&owners, &header(3, 2)), Some(&second));
         assert_eq!(owner_of(&owners, &header(99, 2)), None, "slot out of range");
         // The generation travels in si_value next to the slot.
         let value = signal::timer_value(3, 2);
