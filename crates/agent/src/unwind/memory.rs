@@ -170,6 +170,39 @@ mod tests {
         p as u64
     }
 
+    /// `len` bytes mapped far below where the kernel places mappings (it
+    /// searches top-down from just under the libraries), so a hole cut in
+    /// them stays a hole: a hole among ordinary mappings was filled by the
+    /// next one-page mapping of a test running beside this one (6 of 40
+    /// runs). Falls back to an ordinary mapping on a small address space.
+    fn map_apart(len: usize, prot: i32) -> u64 {
+        let salt = (std::process::id() as u64 % 4096) << 24;
+        for hint in [0x2000_0000_0000u64, 0x40_0000_0000, 0x4_0000_0000] {
+            let want = hint + salt;
+            // SAFETY: an anonymous mapping at an address nothing uses
+            // (NOREPLACE: the kernel refuses rather than replace a mapping).
+            let p = unsafe {
+                libc::mmap(
+                    want as *mut _,
+                    len,
+                    prot,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                    -1,
+                    0,
+                )
+            };
+            if p as u64 == want {
+                return want;
+            }
+            if p != libc::MAP_FAILED {
+                // A kernel before 4.17 took the flag as a hint and put it elsewhere.
+                // SAFETY: unmapping what was just mapped.
+                unsafe { libc::munmap(p, len) };
+            }
+        }
+        map(len, prot)
+    }
+
     #[test]
     fn copies_what_is_readable_and_stops_at_the_first_hole() {
         // Both ways: the system call, then the /proc/self/mem fallback.
@@ -181,7 +214,7 @@ mod tests {
 
     fn copy_checks(fallback: bool) {
         remember_pid();
-        let base = map(3 * PAGE, libc::PROT_READ | libc::PROT_WRITE);
+        let base = map_apart(3 * PAGE, libc::PROT_READ | libc::PROT_WRITE);
         // SAFETY: writing our own mapping, then cutting a hole in its middle
         // page and making the last one PROT_NONE.
         unsafe {

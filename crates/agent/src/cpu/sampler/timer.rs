@@ -96,6 +96,18 @@ mod tests {
         assert!(!timer.watches_an_exited_thread());
         done_tx.send(()).unwrap();
         thread.join().unwrap();
-        assert!(timer.watches_an_exited_thread());
+        // `join` returns when the thread's tid is cleared, a little before
+        // the kernel reaps the thread and its clock stops: wait for that
+        // (the deadline only catches a timer that never notices; the
+        // sampler's once-a-second check is as patient). 1 in 30 runs failed
+        // when this asserted right after `join`.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !timer.watches_an_exited_thread() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the timer never saw its thread exit"
+            );
+            std::thread::yield_now();
+        }
     }
 }
