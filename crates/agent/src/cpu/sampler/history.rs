@@ -157,13 +157,7 @@ impl Tally {
                 }
             }
         }
-        self.samples += other.samples;
-        self.cpu_ns += other.cpu_ns;
-        self.dropped_ns += other.dropped_ns;
-        self.truncated += other.truncated;
-        self.unwalked += other.unwalked;
-        self.incomplete += other.incomplete;
-        self.stale += other.stale;
+        self.add_totals(other);
     }
 
     /// Estimated bytes its stacks take.
