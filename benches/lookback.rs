@@ -40,8 +40,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use common::{
-    env_u64, glibc_in_use_bytes, machine_info, max, median, mib, min, process_cpu_ns, rss_bytes,
-    BoxError, Parked,
+    calibrate, env_u64, glibc_in_use_bytes, machine_info, max, median, mib, min, process_cpu_ns,
+    rss_bytes, worker, BoxError, Parked,
 };
 use firewatch_agent::testing::LookbackHistory;
 use firewatch_agent::Agent;
@@ -49,51 +49,6 @@ use firewatch_agent::Agent;
 const THREADS: usize = 2;
 /// The default `lookback_memory_limit`.
 const DEFAULT_LIMIT: usize = 4 << 20;
-
-#[inline(always)]
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-#[inline(never)]
-fn mix_block(state: &mut u64, n: u64) -> u64 {
-    let mut acc = 0u64;
-    for _ in 0..n {
-        *state = splitmix64(black_box(*state));
-        acc = acc.rotate_left(5) ^ *state;
-    }
-    acc
-}
-
-#[inline(never)]
-fn worker(seed: u64, iterations: u64) -> u64 {
-    let mut state = seed;
-    let mut acc = 0u64;
-    let mut left = iterations;
-    while left > 0 {
-        let n = left.min(4096);
-        acc = acc.wrapping_add(mix_block(&mut state, n));
-        left -= n;
-    }
-    acc
-}
-
-/// Iterations per thread for about `target` of CPU, from the fastest of a
-/// few single-threaded probes.
-fn calibrate(target: Duration) -> u64 {
-    const PROBE: u64 = 4_000_000;
-    let best = (0..5)
-        .map(|i| {
-            let t = Instant::now();
-            black_box(worker(i, PROBE));
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min);
-    ((target.as_secs_f64() / best) * PROBE as f64) as u64
-}
 
 /// The CPU clock of this process's thread named `name`, if there is one
 /// (`MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)`, readable for any thread of

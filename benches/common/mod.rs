@@ -6,10 +6,11 @@
 // Each harness uses a different subset.
 #![allow(dead_code)]
 
+use std::hint::black_box;
 use std::io::Read;
 use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub type BoxError = Box<dyn std::error::Error>;
 
@@ -277,4 +278,52 @@ where
         .ok_or_else(|| format!("child result has no {key}"))?;
     v.parse()
         .map_err(|e| format!("child result {key}={v}: {e}").into())
+}
+
+#[inline(always)]
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A block of hashing: a few frames deep, so stacks are not trivial.
+#[inline(never)]
+pub fn mix_block(state: &mut u64, n: u64) -> u64 {
+    let mut acc = 0u64;
+    for _ in 0..n {
+        *state = splitmix64(black_box(*state));
+        acc = acc.rotate_left(5) ^ *state;
+    }
+    acc
+}
+
+/// The CPU benchmarks' workload: `iterations` splitmix64 rounds in blocks
+/// of 4,096, a few frames deep.
+#[inline(never)]
+pub fn worker(seed: u64, iterations: u64) -> u64 {
+    let mut state = seed;
+    let mut acc = 0u64;
+    let mut left = iterations;
+    while left > 0 {
+        let n = left.min(4096);
+        acc = acc.wrapping_add(mix_block(&mut state, n));
+        left -= n;
+    }
+    acc
+}
+
+/// Iterations per thread for about `target` of wall time, from the fastest
+/// of a few single-threaded probes.
+pub fn calibrate(target: Duration) -> u64 {
+    const PROBE: u64 = 4_000_000;
+    let best = (0..5)
+        .map(|i| {
+            let t = Instant::now();
+            black_box(worker(i, PROBE));
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    ((target.as_secs_f64() / best) * PROBE as f64) as u64
 }
