@@ -234,6 +234,77 @@ fn filters_and_differences_agree_with_go_tool_pprof() {
     }
 }
 
+/// A profile saved by `go tool pprof -proto -diff_base=OLD NEW` holds both
+/// sides, the base's samples negated and labelled `pprof::base=true`; pprof
+/// then totals only the labelled samples, so every percentage is of the
+/// base. firewatch reads such a file alone the same way, and draws it as a
+/// difference: the folded stacks' two columns are the base and the newer
+/// profile, which pprof's `-top` totals of OLD and NEW confirm.
+#[test]
+fn profiles_saved_by_diff_base_agree_with_go_tool_pprof() {
+    if !go_available() {
+        return;
+    }
+    let own = fixtures_dir();
+    let (old, new) = (
+        own.join("encoded-heap-1.pb.gz"),
+        own.join("encoded-heap-2.pb.gz"),
+    );
+    let dir = common::tempdir();
+    let saved = dir.path().join("diff.pb.gz");
+    let out = Command::new("go")
+        .args(["tool", "pprof", "-proto"])
+        .arg(format!("-diff_base={}", old.display()))
+        .arg(&new)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&saved, &out.stdout).unwrap();
+    for (t, u) in [("inuse_space", "bytes"), ("alloc_objects", "count")] {
+        compare(&saved, t, u, &[], &[]);
+    }
+
+    let folded = dir.path().join("diff.folded");
+    let run = Command::new(common::firewatch_binary())
+        .args(["analyze", "--sample-index", "inuse_space", "--folded"])
+        .arg(&folded)
+        .arg(&saved)
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let text = String::from_utf8(run.stdout).unwrap();
+    assert!(
+        text.contains("Base: the samples labelled pprof::base=true"),
+        "{text}"
+    );
+    let (mut before, mut after) = (0i64, 0i64);
+    for line in std::fs::read_to_string(&folded).unwrap().lines() {
+        let mut columns = line.rsplitn(3, ' ');
+        after += columns.next().unwrap().parse::<i64>().unwrap();
+        before += columns.next().unwrap().parse::<i64>().unwrap();
+    }
+    let pprof_total = |file: &Path| -> i64 {
+        let (_, text) = pprof_rows(file, "inuse_space", "bytes", &[]);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Showing nodes accounting for"))
+            .unwrap();
+        line.rsplit(" of ")
+            .next()
+            .unwrap()
+            .trim_end_matches(" total")
+            .trim_end_matches('B')
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(before, pprof_total(&old), "the base column is OLD");
+    assert_eq!(after, pprof_total(&new), "the newer column is NEW");
+}
+
 fn compare(file: &Path, sample_type: &str, unit: &str, ours_extra: &[&str], pprof_extra: &[&str]) {
     {
         {

@@ -110,7 +110,12 @@ pub struct Aggregate {
     /// All functions that carry value, unsorted; indexes match `StackTotal::frames`.
     pub functions: Vec<FunctionTotal>,
     stacks: Vec<StackTable>,
+    /// Values are a difference: a `--base` was given, or the input holds
+    /// samples labelled `pprof::base` (a profile saved by `pprof -diff_base`).
     pub has_base: bool,
+    /// Samples labelled `pprof::base=true`: their |values| are the total,
+    /// as pprof computes it for such a file, and they are its base side.
+    pub diff_base_samples: u64,
 }
 
 /// Frame identity at function granularity.
@@ -131,6 +136,9 @@ struct Plan {
     prune: Option<Vec<LocationPrune>>,
     /// Per location: focused, ignored (wins) or neither.
     filter: Option<Vec<LocationMatch>>,
+    /// String indexes of the label `pprof::base` = `true`, when the
+    /// input's string table has both.
+    diff_base_label: Option<(u32, u32)>,
 }
 
 /// Below this many samples per thread, aggregation stays on fewer threads.
@@ -277,6 +285,13 @@ pub fn aggregate_samples(prepared: Prepared, blocks: &[&[SampleBlock]]) -> Aggre
             .fold(0i64, i64::wrapping_add),
         (None, false) => partial.total,
     };
+    // pprof: "If any samples have label indicating they belong to the diff
+    // base, then the total will only include samples with that label."
+    let total = if partial.diff_base_total > 0 {
+        partial.diff_base_total
+    } else {
+        total
+    };
 
     // Free what the reports do not need before building their inputs.
     drop(std::mem::take(&mut partial.seen));
@@ -304,7 +319,8 @@ pub fn aggregate_samples(prepared: Prepared, blocks: &[&[SampleBlock]]) -> Aggre
         samples_kept: partial.samples_kept,
         functions,
         stacks: partial.stacks,
-        has_base,
+        has_base: has_base || partial.diff_base_samples > 0,
+        diff_base_samples: partial.diff_base_samples,
     }
 }
 
@@ -432,7 +448,19 @@ fn plan<'s>(
         frames,
         prune,
         filter,
+        diff_base_label: diff_base_label(view),
     })
+}
+
+/// pprof marks the samples of a `-diff_base` profile with the label
+/// `pprof::base` = `true` (and keeps the mark when it saves the profile).
+pub const DIFF_BASE_LABEL: (&str, &str) = ("pprof::base", "true");
+
+fn diff_base_label(view: &ProfileView) -> Option<(u32, u32)> {
+    let index = |s: &str| view.strings().iter().position(|x| x == s);
+    let key = index(DIFF_BASE_LABEL.0)?;
+    let value = index(DIFF_BASE_LABEL.1)?;
+    Some((key as u32, value as u32))
 }
 
 /// The lines of location `l` that pruning keeps.
@@ -501,6 +529,9 @@ struct Partial {
     stacks: Vec<StackTable>,
     scratch: Vec<u32>,
     total: i64,
+    /// Sum of |value| over the samples labelled `pprof::base`, and their count.
+    diff_base_total: i64,
+    diff_base_samples: u64,
     /// For a difference with filters: every (unfiltered) stack's net value,
     /// from which pprof's total is computed.
     unfiltered: Option<FxHashMap<Box<[u32]>, i64>>,
@@ -519,6 +550,8 @@ impl Partial {
             stacks: (0..SHARDS).map(|_| StackTable::default()).collect(),
             scratch: Vec::with_capacity(256),
             total: 0,
+            diff_base_total: 0,
+            diff_base_samples: 0,
             unfiltered: track_unfiltered.then(FxHashMap::default),
             kept: 0,
             samples: 0,
@@ -534,6 +567,13 @@ impl Partial {
             }
             self.samples += 1;
             self.total = self.total.wrapping_add(value.wrapping_abs());
+            let diff_base = plan
+                .diff_base_label
+                .is_some_and(|(k, v)| sample.labels.iter().any(|l| l.key == k && l.str == v));
+            if diff_base {
+                self.diff_base_samples += 1;
+                self.diff_base_total = self.diff_base_total.wrapping_add(value.wrapping_abs());
+            }
             let mut locations = sample.locations;
             if let Some(prune) = &plan.prune {
                 locations = &locations[prune_start(locations, prune)..];
@@ -558,13 +598,14 @@ impl Partial {
             if !filled {
                 fill_stack(&mut self.scratch, plan, locations);
             }
-            self.add_stack(plan.sign, value);
+            self.add_stack(plan.sign < 0 || diff_base, value);
         }
     }
 
-    /// Adds the stack in `scratch` (filled by the caller).
+    /// Adds the stack in `scratch` (filled by the caller); a `base`
+    /// sample's value is already negative.
     #[inline]
-    fn add_stack(&mut self, sign: i64, value: i64) {
+    fn add_stack(&mut self, base: bool, value: i64) {
         self.sample_serial = self.sample_serial.wrapping_add(1);
         if self.sample_serial == 0 {
             self.seen.fill(0);
@@ -580,11 +621,7 @@ impl Partial {
         if let Some(&leaf) = self.scratch.last() {
             self.flat[leaf as usize] = self.flat[leaf as usize].wrapping_add(value);
         }
-        let (value, base) = if sign < 0 {
-            (value, -value)
-        } else {
-            (value, 0)
-        };
+        let (value, base) = if base { (value, -value) } else { (value, 0) };
         let hash = hash_stack(&self.scratch);
         self.stacks[shard_of(hash)].add(&self.scratch, hash, value, base);
     }
@@ -604,6 +641,8 @@ impl Partial {
                 *a = a.wrapping_add(*b);
             }
             out.total = out.total.wrapping_add(p.total);
+            out.diff_base_total = out.diff_base_total.wrapping_add(p.diff_base_total);
+            out.diff_base_samples += p.diff_base_samples;
             out.kept = out.kept.wrapping_add(p.kept);
             out.samples += p.samples;
             out.samples_kept += p.samples_kept;

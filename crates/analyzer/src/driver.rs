@@ -267,6 +267,7 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
             samples: agg.samples,
         });
     }
+    meta.base_labelled = agg.diff_base_samples > 0;
     timings.mark("aggregate");
 
     if let Some(re) = &options.focus {
@@ -277,7 +278,7 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
     }
     if let Some(path) = &request.flamegraph {
         let mut file = create(path)?;
-        flamegraph::write_flamegraph(&agg, &meta.inputs, &meta.base, &mut file)
+        flamegraph::write_flamegraph(&agg, &meta.inputs, &meta.base_sources(), &mut file)
             .and_then(|()| file.flush())
             .map_err(|error| Error::Write {
                 path: path.clone(),

@@ -13,9 +13,36 @@ use crate::aggregate::Aggregate;
 use crate::units::scaled_label;
 
 /// A frame name made safe for the folded format (`;` separates frames,
-/// the last space separates the count).
+/// the last space separates the count, a line ends the stack) and for the
+/// SVG it becomes (XML 1.0 has no way to write most control characters,
+/// not even escaped).
 fn folded_frame(name: &str) -> String {
-    name.replace(';', ":").replace(['\n', '\r'], " ")
+    let name = name.replace(';', ":").replace(['\n', '\r'], " ");
+    xml_safe(&name).into_owned()
+}
+
+/// `text` with the characters XML 1.0 forbids (C0 controls other than tab,
+/// line feed and carriage return; U+FFFE and U+FFFF) written as visible
+/// escapes, `\x01`, so an SVG title stays well-formed and still says what
+/// the name held.
+pub(crate) fn xml_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let forbidden = |c: char| {
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    };
+    if !text.contains(forbidden) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !forbidden(c) {
+            out.push(c);
+        } else if c < ' ' {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        }
+    }
+    out.into()
 }
 
 /// The frame that stands for samples without any frame (they count in the
@@ -112,19 +139,21 @@ pub fn write_flamegraph(
     let mut options = Options::default();
     let total = scaled_label(agg.kept, unit, "auto");
     if agg.has_base {
-        options.title = format!(
+        options.title = xml_safe(&format!(
             "{kind}, net {total}: {} minus {}",
             inputs.join(", "),
             base.join(", ")
-        );
+        ))
+        .into_owned();
         options.subtitle = Some(format!(
             "net change {total}; red grew, blue shrank; widths are the profiles, not the base"
         ));
     } else {
-        options.title = format!("{kind}, total {total}: {}", inputs.join(", "));
+        options.title =
+            xml_safe(&format!("{kind}, total {total}: {}", inputs.join(", "))).into_owned();
         options.subtitle = Some(format!("total {total}"));
     }
-    options.count_name = unit.to_string();
+    options.count_name = xml_safe(unit).into_owned();
     options.deterministic = true;
     let palette = if unit == "bytes" {
         BasicPalette::Mem

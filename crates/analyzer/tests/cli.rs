@@ -381,3 +381,97 @@ fn mapped_and_read_inputs_give_the_same_report() {
     assert_eq!(mapped["functions"], from_gzip["functions"]);
     assert!(!mapped["functions"].as_array().unwrap().is_empty());
 }
+
+/// Function names may hold any bytes (the outside corpus had C0 controls);
+/// the SVG must still be well-formed XML 1.0, which cannot carry most
+/// control characters even as character references. Checked with an
+/// independent strict parser.
+#[test]
+fn flamegraph_of_names_with_control_characters_is_well_formed_xml() {
+    use firewatch_profile::{Function, Line, Location, Profile, Sample, StringInterner, ValueType};
+    let mut strings = StringInterner::new();
+    let mut p = Profile::new();
+    p.sample_type = vec![ValueType {
+        r#type: strings.intern("samples\u{1}"),
+        unit: strings.intern("count\u{2}"),
+    }];
+    // One function per byte 0x00..=0x1F, each a leaf under a common root,
+    // plus XML's own specials and U+FFFE.
+    let mut names: Vec<String> = (0u8..0x20)
+        .map(|b| format!("f{b:02x}<{}>&\"'", b as char))
+        .collect();
+    names.push("g\u{FFFE}\u{FFFF}".into());
+    names.push("root".into());
+    let root_id = names.len() as u64;
+    p.function = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Function {
+            id: i as u64 + 1,
+            name: strings.intern(n),
+            ..Default::default()
+        })
+        .collect();
+    p.location = (1..=root_id)
+        .map(|id| Location {
+            id,
+            line: vec![Line {
+                function_id: id,
+                line: 0,
+                column: 0,
+            }],
+            ..Default::default()
+        })
+        .collect();
+    p.sample = (1..root_id)
+        .map(|id| Sample {
+            location_id: vec![id, root_id],
+            value: vec![id as i64],
+            ..Default::default()
+        })
+        .collect();
+    p.string_table = strings.into_table();
+    let input = tmp("control\u{7}chars.pb");
+    std::fs::write(&input, p.encode()).unwrap();
+    let svg = tmp("control.svg");
+    let out = firewatch(&[
+        "analyze",
+        "--flamegraph",
+        svg.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    // inferno's SVG declares SVG 1.1's DTD.
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(&text, options)
+        .unwrap_or_else(|e| panic!("the SVG is not well-formed XML: {e}"));
+    // Every function is still drawn, its name legible: the control
+    // character written as a visible escape.
+    let titles: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("title"))
+        .filter_map(|n| n.text())
+        .collect();
+    for b in 0u8..0x20 {
+        let shown = match b {
+            b'\t' => "\t".to_string(),
+            // Line breaks end a folded line, so they become spaces.
+            b'\n' | b'\r' => " ".to_string(),
+            _ => format!("\\x{b:02x}"),
+        };
+        let expected = format!("f{b:02x}<{shown}>&\"'");
+        assert!(
+            titles.iter().any(|t| t.starts_with(&expected)),
+            "no frame titled {expected:?} in {titles:?}"
+        );
+    }
+    assert!(titles.iter().any(|t| t.starts_with("g\\u{fffe}\\u{ffff}")));
+}

@@ -11,6 +11,10 @@ struct Json<'a> {
     inputs: &'a [String],
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     base: &'a [String],
+    /// `pprof::base=true` when samples so labelled are the base (a
+    /// profile saved by `pprof -diff_base`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_label: Option<String>,
     sample_type: &'a SampleType,
     total: i64,
     functions: Vec<Function<'a>>,
@@ -39,6 +43,10 @@ pub fn render_json(report: &Report) -> String {
         schema: 1,
         inputs: &report.meta.inputs,
         base: &report.meta.base,
+        base_label: report.meta.base_labelled.then(|| {
+            let (key, value) = crate::aggregate::DIFF_BASE_LABEL;
+            format!("{key}={value}")
+        }),
         sample_type: &report.aggregate.sample_type,
         total: report.aggregate.total,
         functions: report

@@ -34,8 +34,8 @@ pub fn render_markdown(report: &Report) -> String {
     let _ = writeln!(out, "| | |\n|---|---|");
     let files: Vec<String> = meta.inputs.iter().map(|i| code(i)).collect();
     let _ = writeln!(out, "| Profiles | {} |", files.join(", "));
-    if !meta.base.is_empty() {
-        let base: Vec<String> = meta.base.iter().map(|i| code(i)).collect();
+    if agg.has_base {
+        let base: Vec<String> = meta.base_sources().iter().map(|i| code(i)).collect();
         let _ = writeln!(out, "| Base (subtracted) | {} |", base.join(", "));
     }
     let _ = writeln!(

@@ -133,6 +133,9 @@ fn hot_paths(aggregate: &Aggregate, limit: usize) -> Vec<HotPath<'static>> {
 pub struct Metadata {
     pub inputs: Vec<String>,
     pub base: Vec<String>,
+    /// The inputs carry their own base: samples labelled `pprof::base`
+    /// (a profile saved by `pprof -diff_base`).
+    pub base_labelled: bool,
     /// Basename of the main binary (`mapping[0]`).
     pub file: Option<String>,
     pub build_id: Option<String>,
@@ -184,6 +187,19 @@ impl Metadata {
             }
         }
         meta
+    }
+}
+
+impl Metadata {
+    /// What was subtracted, for titles and headers: the `--base` files,
+    /// and the labelled samples of a `pprof -diff_base` profile.
+    pub fn base_sources(&self) -> Vec<String> {
+        let mut sources = self.base.clone();
+        if self.base_labelled {
+            let (key, value) = crate::aggregate::DIFF_BASE_LABEL;
+            sources.push(format!("the samples labelled {key}={value}"));
+        }
+        sources
     }
 }
 

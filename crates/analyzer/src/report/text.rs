@@ -44,10 +44,11 @@ pub fn render_text(report: &Report) -> String {
             fmt(agg.total)
         ));
     }
-    if !meta.base.is_empty() {
+    let base = meta.base_sources();
+    if !base.is_empty() {
         line(format!(
             "Base: {} (values are the profiles minus the base)",
-            meta.base.join(", ")
+            base.join(", ")
         ));
     }
     if !meta.filters.is_empty() {
