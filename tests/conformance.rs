@@ -305,13 +305,239 @@ fn profiles_saved_by_diff_base_agree_with_go_tool_pprof() {
     assert_eq!(after, pprof_total(&new), "the newer column is NEW");
 }
 
+/// A profile with string and numeric labels, as a labelling agent writes
+/// them: stacks under three endpoints and two tenants (some samples carry
+/// two tenants), an allocation size in `bytes` on some, none on others.
+fn labelled_profile() -> Vec<u8> {
+    use firewatch_profile::{
+        Function, Label, Line, Location, Profile, Sample, StringInterner, ValueType,
+    };
+    let mut s = StringInterner::new();
+    let mut p = Profile::new();
+    p.sample_type = vec![
+        ValueType {
+            r#type: s.intern("samples"),
+            unit: s.intern("count"),
+        },
+        ValueType {
+            r#type: s.intern("cpu"),
+            unit: s.intern("nanoseconds"),
+        },
+    ];
+    let names = [
+        "main", "serve", "handle_a", "handle_b", "parse", "query", "encode",
+    ];
+    p.function = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Function {
+            id: i as u64 + 1,
+            name: s.intern(n),
+            ..Default::default()
+        })
+        .collect();
+    p.location = (1..=names.len() as u64)
+        .map(|id| Location {
+            id,
+            line: vec![Line {
+                function_id: id,
+                line: 0,
+                column: 0,
+            }],
+            ..Default::default()
+        })
+        .collect();
+    let (endpoint, tenant, bytes) = (s.intern("endpoint"), s.intern("tenant"), s.intern("bytes"));
+    let endpoints = [s.intern("/a"), s.intern("/b"), s.intern("/api/v2")];
+    let tenants = [s.intern("x"), s.intern("y")];
+    let unit = s.intern("bytes");
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    for i in 0..600u64 {
+        // main > serve > handle_{a,b} > {parse, query, encode}
+        let handler = 3 + next(2);
+        let leaf = 5 + next(3);
+        let mut stack = vec![leaf, handler, 2, 1];
+        if next(4) == 0 {
+            stack.remove(0);
+        }
+        let mut label = Vec::new();
+        if next(10) != 0 {
+            let e = endpoints[next(3) as usize];
+            label.push(Label {
+                key: endpoint,
+                str: e,
+                ..Default::default()
+            });
+        }
+        match next(4) {
+            0 => {}
+            1 => {
+                label.push(Label {
+                    key: tenant,
+                    str: tenants[0],
+                    ..Default::default()
+                });
+                label.push(Label {
+                    key: tenant,
+                    str: tenants[1],
+                    ..Default::default()
+                });
+            }
+            k => label.push(Label {
+                key: tenant,
+                str: tenants[(k % 2) as usize],
+                ..Default::default()
+            }),
+        }
+        if next(3) == 0 {
+            label.push(Label {
+                key: bytes,
+                num: 1 << (6 + next(10)),
+                num_unit: unit,
+                ..Default::default()
+            });
+        }
+        p.sample.push(Sample {
+            location_id: stack,
+            value: vec![1, (1 + next(9) as i64) * 1_000_000 + i as i64],
+            label,
+        });
+    }
+    p.string_table = s.into_table();
+    p.encode()
+}
+
+/// `--tag-focus`/`--tag-ignore` keep the samples pprof's `-tagfocus`/
+/// `-tagignore` keep (key=regex lists, bare regexes against `key:value`,
+/// numeric ranges with units), and each `--group-by endpoint` group holds
+/// the function values pprof prints when focused on that endpoint.
+#[test]
+fn tag_filters_and_groups_agree_with_go_tool_pprof() {
+    if !go_available() {
+        return;
+    }
+    let dir = common::tempdir();
+    let file = dir.path().join("labelled.pb");
+    std::fs::write(&file, labelled_profile()).unwrap();
+    for (ours, theirs) in [
+        ("--tag-focus=endpoint=/a", "-tagfocus=endpoint=/a"),
+        ("--tag-focus=endpoint=^/a$,v2", "-tagfocus=endpoint=^/a$,v2"),
+        ("--tag-focus=tenant:y", "-tagfocus=tenant:y"),
+        (
+            "--tag-focus=tenant:x,endpoint:/b",
+            "-tagfocus=tenant:x,endpoint:/b",
+        ),
+        ("--tag-ignore=tenant=x", "-tagignore=tenant=x"),
+        ("--tag-focus=bytes=1kb:", "-tagfocus=bytes=1kb:"),
+        ("--tag-focus=:4kb", "-tagfocus=:4kb"),
+        ("--tag-focus=bytes=512b:8kb", "-tagfocus=bytes=512b:8kb"),
+        // Unitless numbers never match a label in bytes (pprof's rule).
+        ("--tag-focus=bytes=512:8192", "-tagfocus=bytes=512:8192"),
+        ("--tag-ignore=bytes=2kb", "-tagignore=bytes=2kb"),
+        ("--tag-focus=nosuchkey=.", "-tagfocus=nosuchkey=."),
+    ] {
+        for t in ["samples", "cpu"] {
+            let unit = if t == "cpu" { "nanoseconds" } else { "count" };
+            // Every filter keeps some samples, except the unknown key
+            // and the unitless range.
+            let may_be_empty = ours.contains("nosuchkey") || ours.contains("512:");
+            compare_checked(&file, t, unit, &[ours], &[theirs], may_be_empty);
+        }
+    }
+    compare(
+        &file,
+        "cpu",
+        "nanoseconds",
+        &[
+            "--tag-focus=endpoint=/b",
+            "--tag-ignore=tenant=y",
+            "--focus=query",
+        ],
+        &[
+            "-tagfocus=endpoint=/b",
+            "-tagignore=tenant=y",
+            "-focus=query",
+        ],
+    );
+
+    let (_, json) = firewatch_rows(&file, "cpu", &["--group-by", "endpoint"]);
+    assert_eq!(json["group_by"], "endpoint");
+    let groups = json["groups"].as_array().unwrap();
+    let values: Vec<&str> = groups
+        .iter()
+        .map(|g| g["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values.len(), 4, "three endpoints and (not set): {values:?}");
+    let mut sum = 0;
+    for group in groups {
+        let value = group["value"].as_str().unwrap();
+        let filter = if value == "(not set)" {
+            "-tagignore=endpoint=.".to_string()
+        } else {
+            format!("-tagfocus=endpoint=^{}$", regex_escape(value))
+        };
+        let (theirs, _) = pprof_rows(&file, "cpu", "nanoseconds", &[&filter]);
+        let mut ours: Rows = group["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["name"].as_str().unwrap().to_string(),
+                    f["flat"].as_i64().unwrap(),
+                    f["cum"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        ours.sort();
+        assert_eq!(
+            ours, theirs,
+            "group endpoint={value} against pprof {filter}"
+        );
+        let total = group["total"].as_i64().unwrap();
+        assert_eq!(total, theirs.iter().map(|r| r.1).sum::<i64>());
+        sum += total;
+    }
+    assert_eq!(
+        sum,
+        json["total"].as_i64().unwrap(),
+        "the groups partition the samples"
+    );
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}
+
 fn compare(file: &Path, sample_type: &str, unit: &str, ours_extra: &[&str], pprof_extra: &[&str]) {
+    compare_checked(file, sample_type, unit, ours_extra, pprof_extra, false)
+}
+
+fn compare_checked(
+    file: &Path,
+    sample_type: &str,
+    unit: &str,
+    ours_extra: &[&str],
+    pprof_extra: &[&str],
+    may_be_empty: bool,
+) {
     {
         {
             let (ours, json) = firewatch_rows(file, sample_type, ours_extra);
             let (theirs, text) = pprof_rows(file, sample_type, unit, pprof_extra);
             assert!(
-                !theirs.is_empty(),
+                may_be_empty || !theirs.is_empty(),
                 "pprof printed no rows for {} {sample_type}:\n{text}",
                 file.display()
             );

@@ -24,9 +24,11 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 use crate::stacks::{hash_stack, merge_sharded, shard_of, StackTable, SHARDS};
+use crate::tags::{plan_groups, InputGroups, InputTags, TagFilter};
 
-/// What to aggregate and how.
+/// What to aggregate and how (start from `Options::default()`).
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Options {
     /// Which value to report, chosen in the first input (see [`SampleIndex`]);
     /// every other input must have a sample type of that name and unit.
@@ -38,6 +40,17 @@ pub struct Options {
     pub ignore: Option<Regex>,
     /// Ignore the profiles' `drop_frames`/`keep_frames`.
     pub all_frames: bool,
+    /// Keep only samples whose labels match (pprof's `-tagfocus`).
+    pub tag_focus: Option<TagFilter>,
+    /// Drop samples whose labels match (pprof's `-tagignore`).
+    pub tag_ignore: Option<TagFilter>,
+    /// Also total the kept samples per value of this label key
+    /// ([`Aggregate::groups`]).
+    pub group_by: Option<String>,
+    /// Keep what [`Report::label_hot_paths`](crate::report::Report::label_hot_paths)
+    /// needs: the label strings and location plans, for a second pass over
+    /// the samples.
+    pub label_hot_paths: bool,
 }
 
 /// One decoded profile to aggregate; a `base` is subtracted.
@@ -66,6 +79,15 @@ pub enum Inlining {
 }
 
 impl Inlining {
+    /// From (entered inline somewhere, entered by a call somewhere).
+    fn from_flags((inline, not_inline): (bool, bool)) -> Inlining {
+        match (inline, not_inline) {
+            (true, false) => Inlining::Always,
+            (true, true) => Inlining::Sometimes,
+            _ => Inlining::No,
+        }
+    }
+
     /// pprof's label after the function name: ` (inline)`, ` (partial-inline)` or nothing.
     pub fn suffix(self) -> &'static str {
         match self {
@@ -116,6 +138,24 @@ pub struct Aggregate {
     /// Samples labelled `pprof::base=true`: their |values| are the total,
     /// as pprof computes it for such a file, and they are its base side.
     pub diff_base_samples: u64,
+    /// With [`Options::group_by`]: the key, and the kept samples' totals per
+    /// value (largest |total| first; empty groups left out).
+    pub group_by: Option<String>,
+    pub groups: Vec<GroupTotal>,
+    /// With [`Options::label_hot_paths`]: the plans, for [`Aggregate::label_sums`].
+    plans: Option<Vec<Plan>>,
+}
+
+/// The samples of one value of the `--group-by` key.
+#[derive(Clone, Debug)]
+pub struct GroupTotal {
+    /// The value, or [`crate::tags::OTHER_GROUP`] / [`crate::tags::UNSET_GROUP`].
+    pub value: String,
+    /// Sum of the group's kept values (for a difference, the net change).
+    pub kept: i64,
+    pub samples: u64,
+    /// The functions with a value in this group, unsorted.
+    pub functions: Vec<FunctionTotal>,
 }
 
 /// Frame identity at function granularity.
@@ -139,6 +179,13 @@ struct Plan {
     /// String indexes of the label `pprof::base` = `true`, when the
     /// input's string table has both.
     diff_base_label: Option<(u32, u32)>,
+    /// `--tag-focus`/`--tag-ignore` against this input's labels.
+    tags: Option<InputTags>,
+    /// `--group-by`: each sample's group.
+    groups: Option<InputGroups>,
+    /// With [`Options::label_hot_paths`]: the text of every string-label
+    /// key and value (string index → text).
+    label_strings: Option<FxHashMap<u32, Box<str>>>,
 }
 
 /// Below this many samples per thread, aggregation stays on fewer threads.
@@ -162,6 +209,9 @@ pub struct Prepared {
     inlining: Vec<(bool, bool)>,
     plans: Vec<Plan>,
     has_base: bool,
+    group_by: Option<String>,
+    group_names: Vec<String>,
+    keep_plans: bool,
 }
 
 /// The first step of [`aggregate`]: checks the sample types and plans every
@@ -213,6 +263,52 @@ pub fn prepare(inputs: &[Input], options: &Options) -> Result<Prepared> {
         )?);
     }
     drop(keys);
+    if options.tag_focus.is_some() || options.tag_ignore.is_some() {
+        let tags: Vec<InputTags> = inputs
+            .par_iter()
+            .map(|input| InputTags {
+                focus: options.tag_focus.as_ref().map(|f| f.for_input(input.view)),
+                ignore: options.tag_ignore.as_ref().map(|f| f.for_input(input.view)),
+            })
+            .collect();
+        for (plan, tags) in plans.iter_mut().zip(tags) {
+            plan.tags = Some(tags);
+        }
+    }
+    let mut group_names = Vec::new();
+    if let Some(key) = &options.group_by {
+        let views: Vec<_> = inputs
+            .iter()
+            .zip(&plans)
+            .map(|(i, p)| (i.view, p.value_index))
+            .collect();
+        let (names, groups) = plan_groups(&views, key);
+        group_names = names;
+        for (plan, groups) in plans.iter_mut().zip(groups) {
+            plan.groups = Some(groups);
+        }
+    }
+    if options.label_hot_paths {
+        let strings: Vec<_> = inputs
+            .par_iter()
+            .map(|input| {
+                let view = input.view;
+                let mut text = FxHashMap::default();
+                for (key, value) in crate::tags::distinct_string_labels(view) {
+                    if view.string(key) == DIFF_BASE_LABEL.0 {
+                        continue;
+                    }
+                    for s in [key, value] {
+                        text.entry(s).or_insert_with(|| view.string(s).into());
+                    }
+                }
+                text
+            })
+            .collect();
+        for (plan, strings) in plans.iter_mut().zip(strings) {
+            plan.label_strings = Some(strings);
+        }
+    }
     let has_base = inputs.iter().any(|i| i.base);
     Ok(Prepared {
         sample_type,
@@ -220,6 +316,9 @@ pub fn prepare(inputs: &[Input], options: &Options) -> Result<Prepared> {
         inlining,
         plans,
         has_base,
+        group_by: options.group_by.clone(),
+        group_names,
+        keep_plans: options.label_hot_paths,
     })
 }
 
@@ -232,6 +331,9 @@ pub fn aggregate_samples(prepared: Prepared, blocks: &[&[SampleBlock]]) -> Aggre
         inlining,
         plans,
         has_base,
+        group_by,
+        group_names,
+        keep_plans,
     } = prepared;
     let tasks: Vec<(usize, &SampleBlock)> = blocks
         .iter()
@@ -239,7 +341,8 @@ pub fn aggregate_samples(prepared: Prepared, blocks: &[&[SampleBlock]]) -> Aggre
         .flat_map(|(i, blocks)| blocks.iter().map(move |b| (i, b)))
         .collect();
     let node_count = names.len();
-    let track_unfiltered = has_base && plans.iter().any(|p| p.filter.is_some());
+    let track_unfiltered = has_base && plans.iter().any(|p| p.filter.is_some() || p.tags.is_some());
+    let group_count = group_names.len();
     // One partial sum per worker thread (not per rayon split: merging
     // millions of stacks is the expensive part), then the stack tables are
     // merged shard by shard in parallel.
@@ -253,7 +356,7 @@ pub fn aggregate_samples(prepared: Prepared, blocks: &[&[SampleBlock]]) -> Aggre
     let partials: Vec<Partial> = tasks
         .par_chunks(per_worker)
         .map(|group| {
-            let mut partial = Partial::new(node_count, track_unfiltered);
+            let mut partial = Partial::new(node_count, track_unfiltered, group_count);
             // Room for every sample being a distinct stack, twice an even
             // share per shard (hash skew); inlined lines add frames.
             let samples: usize = group.iter().map(|(_, b)| b.len()).sum();
@@ -268,7 +371,7 @@ pub fn aggregate_samples(prepared: Prepared, blocks: &[&[SampleBlock]]) -> Aggre
             partial
         })
         .collect();
-    let mut partial = Partial::merge_all(partials, node_count, track_unfiltered);
+    let mut partial = Partial::merge_all(partials, node_count, track_unfiltered, group_count);
     // pprof merges a base into the profile sample by sample, so identical
     // stacks cancel before it sums |values|: do the same with our stacks.
     // Sums wrap like Go's int64 (pprof's), here as everywhere else.
@@ -296,6 +399,7 @@ pub fn aggregate_samples(prepared: Prepared, blocks: &[&[SampleBlock]]) -> Aggre
     // Free what the reports do not need before building their inputs.
     drop(std::mem::take(&mut partial.seen));
     drop(std::mem::take(&mut partial.scratch));
+    let groups = partial.group_totals(&group_names, &names, &inlining);
     let functions = names
         .into_iter()
         .zip(inlining)
@@ -304,11 +408,7 @@ pub fn aggregate_samples(prepared: Prepared, blocks: &[&[SampleBlock]]) -> Aggre
             name,
             flat: partial.flat.get(i).copied().unwrap_or(0),
             cum: partial.cum.get(i).copied().unwrap_or(0),
-            inlining: match (inline, not_inline) {
-                (true, false) => Inlining::Always,
-                (true, true) => Inlining::Sometimes,
-                _ => Inlining::No,
-            },
+            inlining: Inlining::from_flags((inline, not_inline)),
         })
         .collect();
     Aggregate {
@@ -321,6 +421,9 @@ pub fn aggregate_samples(prepared: Prepared, blocks: &[&[SampleBlock]]) -> Aggre
         stacks: partial.stacks,
         has_base: has_base || partial.diff_base_samples > 0,
         diff_base_samples: partial.diff_base_samples,
+        group_by,
+        groups,
+        plans: keep_plans.then_some(plans),
     }
 }
 
@@ -334,6 +437,93 @@ impl Aggregate {
                 base: e.base,
             })
         })
+    }
+
+    /// For each of `stacks` (root first, recursion folded as hot paths fold
+    /// it), the sum of the kept samples' values per string label (key,
+    /// value) they carry. `None` without [`Options::label_hot_paths`] or
+    /// when no input has string labels.
+    pub(crate) fn label_sums(
+        &self,
+        blocks: &[&[SampleBlock]],
+        stacks: &[Vec<u32>],
+    ) -> Option<Vec<FxHashMap<(String, String), i64>>> {
+        let plans = self.plans.as_ref()?;
+        if plans
+            .iter()
+            .all(|p| p.label_strings.as_ref().is_none_or(|s| s.is_empty()))
+        {
+            return None;
+        }
+        let index: FxHashMap<&[u32], usize> = stacks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_slice(), i))
+            .collect();
+        type Sums<'p> = Vec<FxHashMap<(&'p str, &'p str), i64>>;
+        let empty = || -> Sums { vec![FxHashMap::default(); stacks.len()] };
+        let tasks: Vec<(&Plan, &SampleBlock)> = plans
+            .iter()
+            .zip(blocks)
+            .filter(|(p, _)| p.label_strings.as_ref().is_some_and(|s| !s.is_empty()))
+            .flat_map(|(p, blocks)| blocks.iter().map(move |b| (p, b)))
+            .collect();
+        let sums = tasks
+            .par_iter()
+            .fold(empty, |mut sums, &(plan, block)| {
+                let strings = plan.label_strings.as_ref().expect("filtered above");
+                let (mut stack, mut folded) = (Vec::new(), Vec::new());
+                for sample in block.iter() {
+                    let value = sample.values[plan.value_index].wrapping_mul(plan.sign);
+                    if value == 0 || sample.labels.is_empty() {
+                        continue;
+                    }
+                    let mut locations = sample.locations;
+                    if let Some(prune) = &plan.prune {
+                        locations = &locations[prune_start(locations, prune)..];
+                    }
+                    if plan
+                        .filter
+                        .as_ref()
+                        .is_some_and(|f| !LocationMatch::keeps(locations, f))
+                        || plan.tags.as_ref().is_some_and(|t| !t.keeps(sample.labels))
+                    {
+                        continue;
+                    }
+                    fill_stack(&mut stack, plan, locations);
+                    crate::report::fold_recursion(&stack, &mut folded);
+                    let Some(&path) = index.get(folded.as_slice()) else {
+                        continue;
+                    };
+                    for l in sample.labels {
+                        let (Some(key), Some(text)) = (strings.get(&l.key), strings.get(&l.str))
+                        else {
+                            continue;
+                        };
+                        let sum = sums[path].entry((key, text)).or_insert(0);
+                        *sum = sum.wrapping_add(value);
+                    }
+                }
+                sums
+            })
+            .reduce(empty, |mut a, b| {
+                for (a, b) in a.iter_mut().zip(b) {
+                    for (k, v) in b {
+                        let e = a.entry(k).or_insert(0);
+                        *e = e.wrapping_add(v);
+                    }
+                }
+                a
+            });
+        Some(
+            sums.into_iter()
+                .map(|m| {
+                    m.into_iter()
+                        .map(|((k, v), sum)| ((k.to_string(), v.to_string()), sum))
+                        .collect()
+                })
+                .collect(),
+        )
     }
 
     pub(crate) fn stack_tables(&self) -> &[StackTable] {
@@ -449,6 +639,9 @@ fn plan<'s>(
         prune,
         filter,
         diff_base_label: diff_base_label(view),
+        tags: None,
+        groups: None,
+        label_strings: None,
     })
 }
 
@@ -538,10 +731,40 @@ struct Partial {
     kept: i64,
     samples: u64,
     samples_kept: u64,
+    /// Per `--group-by` group; a group's tables are allocated at its first sample.
+    groups: Vec<GroupPartial>,
+}
+
+#[derive(Default)]
+struct GroupPartial {
+    flat: Vec<i64>,
+    cum: Vec<i64>,
+    kept: i64,
+    samples: u64,
+}
+
+impl GroupPartial {
+    fn add(&mut self, other: GroupPartial) {
+        if other.flat.is_empty() {
+            return;
+        }
+        if self.flat.is_empty() {
+            *self = other;
+            return;
+        }
+        for (a, b) in self.flat.iter_mut().zip(&other.flat) {
+            *a = a.wrapping_add(*b);
+        }
+        for (a, b) in self.cum.iter_mut().zip(&other.cum) {
+            *a = a.wrapping_add(*b);
+        }
+        self.kept = self.kept.wrapping_add(other.kept);
+        self.samples += other.samples;
+    }
 }
 
 impl Partial {
-    fn new(nodes: usize, track_unfiltered: bool) -> Partial {
+    fn new(nodes: usize, track_unfiltered: bool, groups: usize) -> Partial {
         Partial {
             flat: vec![0; nodes],
             cum: vec![0; nodes],
@@ -556,6 +779,7 @@ impl Partial {
             kept: 0,
             samples: 0,
             samples_kept: 0,
+            groups: (0..groups).map(|_| GroupPartial::default()).collect(),
         }
     }
 
@@ -593,19 +817,36 @@ impl Partial {
                     continue;
                 }
             }
+            if let Some(tags) = &plan.tags {
+                if !tags.keeps(sample.labels) {
+                    continue;
+                }
+            }
             self.samples_kept += 1;
             self.kept = self.kept.wrapping_add(value);
             if !filled {
                 fill_stack(&mut self.scratch, plan, locations);
             }
-            self.add_stack(plan.sign < 0 || diff_base, value);
+            let group = plan.groups.as_ref().map(|g| {
+                let g = g.group_of(sample.labels) as usize;
+                let nodes = self.flat.len();
+                let group = &mut self.groups[g];
+                if group.flat.is_empty() {
+                    group.flat = vec![0; nodes];
+                    group.cum = vec![0; nodes];
+                }
+                group.kept = group.kept.wrapping_add(value);
+                group.samples += 1;
+                g
+            });
+            self.add_stack(plan.sign < 0 || diff_base, value, group);
         }
     }
 
     /// Adds the stack in `scratch` (filled by the caller); a `base`
     /// sample's value is already negative.
     #[inline]
-    fn add_stack(&mut self, base: bool, value: i64) {
+    fn add_stack(&mut self, base: bool, value: i64, group: Option<usize>) {
         self.sample_serial = self.sample_serial.wrapping_add(1);
         if self.sample_serial == 0 {
             self.seen.fill(0);
@@ -616,22 +857,70 @@ impl Partial {
             if *seen != self.sample_serial {
                 *seen = self.sample_serial;
                 self.cum[node as usize] = self.cum[node as usize].wrapping_add(value);
+                if let Some(g) = group {
+                    let cum = &mut self.groups[g].cum[node as usize];
+                    *cum = cum.wrapping_add(value);
+                }
             }
         }
         if let Some(&leaf) = self.scratch.last() {
             self.flat[leaf as usize] = self.flat[leaf as usize].wrapping_add(value);
+            if let Some(g) = group {
+                let flat = &mut self.groups[g].flat[leaf as usize];
+                *flat = flat.wrapping_add(value);
+            }
         }
         let (value, base) = if base { (value, -value) } else { (value, 0) };
         let hash = hash_stack(&self.scratch);
         self.stacks[shard_of(hash)].add(&self.scratch, hash, value, base);
     }
 
+    /// The groups that kept samples, largest |total| first.
+    fn group_totals(
+        &mut self,
+        group_names: &[String],
+        names: &[String],
+        inlining: &[(bool, bool)],
+    ) -> Vec<GroupTotal> {
+        let mut groups: Vec<GroupTotal> = std::mem::take(&mut self.groups)
+            .into_iter()
+            .zip(group_names)
+            .filter(|(g, _)| g.samples > 0)
+            .map(|(g, value)| GroupTotal {
+                value: value.clone(),
+                kept: g.kept,
+                samples: g.samples,
+                functions: (0..names.len())
+                    .filter(|&i| g.flat[i] != 0 || g.cum[i] != 0)
+                    .map(|i| FunctionTotal {
+                        name: names[i].clone(),
+                        flat: g.flat[i],
+                        cum: g.cum[i],
+                        inlining: Inlining::from_flags(inlining[i]),
+                    })
+                    .collect(),
+            })
+            .collect();
+        groups.sort_by(|a, b| {
+            b.kept
+                .unsigned_abs()
+                .cmp(&a.kept.unsigned_abs())
+                .then_with(|| a.value.cmp(&b.value))
+        });
+        groups
+    }
+
     /// Sums the workers' partials; stack shards are merged in parallel.
-    fn merge_all(mut partials: Vec<Partial>, nodes: usize, track_unfiltered: bool) -> Partial {
+    fn merge_all(
+        mut partials: Vec<Partial>,
+        nodes: usize,
+        track_unfiltered: bool,
+        groups: usize,
+    ) -> Partial {
         if partials.len() == 1 {
             return partials.pop().expect("one partial");
         }
-        let mut out = Partial::new(nodes, track_unfiltered);
+        let mut out = Partial::new(nodes, track_unfiltered, groups);
         let mut sets = Vec::new();
         for mut p in partials {
             for (a, b) in out.flat.iter_mut().zip(&p.flat) {
@@ -651,6 +940,9 @@ impl Partial {
                     let entry = mine.entry(stack).or_insert(0);
                     *entry = entry.wrapping_add(value);
                 }
+            }
+            for (mine, theirs) in out.groups.iter_mut().zip(std::mem::take(&mut p.groups)) {
+                mine.add(theirs);
             }
             sets.push(p.stacks);
         }

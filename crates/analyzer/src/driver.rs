@@ -116,10 +116,17 @@ pub struct Summary {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Warning {
-    /// The focus/ignore expressions kept none of the samples.
+    /// The filters (focus/ignore, tag focus/ignore) kept none of the samples.
     NothingKept {
         /// Samples there were (with a non-zero value).
         samples: u64,
+    },
+    /// A `--base` heap snapshot is not from the process of the analyzed
+    /// one (its object ids name other objects): only counts per
+    /// constructor are compared.
+    DifferentProcesses {
+        /// The base snapshot.
+        base: String,
     },
 }
 
@@ -129,9 +136,13 @@ impl fmt::Display for Warning {
             Warning::NothingKept { samples } => {
                 write!(
                     f,
-                    "focus/ignore left none of the profile's {samples} samples"
+                    "the filters left none of the profile's {samples} samples"
                 )
             }
+            Warning::DifferentProcesses { base } => write!(
+                f,
+                "{base} is not a snapshot of the same process (its object ids name other objects): comparing counts per constructor only"
+            ),
         }
     }
 }
@@ -248,7 +259,13 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
     // Plan the locations, then keep only the samples: the rest of the
     // decoded profiles and the input bytes are freed before the sample pass
     // builds its tables.
-    let options = &request.options;
+    // Markdown and JSON name the labels that dominate a hot path, from a
+    // second pass over the samples.
+    let mut options = request.options.clone();
+    options.label_hot_paths |=
+        matches!(request.format, ReportFormat::Markdown | ReportFormat::Json)
+            && request.limits.hot_paths > 0;
+    let options = &options;
     let prepared = prepare(&inputs, options)?;
     drop(inputs);
     let blocks: Vec<Vec<SampleBlock>> = views
@@ -259,9 +276,17 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
     let block_refs: Vec<&[SampleBlock]> = blocks.iter().map(Vec::as_slice).collect();
     let agg = aggregate_samples(prepared, &block_refs);
     drop(block_refs);
-    drop(blocks);
+    let blocks = if options.label_hot_paths {
+        Some(blocks)
+    } else {
+        drop(blocks);
+        None
+    };
     let mut warnings = Vec::new();
-    let filtered = options.focus.is_some() || options.ignore.is_some();
+    let filtered = options.focus.is_some()
+        || options.ignore.is_some()
+        || options.tag_focus.is_some()
+        || options.tag_ignore.is_some();
     if filtered && agg.samples > 0 && agg.samples_kept == 0 {
         warnings.push(Warning::NothingKept {
             samples: agg.samples,
@@ -275,6 +300,12 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
     }
     if let Some(re) = &options.ignore {
         meta.filters.push(format!("ignore={re}"));
+    }
+    if let Some(tags) = &options.tag_focus {
+        meta.filters.push(format!("tagfocus={tags}"));
+    }
+    if let Some(tags) = &options.tag_ignore {
+        meta.filters.push(format!("tagignore={tags}"));
     }
     if let Some(path) = &request.flamegraph {
         let mut file = create(path)?;
@@ -294,7 +325,11 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
     }
     timings.mark("flamegraph and folded output");
 
-    let report = Report::new(&meta, &agg, request.limits);
+    let mut report = Report::new(&meta, &agg, request.limits);
+    if let Some(blocks) = blocks {
+        let refs: Vec<&[SampleBlock]> = blocks.iter().map(Vec::as_slice).collect();
+        report.label_hot_paths(&refs);
+    }
     let rendered = match request.format {
         ReportFormat::Text => report::render_text(&report),
         ReportFormat::Json => report::render_json(&report),
@@ -324,9 +359,9 @@ fn create(path: &Path) -> Result<BufWriter<File>> {
 }
 
 /// Phase timings, when asked for.
-struct Timings {
+pub(crate) struct Timings {
     last: Option<Instant>,
-    phases: Vec<PhaseTiming>,
+    pub(crate) phases: Vec<PhaseTiming>,
 }
 
 impl Timings {
@@ -337,7 +372,7 @@ impl Timings {
         }
     }
 
-    fn mark(&mut self, phase: &'static str) {
+    pub(crate) fn mark(&mut self, phase: &'static str) {
         let Some(last) = self.last else {
             return;
         };

@@ -55,14 +55,16 @@ pub mod flamegraph;
 mod input;
 pub mod report;
 mod stacks;
+pub mod tags;
 pub mod units;
 
 pub use aggregate::{
-    aggregate, aggregate_samples, prepare, Aggregate, FunctionTotal, Inlining, Input, Options,
-    Prepared, SampleType, StackTotal,
+    aggregate, aggregate_samples, prepare, Aggregate, FunctionTotal, GroupTotal, Inlining, Input,
+    Options, Prepared, SampleType, StackTotal,
 };
 pub use driver::{run, PhaseTiming, ReportFormat, Request, Summary, Warning};
 pub use error::{Error, Result};
 pub use firewatch_profile::{MmapChoice, SampleIndex};
 pub use input::node::NodeError;
 pub use input::{InputFormat, Source};
+pub use tags::{TagFilter, TagFilterError};

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use firewatch_analyzer::report::Limits;
 use firewatch_analyzer::{
-    Error, MmapChoice, Options, ReportFormat, Request, SampleIndex, Source, Warning,
+    Error, MmapChoice, Options, ReportFormat, Request, SampleIndex, Source, TagFilter, Warning,
 };
 use firewatch_profile::units::parse_byte_size;
 use firewatch_profile::DEFAULT_MAX_DECOMPRESSED;
@@ -76,6 +76,16 @@ struct AnalyzeArgs {
     /// Ignore the profile's drop_frames/keep_frames.
     #[arg(long)]
     all_frames: bool,
+    /// Keep only samples with a label matching: KEY=REGEX[,REGEX…], REGEX (against
+    /// `key:value`), or a numeric range such as bytes=1mb: (pprof's -tagfocus).
+    #[arg(long, value_name = "[KEY=]VALUE")]
+    tag_focus: Option<TagFilter>,
+    /// Drop samples with a label matching, as --tag-focus (pprof's -tagignore).
+    #[arg(long, value_name = "[KEY=]VALUE")]
+    tag_ignore: Option<TagFilter>,
+    /// Also report totals and top functions per value of this label key.
+    #[arg(long, value_name = "KEY")]
+    group_by: Option<String>,
     /// Worker threads (default, or 0: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -128,7 +138,7 @@ fn main() -> ExitCode {
     for warning in &summary.warnings {
         match warning {
             Warning::NothingKept { samples } => eprintln!(
-                "firewatch: warning: --focus/--ignore left none of the profile's {samples} samples"
+                "firewatch: warning: the filters (--focus, --ignore, --tag-focus, --tag-ignore) left none of the profile's {samples} samples"
             ),
             other => eprintln!("firewatch: warning: {other}"),
         }
@@ -143,12 +153,15 @@ impl AnalyzeArgs {
     fn into_request(self) -> Request {
         let mut request = Request::new(self.profiles);
         request.base = self.base.into_iter().map(Source::from).collect();
-        request.options = Options {
-            sample_index: self.sample_index.unwrap_or_default(),
-            focus: self.focus,
-            ignore: self.ignore,
-            all_frames: self.all_frames,
-        };
+        let mut options = Options::default();
+        options.sample_index = self.sample_index.unwrap_or_default();
+        options.focus = self.focus;
+        options.ignore = self.ignore;
+        options.all_frames = self.all_frames;
+        options.tag_focus = self.tag_focus;
+        options.tag_ignore = self.tag_ignore;
+        options.group_by = self.group_by;
+        request.options = options;
         request.format = match self.format {
             Format::Text => ReportFormat::Text,
             Format::Json => ReportFormat::Json,

@@ -475,3 +475,89 @@ fn flamegraph_of_names_with_control_characters_is_well_formed_xml() {
     }
     assert!(titles.iter().any(|t| t.starts_with("g\\u{fffe}\\u{ffff}")));
 }
+
+/// Markdown and JSON hot paths name a label value that carries most of the
+/// path's value (here 90% of one path is `endpoint=/a`), and no label for
+/// a path split evenly; `--group-by` totals follow the labels as built.
+#[test]
+fn hot_paths_name_dominant_labels_and_groups_follow_labels() {
+    use firewatch_profile::{
+        Function, Label, Line, Location, Profile, Sample, StringInterner, ValueType,
+    };
+    let mut s = StringInterner::new();
+    let mut p = Profile::new();
+    p.sample_type = vec![ValueType {
+        r#type: s.intern("samples"),
+        unit: s.intern("count"),
+    }];
+    p.function = ["main", "checkout", "search"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Function {
+            id: i as u64 + 1,
+            name: s.intern(n),
+            ..Default::default()
+        })
+        .collect();
+    p.location = (1..=3)
+        .map(|id| Location {
+            id,
+            line: vec![Line {
+                function_id: id,
+                line: 0,
+                column: 0,
+            }],
+            ..Default::default()
+        })
+        .collect();
+    let key = s.intern("endpoint");
+    let (a, b) = (s.intern("/a"), s.intern("/b"));
+    let sample = |leaf: u64, value: i64, endpoint: i64| Sample {
+        location_id: vec![leaf, 1],
+        value: vec![value],
+        label: vec![Label {
+            key,
+            str: endpoint,
+            ..Default::default()
+        }],
+    };
+    // checkout: 900 under /a, 100 under /b; search: 300 and 300.
+    p.sample = vec![
+        sample(2, 900, a),
+        sample(2, 100, b),
+        sample(3, 300, a),
+        sample(3, 300, b),
+    ];
+    p.string_table = s.into_table();
+    let input = tmp("labelled.pb");
+    std::fs::write(&input, p.encode()).unwrap();
+    let path = input.to_str().unwrap();
+
+    let out = firewatch(&["analyze", "--format", "markdown", path]);
+    let md = String::from_utf8(out.stdout).unwrap();
+    let line = |leaf: &str| {
+        md.lines()
+            .find(|l| l.ends_with(&format!("`{leaf}`")))
+            .unwrap_or_else(|| panic!("no hot path ending in {leaf}:\n{md}"))
+            .to_string()
+    };
+    assert!(
+        line("checkout").contains("labelled `endpoint=/a` (90%)"),
+        "{md}"
+    );
+    assert!(!line("search").contains("labelled"), "{md}");
+
+    let report = json(&["--group-by", "endpoint", path]);
+    let paths = report["hot_paths"].as_array().unwrap();
+    assert_eq!(paths[0]["labels"][0]["value"], "/a");
+    assert!(paths[1].get("labels").is_none());
+    let groups = report["groups"].as_array().unwrap();
+    assert_eq!(
+        groups
+            .iter()
+            .map(|g| (g["value"].as_str().unwrap(), g["total"].as_i64().unwrap()))
+            .collect::<Vec<_>>(),
+        [("/a", 1200), ("/b", 400)]
+    );
+    assert_eq!(function(&groups[1], "checkout")["flat"], 100);
+}

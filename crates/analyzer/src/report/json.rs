@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::Report;
+use super::{DominantLabel, Report};
 use crate::aggregate::SampleType;
 
 #[derive(Serialize)]
@@ -19,6 +19,20 @@ struct Json<'a> {
     total: i64,
     functions: Vec<Function<'a>>,
     hot_paths: Vec<HotPath<'a>>,
+    /// With `--group-by`: the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_by: Option<&'a str>,
+    /// With `--group-by`: one entry per value, largest |total| first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    groups: Option<Vec<Group<'a>>>,
+}
+
+#[derive(Serialize)]
+struct Group<'a> {
+    value: &'a str,
+    total: i64,
+    samples: u64,
+    functions: Vec<Function<'a>>,
 }
 
 #[derive(Serialize)]
@@ -36,9 +50,17 @@ struct HotPath<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     recursive: Option<&'a [bool]>,
     value: i64,
+    /// Label values carried by most of the path's value (≥ 80%).
+    #[serde(skip_serializing_if = "<[DominantLabel]>::is_empty")]
+    labels: &'a [DominantLabel],
 }
 
-pub fn render_json(report: &Report) -> String {
+pub fn render_json<'a>(report: &Report<'a>) -> String {
+    let function = |f: &&'a crate::aggregate::FunctionTotal| Function {
+        name: &f.name,
+        flat: f.flat,
+        cum: f.cum,
+    };
     let json = Json {
         schema: 1,
         inputs: &report.meta.inputs,
@@ -68,8 +90,22 @@ pub fn render_json(report: &Report) -> String {
                     .contains(&true)
                     .then_some(s.recursive.as_slice()),
                 value: s.value,
+                labels: &s.labels,
             })
             .collect(),
+        group_by: report.aggregate.group_by.as_deref(),
+        groups: report.aggregate.group_by.as_ref().map(|_| {
+            report
+                .groups
+                .iter()
+                .map(|g| Group {
+                    value: &g.group.value,
+                    total: g.group.kept,
+                    samples: g.group.samples,
+                    functions: g.functions.iter().map(function).collect(),
+                })
+                .collect()
+        }),
     };
     let mut out = serde_json::to_string_pretty(&json).expect("a report serializes");
     out.push('\n');

@@ -130,6 +130,32 @@ pub fn render_markdown(report: &Report) -> String {
         );
     }
 
+    if let Some(key) = &agg.group_by {
+        let _ = writeln!(out, "\n### By {}\n", code(key));
+        let _ = writeln!(
+            out,
+            "| {} | total | % | samples | heaviest functions (flat) |\n|---|---:|---:|---:|---|",
+            code(key)
+        );
+        for g in &report.groups {
+            let top: Vec<String> = g
+                .functions
+                .iter()
+                .take(3)
+                .map(|f| format!("{} {}", code(&f.name), fmt(f.flat)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                code(&g.group.value),
+                fmt(g.group.kept),
+                percentage(g.group.kept, agg.total).trim(),
+                g.group.samples,
+                top.join(", ")
+            );
+        }
+    }
+
     if !report.hot_paths.is_empty() {
         let _ = writeln!(out, "\n### Hot paths\n");
         for (n, stack) in report.hot_paths.iter().enumerate() {
@@ -138,9 +164,22 @@ pub fn render_markdown(report: &Report) -> String {
                 .iter()
                 .map(|n| code(n))
                 .collect();
+            let labels: Vec<String> = stack
+                .labels
+                .iter()
+                .map(|l| {
+                    let share = format!("{:.0}%", (l.share * 100.0).floor());
+                    format!("{} ({share})", code(&format!("{}={}", l.key, l.value)))
+                })
+                .collect();
+            let labels = if labels.is_empty() {
+                String::new()
+            } else {
+                format!(", labelled {}", labels.join(", "))
+            };
             let _ = writeln!(
                 out,
-                "{}. **{}** ({}): {}",
+                "{}. **{}** ({}{labels}): {}",
                 n + 1,
                 fmt(stack.value),
                 percentage(stack.value, agg.total).trim(),

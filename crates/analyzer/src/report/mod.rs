@@ -15,7 +15,7 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
-use crate::aggregate::{Aggregate, FunctionTotal, StackTotal};
+use crate::aggregate::{Aggregate, FunctionTotal, GroupTotal, StackTotal};
 use crate::stacks::{hash_stack, merge_sharded, shard_of, StackTable, SHARDS};
 
 /// A heavy call path: a distinct stack, with direct recursion folded (so
@@ -27,10 +27,39 @@ pub struct HotPath<'a> {
     pub recursive: Vec<bool>,
     pub value: i64,
     pub base: i64,
+    /// Labels that dominate the path: one value of a key carried by at
+    /// least [`DOMINANT_SHARE`] of the path's value (filled only when the
+    /// report asks for them, see [`Report::label_hot_paths`]).
+    pub labels: Vec<DominantLabel>,
 }
+
+/// A label value that most of a hot path's samples carry.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DominantLabel {
+    pub key: String,
+    pub value: String,
+    /// Its share of the path's value, in (0, 1].
+    pub share: f64,
+}
+
+/// The share of a hot path's value one label value must carry to be shown
+/// with the path.
+pub const DOMINANT_SHARE: f64 = 0.8;
 
 /// Marks a folded frame in a folded stack (node ids are far below 2^31).
 const RECURSIVE: u32 = 1 << 31;
+
+/// `frames` with each run of one frame (direct recursion) folded into one
+/// frame marked [`RECURSIVE`], into `out`.
+pub(crate) fn fold_recursion(frames: &[u32], out: &mut Vec<u32>) {
+    out.clear();
+    for (i, &f) in frames.iter().enumerate() {
+        match out.last_mut() {
+            Some(last) if i > 0 && *last & !RECURSIVE == f => *last |= RECURSIVE,
+            _ => out.push(f),
+        }
+    }
+}
 
 /// The `limit` heaviest paths by |value|.
 fn hot_paths(aggregate: &Aggregate, limit: usize) -> Vec<HotPath<'static>> {
@@ -69,13 +98,7 @@ fn hot_paths(aggregate: &Aggregate, limit: usize) -> Vec<HotPath<'static>> {
                 if out.is_empty() {
                     out = (0..SHARDS).map(|_| StackTable::default()).collect();
                 }
-                scratch.clear();
-                for (i, &f) in frames.iter().enumerate() {
-                    match scratch.last_mut() {
-                        Some(last) if i > 0 && *last & !RECURSIVE == f => *last |= RECURSIVE,
-                        _ => scratch.push(f),
-                    }
-                }
+                fold_recursion(frames, &mut scratch);
                 let h = hash_stack(&scratch);
                 out[shard_of(h)].add(&scratch, h, e.value, e.base);
             }
@@ -124,6 +147,7 @@ fn hot_paths(aggregate: &Aggregate, limit: usize) -> Vec<HotPath<'static>> {
             recursive: frames.iter().map(|f| f & RECURSIVE != 0).collect(),
             value,
             base,
+            labels: Vec::new(),
         })
         .collect()
 }
@@ -221,37 +245,112 @@ pub struct Report<'a> {
     /// How many functions carry a value (before `top`).
     pub function_count: usize,
     pub hot_paths: Vec<HotPath<'a>>,
+    /// With `--group-by`: each group's heaviest functions.
+    pub groups: Vec<GroupReport<'a>>,
+}
+
+/// One value of the `--group-by` key, ready to render.
+pub struct GroupReport<'a> {
+    pub group: &'a GroupTotal,
+    /// The group's functions, ordered and cut as the main table.
+    pub functions: Vec<&'a FunctionTotal>,
+    /// How many functions carry a value in the group.
+    pub function_count: usize,
+}
+
+/// Functions with a value, in pprof's `-top` order (|flat| desc, name asc,
+/// |cum| desc), the first `top` (0 = all), and how many there were.
+fn top_functions<'a>(
+    all: impl Iterator<Item = &'a FunctionTotal>,
+    top: usize,
+) -> (Vec<&'a FunctionTotal>, usize) {
+    let mut functions: Vec<&FunctionTotal> = all.filter(|f| f.flat != 0 || f.cum != 0).collect();
+    let order = |a: &&FunctionTotal, b: &&FunctionTotal| {
+        b.flat
+            .unsigned_abs()
+            .cmp(&a.flat.unsigned_abs())
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| b.cum.unsigned_abs().cmp(&a.cum.unsigned_abs()))
+    };
+    let count = functions.len();
+    if top > 0 && functions.len() > top {
+        // Only the shown rows need sorting.
+        functions.select_nth_unstable_by(top - 1, order);
+        functions.truncate(top);
+    }
+    functions.sort_unstable_by(order);
+    (functions, count)
 }
 
 impl<'a> Report<'a> {
     pub fn new(meta: &'a Metadata, aggregate: &'a Aggregate, limits: Limits) -> Report<'a> {
-        let mut functions: Vec<&FunctionTotal> = aggregate
-            .functions
-            .iter()
-            .filter(|f| f.flat != 0 || f.cum != 0)
-            .collect();
-        // pprof's -flat order: |flat| desc, name asc, |cum| desc.
-        let order = |a: &&FunctionTotal, b: &&FunctionTotal| {
-            b.flat
-                .unsigned_abs()
-                .cmp(&a.flat.unsigned_abs())
-                .then_with(|| a.name.cmp(&b.name))
-                .then_with(|| b.cum.unsigned_abs().cmp(&a.cum.unsigned_abs()))
-        };
-        let function_count = functions.len();
-        if limits.top > 0 && functions.len() > limits.top {
-            // Only the shown rows need sorting.
-            functions.select_nth_unstable_by(limits.top - 1, order);
-            functions.truncate(limits.top);
-        }
-        functions.sort_unstable_by(order);
+        let (functions, function_count) = top_functions(aggregate.functions.iter(), limits.top);
         let hot_paths = hot_paths(aggregate, limits.hot_paths);
+        let groups = aggregate
+            .groups
+            .iter()
+            .map(|group| {
+                let (functions, function_count) = top_functions(group.functions.iter(), limits.top);
+                GroupReport {
+                    group,
+                    functions,
+                    function_count,
+                }
+            })
+            .collect();
         Report {
             meta,
             aggregate,
             functions,
             function_count,
             hot_paths,
+            groups,
+        }
+    }
+
+    /// Finds, for each hot path, the label values that dominate it, from
+    /// the samples (`blocks[i]`: the sample blocks of the aggregate's
+    /// input `i`). Needs [`Options::label_hot_paths`](crate::Options::label_hot_paths);
+    /// differences are left alone (a share of a net change means little).
+    pub fn label_hot_paths(&mut self, blocks: &[&[firewatch_profile::SampleBlock]]) {
+        if self.aggregate.has_base || self.hot_paths.is_empty() {
+            return;
+        }
+        let folded: Vec<Vec<u32>> = self
+            .hot_paths
+            .iter()
+            .map(|p| {
+                p.frames
+                    .iter()
+                    .zip(&p.recursive)
+                    .map(|(&f, &r)| if r { f | RECURSIVE } else { f })
+                    .collect()
+            })
+            .collect();
+        let Some(sums) = self.aggregate.label_sums(blocks, &folded) else {
+            return;
+        };
+        for (path, sums) in self.hot_paths.iter_mut().zip(sums) {
+            if path.value <= 0 {
+                continue;
+            }
+            // Per key, the value carrying the most.
+            let mut best: std::collections::BTreeMap<&str, (&str, i64)> = Default::default();
+            for ((key, value), &sum) in &sums {
+                let entry = best.entry(key.as_str()).or_insert((value.as_str(), sum));
+                if sum > entry.1 || (sum == entry.1 && value.as_str() < entry.0) {
+                    *entry = (value.as_str(), sum);
+                }
+            }
+            path.labels = best
+                .into_iter()
+                .map(|(key, (value, sum))| DominantLabel {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                    share: sum as f64 / path.value as f64,
+                })
+                .filter(|l| l.share >= DOMINANT_SHARE)
+                .collect();
         }
     }
 

@@ -5,6 +5,9 @@ use std::fmt::Write;
 use super::{format_time, Report};
 use crate::units::{percentage, scaled_label};
 
+/// Function rows shown per `--group-by` group (JSON has all of `--top`).
+pub(crate) const GROUP_ROWS: usize = 10;
+
 pub fn render_text(report: &Report) -> String {
     let agg = report.aggregate;
     let meta = report.meta;
@@ -91,6 +94,44 @@ pub fn render_text(report: &Report) -> String {
             percentage(f.cum, agg.total),
             f.name
         ));
+    }
+
+    if let Some(key) = &agg.group_by {
+        let _ = writeln!(out, "\nBy {key} (label values, largest first):");
+        if report.groups.is_empty() {
+            let _ = writeln!(out, "  no kept samples");
+        }
+        for g in &report.groups {
+            let _ = writeln!(
+                out,
+                "{key}={}: {} ({} of total), {} samples",
+                g.group.value,
+                fmt(g.group.kept),
+                percentage(g.group.kept, agg.total).trim(),
+                g.group.samples
+            );
+            for f in g.functions.iter().take(GROUP_ROWS) {
+                let _ = writeln!(
+                    out,
+                    "{:>10} {} {:>10} {}  {}{}",
+                    fmt(f.flat),
+                    percentage(f.flat, agg.total),
+                    fmt(f.cum),
+                    percentage(f.cum, agg.total),
+                    f.name,
+                    f.inlining.suffix()
+                );
+            }
+            if g.function_count > GROUP_ROWS.min(g.functions.len()) {
+                let shown = GROUP_ROWS.min(g.functions.len());
+                let _ = writeln!(
+                    out,
+                    "{:>10} … {} more functions",
+                    "",
+                    g.function_count - shown
+                );
+            }
+        }
     }
 
     if !report.hot_paths.is_empty() {
