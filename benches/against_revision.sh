@@ -30,15 +30,16 @@ CARGO_TARGET_DIR="$root/target/against-revision/target" \
 base="$root/target/against-revision/target/release/firewatch"
 log "building the working tree"
 cargo build --release -p firewatch-analyzer >&2
-new="$root/target/release/firewatch"
+target="${CARGO_TARGET_DIR:-$root/target}"
+new="$target/release/firewatch"
 
 mkdir -p bench-data
 gz="bench-data/synth-$SAMPLES-seed$SEED.pb.gz"
 raw="bench-data/synth-$SAMPLES-seed$SEED.pb"
 if [ ! -f "$gz" ] || [ ! -f "$raw" ]; then
     cargo build --release --example synth-profile >&2
-    target/release/examples/synth-profile "$gz" --samples "$SAMPLES" --seed "$SEED" >&2
-    target/release/examples/synth-profile "$raw" --samples "$SAMPLES" --seed "$SEED" >&2
+    "$target/release/examples/synth-profile" "$gz" --samples "$SAMPLES" --seed "$SEED" >&2
+    "$target/release/examples/synth-profile" "$raw" --samples "$SAMPLES" --seed "$SEED" >&2
 fi
 inputs=("$gz" "$raw")
 if [ -n "${FIREWATCH_CONFORMANCE_DIR:-}" ] && [ -f "$FIREWATCH_CONFORMANCE_DIR/google-pprof/large.cpu" ]; then

@@ -96,13 +96,18 @@ fn pprof_unit(unit: &str) -> Option<&'static str> {
 }
 
 fn pprof_rows(file: &Path, sample_type: &str, unit: &str, extra: &[&str]) -> (Rows, String) {
+    pprof_rows_of(&[file], sample_type, unit, extra)
+}
+
+/// `go tool pprof -top` on `files`, merged.
+fn pprof_rows_of(files: &[&Path], sample_type: &str, unit: &str, extra: &[&str]) -> (Rows, String) {
     let sample_index = format!("-sample_index={sample_type}");
     let unit_flag = pprof_unit(unit).map(|u| format!("-unit={u}"));
     let mut args = vec!["-top", "-nodefraction=0", "-symbolize=none"];
     args.extend(extra);
     args.push(&sample_index);
     args.extend(unit_flag.as_deref());
-    args.push(file.to_str().unwrap());
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
     let text = common::go_pprof(&args);
     let suffix = pprof_unit(unit).unwrap_or("");
     let value = |s: &str| -> i64 {
@@ -303,6 +308,114 @@ fn profiles_saved_by_diff_base_agree_with_go_tool_pprof() {
     };
     assert_eq!(before, pprof_total(&old), "the base column is OLD");
     assert_eq!(after, pprof_total(&new), "the newer column is NEW");
+}
+
+/// Many files, as a fleet writes them (more than one of the analyzer's
+/// batches, given as directories): merged, merged with a focus, and minus
+/// a directory of bases, they give what `go tool pprof` gives on the same
+/// files listed one by one.
+#[test]
+fn directories_of_many_profiles_merge_as_go_tool_pprof_merges_them() {
+    use std::io::Write;
+    if !go_available() {
+        return;
+    }
+    let base = firewatch::synth::generate(&firewatch::synth::Config {
+        samples: 3_000,
+        locations: 500,
+        functions: 200,
+        seed: 7,
+        ..Default::default()
+    });
+    let dir = common::tempdir();
+    let write = |sub: &str, range: std::ops::Range<u64>| -> Vec<PathBuf> {
+        let sub = dir.path().join(sub);
+        std::fs::create_dir(&sub).unwrap();
+        range
+            .map(|i| {
+                let path = sub.join(format!("replica-{i:03}.pb.gz"));
+                let bytes = firewatch::synth::fleet::replica(&base, i, 0.05).encode();
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&bytes).unwrap();
+                std::fs::write(&path, gz.finish().unwrap()).unwrap();
+                path
+            })
+            .collect()
+    };
+    // 75 profiles: three batches of at most 32.
+    let now = write("now", 0..75);
+    let before = write("before", 100..140);
+    let now_dir = dir.path().join("now");
+    let before_dir = dir.path().join("before");
+    let files: Vec<&Path> = now.iter().map(PathBuf::as_path).collect();
+    // Go 1.19's pprof takes one -base (the last one given): merge the base
+    // files with pprof itself first.
+    let merged_base = dir.path().join("before-merged.pb.gz");
+    let out = Command::new("go")
+        .args(["tool", "pprof", "-proto", "-symbolize=none"])
+        .args(&before)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&merged_base, &out.stdout).unwrap();
+    let bases = [format!("-base={}", merged_base.display())];
+    let bases: Vec<&str> = bases.iter().map(String::as_str).collect();
+    for (ours, theirs) in [
+        (vec![], vec![]),
+        (vec!["--focus", "tokio"], vec!["-focus=tokio"]),
+        (vec!["--base", before_dir.to_str().unwrap()], bases.clone()),
+        (
+            [
+                vec!["--ignore", "hyper", "--base"],
+                vec![before_dir.to_str().unwrap()],
+            ]
+            .concat(),
+            [vec!["-ignore=hyper"], bases.clone()].concat(),
+        ),
+    ] {
+        let (rows, json) = firewatch_rows(&now_dir, "cpu", &ours);
+        let (expected, text) = pprof_rows_of(&files, "cpu", "nanoseconds", &theirs);
+        assert!(!expected.is_empty());
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|e| !rows.iter().any(|r| r.0 == e.0))
+            .take(5)
+            .collect();
+        assert_eq!(
+            rows.len(),
+            expected.len(),
+            "{ours:?}: function count; missing {missing:?}"
+        );
+        let differing: Vec<String> = rows
+            .iter()
+            .zip(&expected)
+            .filter(|(a, b)| a != b)
+            .take(5)
+            .map(|(a, b)| format!("  firewatch {a:?}\n  pprof     {b:?}"))
+            .collect();
+        assert!(
+            differing.is_empty(),
+            "{ours:?}: rows differ from go tool pprof's:\n{}",
+            differing.join("\n")
+        );
+        let total = text
+            .lines()
+            .find(|l| l.starts_with("Showing nodes accounting for"))
+            .unwrap()
+            .rsplit(" of ")
+            .next()
+            .unwrap()
+            .trim_end_matches(" total")
+            .trim_end_matches("ns")
+            .parse::<i64>()
+            .unwrap();
+        assert_eq!(json["total"].as_i64().unwrap(), total, "{ours:?}: total");
+        assert_eq!(json["inputs"].as_array().unwrap().len(), 75);
+    }
 }
 
 /// A profile with string and numeric labels, as a labelling agent writes

@@ -31,6 +31,7 @@
 //! generator uses its own [`Rng`] (SplitMix64), no external randomness. With
 //! both options at their defaults it yields what it did before they existed.
 
+pub mod fleet;
 mod names;
 mod rng;
 

@@ -24,7 +24,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 use crate::stacks::{hash_stack, merge_sharded, shard_of, StackTable, SHARDS};
-use crate::tags::{plan_groups, InputGroups, InputTags, TagFilter};
+use crate::tags::{group_name, plan_groups, InputGroups, InputTags, TagFilter, GROUP_SLOTS};
 
 /// What to aggregate and how (start from `Options::default()`).
 #[derive(Clone, Debug, Default)]
@@ -186,6 +186,102 @@ struct Plan {
     /// With [`Options::label_hot_paths`]: the text of every string-label
     /// key and value (string index → text).
     label_strings: Option<FxHashMap<u32, Box<str>>>,
+    /// In a difference: what makes two samples one when pprof merges.
+    identity: Option<SampleIdentity>,
+}
+
+/// pprof merges samples (of a profile and its base) that have the same
+/// locations, by location identity, and the same labels; the total of a
+/// difference sums |value| over what remains. A sample's identity here is
+/// a 64-bit hash of the same things, comparable across inputs: per
+/// location its mapping (size, offset, build ID or file), address relative
+/// to the mapping, `is_folded` and lines (function name, system name,
+/// file, start line; line), and the labels as text. Two identities collide
+/// with probability about n²/2⁶⁵ (3·10⁻⁸ for a million samples).
+struct SampleIdentity {
+    locations: Vec<u64>,
+    strings: Vec<u64>,
+}
+
+/// A 64-bit mix (splitmix64's finalizer) of `h` and `v`.
+#[inline]
+fn mix(h: u64, v: u64) -> u64 {
+    let mut z = (h ^ v.wrapping_mul(0x9e37_79b9_7f4a_7c15)).rotate_left(27);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl SampleIdentity {
+    fn of_view(view: &ProfileView) -> SampleIdentity {
+        use std::hash::{Hash, Hasher};
+        let strings: Vec<u64> = view
+            .strings()
+            .par_iter()
+            .map(|s| {
+                let mut h = std::hash::DefaultHasher::new();
+                s.hash(&mut h);
+                h.finish()
+            })
+            .collect();
+        let mappings: Vec<u64> = view
+            .mappings()
+            .iter()
+            .map(|m| {
+                let name = if m.build_id != 0 {
+                    m.build_id
+                } else {
+                    m.filename
+                };
+                let h = mix(1, m.memory_limit.wrapping_sub(m.memory_start));
+                mix(mix(h, m.file_offset), strings[name as usize])
+            })
+            .collect();
+        let locations = view
+            .locations()
+            .par_iter()
+            .map(|l| {
+                let (mut h, start) = match l.mapping {
+                    Some(m) => (
+                        mappings[m as usize],
+                        view.mappings()[m as usize].memory_start,
+                    ),
+                    None => (2, 0),
+                };
+                h = mix(mix(h, l.address.wrapping_sub(start)), l.is_folded as u64);
+                for line in view.location_lines(l) {
+                    let f = &view.functions()[line.function as usize];
+                    for v in [
+                        strings[f.name as usize],
+                        strings[f.system_name as usize],
+                        strings[f.filename as usize],
+                        f.start_line as u64,
+                        line.line as u64,
+                    ] {
+                        h = mix(h, v);
+                    }
+                }
+                h
+            })
+            .collect();
+        SampleIdentity { locations, strings }
+    }
+
+    #[inline]
+    fn of(&self, sample: firewatch_profile::SampleRef) -> u64 {
+        let mut h = mix(3, sample.locations.len() as u64);
+        for &l in sample.locations {
+            h = mix(h, self.locations[l as usize]);
+        }
+        // Labels in any order: a sum of their hashes.
+        let labels = sample.labels.iter().fold(0u64, |sum, l| {
+            let mut lh = mix(4, self.strings[l.key as usize]);
+            lh = mix(lh, self.strings[l.str as usize]);
+            lh = mix(mix(lh, l.num as u64), self.strings[l.num_unit as usize]);
+            sum.wrapping_add(lh)
+        });
+        mix(h, labels)
+    }
 }
 
 /// Below this many samples per thread, aggregation stays on fewer threads.
@@ -204,226 +300,320 @@ pub fn aggregate(inputs: &[Input], options: &Options) -> Result<Aggregate> {
 /// frame of every location, pruning and filters, the sample type. Once it is
 /// built, the profiles' other tables and their input bytes can be freed.
 pub struct Prepared {
-    sample_type: SampleType,
-    names: Vec<String>,
-    inlining: Vec<(bool, bool)>,
-    plans: Vec<Plan>,
-    has_base: bool,
-    group_by: Option<String>,
-    group_names: Vec<String>,
-    keep_plans: bool,
+    aggregator: Aggregator,
+    batch: Batch,
 }
 
 /// The first step of [`aggregate`]: checks the sample types and plans every
 /// input's locations.
 pub fn prepare(inputs: &[Input], options: &Options) -> Result<Prepared> {
-    let first = inputs.first().expect("at least one input");
-    let first_index = first
-        .view
-        .sample_index(&options.sample_index)
-        .map_err(|error| Error::SampleType {
-            path: first.path.clone(),
-            error,
-        })?;
-    let (type_name, unit) = first.view.sample_type_names()[first_index];
-    let sample_type = SampleType {
-        r#type: type_name.to_string(),
-        unit: unit.to_string(),
-    };
-
-    // Most frames are functions: size the tables for them up front.
-    let functions: usize = inputs.iter().map(|i| i.view.functions().len() + 1).sum();
-    let mut names: Vec<String> = Vec::with_capacity(functions);
-    let mut inlining: Vec<(bool, bool)> = Vec::new();
-    let mut keys: FxHashMap<FrameKey, u32> =
-        FxHashMap::with_capacity_and_hasher(functions, Default::default());
-    let mut plans = Vec::with_capacity(inputs.len());
-    let filter = NameFilter {
-        focus: options.focus.clone(),
-        ignore: options.ignore.clone(),
-        ..NameFilter::default()
-    };
-    for input in inputs {
-        let value_index = input
-            .view
-            .find_sample_type(&sample_type.r#type, &sample_type.unit)
-            .map_err(|reason| Error::Incompatible {
-                path: input.path.clone(),
-                first: first.path.clone(),
-                reason,
-            })?;
-        plans.push(plan(
-            input,
-            value_index,
-            options.all_frames,
-            &filter,
-            &mut keys,
-            &mut names,
-            &mut inlining,
-        )?);
-    }
-    drop(keys);
-    if options.tag_focus.is_some() || options.tag_ignore.is_some() {
-        let tags: Vec<InputTags> = inputs
-            .par_iter()
-            .map(|input| InputTags {
-                focus: options.tag_focus.as_ref().map(|f| f.for_input(input.view)),
-                ignore: options.tag_ignore.as_ref().map(|f| f.for_input(input.view)),
-            })
-            .collect();
-        for (plan, tags) in plans.iter_mut().zip(tags) {
-            plan.tags = Some(tags);
-        }
-    }
-    let mut group_names = Vec::new();
-    if let Some(key) = &options.group_by {
-        let views: Vec<_> = inputs
-            .iter()
-            .zip(&plans)
-            .map(|(i, p)| (i.view, p.value_index))
-            .collect();
-        let (names, groups) = plan_groups(&views, key);
-        group_names = names;
-        for (plan, groups) in plans.iter_mut().zip(groups) {
-            plan.groups = Some(groups);
-        }
-    }
-    if options.label_hot_paths {
-        let strings: Vec<_> = inputs
-            .par_iter()
-            .map(|input| {
-                let view = input.view;
-                let mut text = FxHashMap::default();
-                for (key, value) in crate::tags::distinct_string_labels(view) {
-                    if view.string(key) == DIFF_BASE_LABEL.0 {
-                        continue;
-                    }
-                    for s in [key, value] {
-                        text.entry(s).or_insert_with(|| view.string(s).into());
-                    }
-                }
-                text
-            })
-            .collect();
-        for (plan, strings) in plans.iter_mut().zip(strings) {
-            plan.label_strings = Some(strings);
-        }
-    }
-    let has_base = inputs.iter().any(|i| i.base);
-    Ok(Prepared {
-        sample_type,
-        names,
-        inlining,
-        plans,
-        has_base,
-        group_by: options.group_by.clone(),
-        group_names,
-        keep_plans: options.label_hot_paths,
-    })
+    let mut aggregator = Aggregator::new(options, inputs.iter().any(|i| i.base));
+    let batch = aggregator.plan(inputs)?;
+    Ok(Prepared { aggregator, batch })
 }
 
 /// The second step of [`aggregate`]: the sample pass, in parallel.
 /// `blocks[i]` are the sample blocks of the `i`th input given to [`prepare`].
 pub fn aggregate_samples(prepared: Prepared, blocks: &[&[SampleBlock]]) -> Aggregate {
     let Prepared {
-        sample_type,
-        names,
-        inlining,
-        plans,
-        has_base,
-        group_by,
-        group_names,
-        keep_plans,
+        mut aggregator,
+        batch,
     } = prepared;
-    let tasks: Vec<(usize, &SampleBlock)> = blocks
-        .iter()
-        .enumerate()
-        .flat_map(|(i, blocks)| blocks.iter().map(move |b| (i, b)))
-        .collect();
-    let node_count = names.len();
-    let track_unfiltered = has_base && plans.iter().any(|p| p.filter.is_some() || p.tags.is_some());
-    let group_count = group_names.len();
-    // One partial sum per worker thread (not per rayon split: merging
-    // millions of stacks is the expensive part), then the stack tables are
-    // merged shard by shard in parallel.
-    // Small profiles get one worker: a second one would only duplicate the
-    // stack tables it then has to merge.
-    let samples: usize = tasks.iter().map(|(_, b)| b.len()).sum();
-    let workers = rayon::current_num_threads()
-        .min(samples / SAMPLES_PER_WORKER)
-        .clamp(1, tasks.len().max(1));
-    let per_worker = tasks.len().div_ceil(workers).max(1);
-    let partials: Vec<Partial> = tasks
-        .par_chunks(per_worker)
-        .map(|group| {
-            let mut partial = Partial::new(node_count, track_unfiltered, group_count);
-            // Room for every sample being a distinct stack, twice an even
-            // share per shard (hash skew); inlined lines add frames.
-            let samples: usize = group.iter().map(|(_, b)| b.len()).sum();
-            let refs: usize = group.iter().map(|(_, b)| b.location_count()).sum();
-            let (per_shard_stacks, per_shard_frames) = (samples * 2 / SHARDS, refs * 3 / SHARDS);
-            partial.stacks = (0..SHARDS)
-                .map(|_| StackTable::with_capacity(per_shard_stacks, per_shard_frames))
-                .collect();
-            for &(i, block) in group {
-                partial.add_block(&plans[i], block);
-            }
-            partial
-        })
-        .collect();
-    let mut partial = Partial::merge_all(partials, node_count, track_unfiltered, group_count);
-    // pprof merges a base into the profile sample by sample, so identical
-    // stacks cancel before it sums |values|: do the same with our stacks.
-    // Sums wrap like Go's int64 (pprof's), here as everywhere else.
-    let total = match (&partial.unfiltered, has_base) {
-        (Some(unfiltered), _) => unfiltered
-            .values()
-            .map(|v| v.wrapping_abs())
-            .fold(0i64, i64::wrapping_add),
-        (None, true) => partial
-            .stacks
-            .iter()
-            .flat_map(|s| s.entries())
-            .map(|e| e.value.wrapping_abs())
-            .fold(0i64, i64::wrapping_add),
-        (None, false) => partial.total,
-    };
-    // pprof: "If any samples have label indicating they belong to the diff
-    // base, then the total will only include samples with that label."
-    let total = if partial.diff_base_total > 0 {
-        partial.diff_base_total
-    } else {
-        total
-    };
+    aggregator.add(batch, blocks);
+    aggregator.finish()
+}
 
-    // Free what the reports do not need before building their inputs.
-    drop(std::mem::take(&mut partial.seen));
-    drop(std::mem::take(&mut partial.scratch));
-    let groups = partial.group_totals(&group_names, &names, &inlining);
-    let functions = names
-        .into_iter()
-        .zip(inlining)
-        .enumerate()
-        .map(|(i, (name, (inline, not_inline)))| FunctionTotal {
-            name,
-            flat: partial.flat.get(i).copied().unwrap_or(0),
-            cum: partial.cum.get(i).copied().unwrap_or(0),
-            inlining: Inlining::from_flags((inline, not_inline)),
-        })
-        .collect();
-    Aggregate {
-        sample_type,
-        total,
-        kept: partial.kept,
-        samples: partial.samples,
-        samples_kept: partial.samples_kept,
-        functions,
-        stacks: partial.stacks,
-        has_base: has_base || partial.diff_base_samples > 0,
-        diff_base_samples: partial.diff_base_samples,
-        group_by,
-        groups,
-        plans: keep_plans.then_some(plans),
+/// Frame identity at function granularity, owned: it outlives the batch of
+/// profiles that first named the frame. Looked up by [`FrameKey`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum OwnedFrameKey {
+    Function(Box<str>),
+    Object(Box<str>, i64),
+}
+
+impl hashbrown::Equivalent<OwnedFrameKey> for FrameKey<'_> {
+    fn equivalent(&self, key: &OwnedFrameKey) -> bool {
+        match (self, key) {
+            (FrameKey::Function(a), OwnedFrameKey::Function(b)) => *a == &**b,
+            (FrameKey::Object(a, x), OwnedFrameKey::Object(b, y)) => *a == &**b && x == y,
+            _ => false,
+        }
+    }
+}
+
+impl FrameKey<'_> {
+    fn to_owned(&self) -> OwnedFrameKey {
+        match *self {
+            FrameKey::Function(name) => OwnedFrameKey::Function(name.into()),
+            FrameKey::Object(object, line) => OwnedFrameKey::Object(object.into(), line),
+        }
+    }
+}
+
+/// The plans of one batch of inputs, for [`Aggregator::add`].
+pub(crate) struct Batch {
+    plans: Vec<Plan>,
+}
+
+/// Aggregation over batches of inputs: each batch is planned
+/// ([`Aggregator::plan`]), its samples added ([`Aggregator::add`]) and its
+/// profiles freed before the next is read, so thousands of profiles merge
+/// in the memory of the distinct functions and stacks they hold, not of
+/// their bytes. Frames, groups and sums carry over from batch to batch.
+pub(crate) struct Aggregator {
+    options: Options,
+    /// A base is among the inputs (possibly in a later batch).
+    has_base: bool,
+    /// The reported sample type, and the input that chose it.
+    sample_type: Option<(SampleType, PathBuf)>,
+    names: Vec<String>,
+    /// Per frame: (entered inline somewhere, entered by a call somewhere).
+    inlining: Vec<(bool, bool)>,
+    keys: hashbrown::HashMap<OwnedFrameKey, u32, rustc_hash::FxBuildHasher>,
+    filter: NameFilter,
+    /// `--group-by` values that have a group, in order of their group id.
+    group_values: Vec<String>,
+    running: Option<Partial>,
+    /// With [`Options::label_hot_paths`]: every batch's plans.
+    kept_plans: Option<Vec<Plan>>,
+}
+
+impl Aggregator {
+    /// `has_base`: whether any input, in any batch, is a base.
+    pub(crate) fn new(options: &Options, has_base: bool) -> Aggregator {
+        Aggregator {
+            options: options.clone(),
+            has_base,
+            sample_type: None,
+            names: Vec::new(),
+            inlining: Vec::new(),
+            keys: hashbrown::HashMap::with_hasher(rustc_hash::FxBuildHasher),
+            filter: NameFilter {
+                focus: options.focus.clone(),
+                ignore: options.ignore.clone(),
+                ..NameFilter::default()
+            },
+            group_values: Vec::new(),
+            running: None,
+            kept_plans: options.label_hot_paths.then(Vec::new),
+        }
+    }
+
+    /// Plans a batch: checks its sample types (the first input of the
+    /// first batch chooses the reported one) and plans every location.
+    pub(crate) fn plan(&mut self, inputs: &[Input]) -> Result<Batch> {
+        let options = &self.options;
+        if self.sample_type.is_none() {
+            let first = inputs.first().expect("at least one input");
+            let index = first
+                .view
+                .sample_index(&options.sample_index)
+                .map_err(|error| Error::SampleType {
+                    path: first.path.clone(),
+                    error,
+                })?;
+            let (type_name, unit) = first.view.sample_type_names()[index];
+            let sample_type = SampleType {
+                r#type: type_name.to_string(),
+                unit: unit.to_string(),
+            };
+            self.sample_type = Some((sample_type, first.path.clone()));
+        }
+        let (sample_type, first_path) = self.sample_type.as_ref().expect("set above");
+
+        // Most frames are functions: size the tables for them up front.
+        let functions: usize = inputs.iter().map(|i| i.view.functions().len() + 1).sum();
+        self.names
+            .reserve(functions.saturating_sub(self.names.len()));
+        self.keys.reserve(functions.saturating_sub(self.keys.len()));
+        let mut plans = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let value_index = input
+                .view
+                .find_sample_type(&sample_type.r#type, &sample_type.unit)
+                .map_err(|reason| Error::Incompatible {
+                    path: input.path.clone(),
+                    first: first_path.clone(),
+                    reason,
+                })?;
+            plans.push(plan(
+                input,
+                value_index,
+                options.all_frames,
+                &self.filter,
+                &mut self.keys,
+                &mut self.names,
+                &mut self.inlining,
+            )?);
+        }
+        if self.has_base {
+            let identities: Vec<SampleIdentity> = inputs
+                .par_iter()
+                .map(|input| SampleIdentity::of_view(input.view))
+                .collect();
+            for (plan, identity) in plans.iter_mut().zip(identities) {
+                plan.identity = Some(identity);
+            }
+        }
+        if options.tag_focus.is_some() || options.tag_ignore.is_some() {
+            let tags: Vec<InputTags> = inputs
+                .par_iter()
+                .map(|input| InputTags {
+                    focus: options.tag_focus.as_ref().map(|f| f.for_input(input.view)),
+                    ignore: options.tag_ignore.as_ref().map(|f| f.for_input(input.view)),
+                })
+                .collect();
+            for (plan, tags) in plans.iter_mut().zip(tags) {
+                plan.tags = Some(tags);
+            }
+        }
+        if let Some(key) = &options.group_by {
+            let views: Vec<_> = inputs
+                .iter()
+                .zip(&plans)
+                .map(|(i, p)| (i.view, p.value_index))
+                .collect();
+            let groups = plan_groups(&views, key, &mut self.group_values);
+            for (plan, groups) in plans.iter_mut().zip(groups) {
+                plan.groups = Some(groups);
+            }
+        }
+        if options.label_hot_paths {
+            let strings: Vec<_> = inputs
+                .par_iter()
+                .map(|input| {
+                    let view = input.view;
+                    let mut text = FxHashMap::default();
+                    for (key, value) in crate::tags::distinct_string_labels(view) {
+                        if view.string(key) == DIFF_BASE_LABEL.0 {
+                            continue;
+                        }
+                        for s in [key, value] {
+                            text.entry(s).or_insert_with(|| view.string(s).into());
+                        }
+                    }
+                    text
+                })
+                .collect();
+            for (plan, strings) in plans.iter_mut().zip(strings) {
+                plan.label_strings = Some(strings);
+            }
+        }
+        Ok(Batch { plans })
+    }
+
+    /// The sample pass over a planned batch, in parallel; `blocks[i]` are
+    /// the sample blocks of the batch's `i`th input. Its sums join the
+    /// running ones.
+    pub(crate) fn add(&mut self, batch: Batch, blocks: &[&[SampleBlock]]) {
+        let plans = batch.plans;
+        let tasks: Vec<(usize, &SampleBlock)> = blocks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, blocks)| blocks.iter().map(move |b| (i, b)))
+            .collect();
+        let node_count = self.names.len();
+        let diff = self.has_base;
+        // One partial sum per worker thread (not per rayon split: merging
+        // millions of stacks is the expensive part), then the stack tables
+        // are merged shard by shard in parallel.
+        // Small profiles get one worker: a second one would only duplicate
+        // the stack tables it then has to merge.
+        let samples: usize = tasks.iter().map(|(_, b)| b.len()).sum();
+        let workers = rayon::current_num_threads()
+            .min(samples / SAMPLES_PER_WORKER)
+            .clamp(1, tasks.len().max(1));
+        let per_worker = tasks.len().div_ceil(workers).max(1);
+        let partials: Vec<Partial> = tasks
+            .par_chunks(per_worker)
+            .map(|group| {
+                let mut partial = Partial::new(node_count, diff);
+                // Room for every sample being a distinct stack, twice an
+                // even share per shard (hash skew); inlined lines add frames.
+                let samples: usize = group.iter().map(|(_, b)| b.len()).sum();
+                let refs: usize = group.iter().map(|(_, b)| b.location_count()).sum();
+                let (per_shard_stacks, per_shard_frames) =
+                    (samples * 2 / SHARDS, refs * 3 / SHARDS);
+                partial.stacks = (0..SHARDS)
+                    .map(|_| StackTable::with_capacity(per_shard_stacks, per_shard_frames))
+                    .collect();
+                for &(i, block) in group {
+                    partial.add_block(&plans[i], block);
+                }
+                partial
+            })
+            .collect();
+        let partials = self.running.take().into_iter().chain(partials).collect();
+        self.running = Some(Partial::merge_all(partials));
+        if let Some(kept) = &mut self.kept_plans {
+            kept.extend(plans);
+        }
+    }
+
+    /// The totals of every batch added.
+    pub(crate) fn finish(self) -> Aggregate {
+        let Aggregator {
+            has_base,
+            sample_type,
+            names,
+            inlining,
+            options,
+            group_values,
+            running,
+            kept_plans,
+            ..
+        } = self;
+        let (sample_type, _) = sample_type.expect("a batch was planned");
+        let mut partial = running.unwrap_or_else(|| Partial::new(0, false));
+        // pprof merges a base into the profile sample by sample, so
+        // identical samples (same locations and labels) cancel before it
+        // sums |values|: do the same. Sums wrap like Go's int64 (pprof's),
+        // here as everywhere else.
+        let total = match &partial.diff_units {
+            Some(units) => units
+                .values()
+                .map(|v| v.wrapping_abs())
+                .fold(0i64, i64::wrapping_add),
+            None => partial.total,
+        };
+        // pprof: "If any samples have label indicating they belong to the
+        // diff base, then the total will only include samples with that
+        // label."
+        let total = if partial.diff_base_total > 0 {
+            partial.diff_base_total
+        } else {
+            total
+        };
+
+        // Free what the reports do not need before building their inputs.
+        drop(std::mem::take(&mut partial.seen));
+        drop(std::mem::take(&mut partial.scratch));
+        let groups = partial.group_totals(&group_values, &names, &inlining);
+        let functions = names
+            .into_iter()
+            .zip(inlining)
+            .enumerate()
+            .map(|(i, (name, flags))| FunctionTotal {
+                name,
+                flat: partial.flat.get(i).copied().unwrap_or(0),
+                cum: partial.cum.get(i).copied().unwrap_or(0),
+                inlining: Inlining::from_flags(flags),
+            })
+            .collect();
+        Aggregate {
+            sample_type,
+            total,
+            kept: partial.kept,
+            samples: partial.samples,
+            samples_kept: partial.samples_kept,
+            functions,
+            stacks: partial.stacks,
+            has_base: has_base || partial.diff_base_samples > 0,
+            diff_base_samples: partial.diff_base_samples,
+            group_by: options.group_by,
+            groups,
+            plans: kept_plans,
+        }
     }
 }
 
@@ -540,7 +730,7 @@ fn plan<'s>(
     value_index: usize,
     all_frames: bool,
     filter: &NameFilter,
-    keys: &mut FxHashMap<FrameKey<'s>, u32>,
+    keys: &mut hashbrown::HashMap<OwnedFrameKey, u32, rustc_hash::FxBuildHasher>,
     names: &mut Vec<String>,
     inlining: &mut Vec<(bool, bool)>,
 ) -> Result<Plan> {
@@ -561,10 +751,13 @@ fn plan<'s>(
     });
 
     let mut intern = |key: FrameKey<'s>, display: &dyn Fn() -> String| -> u32 {
-        *keys.entry(key).or_insert_with(|| {
-            names.push(bounded_name(display()));
-            (names.len() - 1) as u32
-        })
+        if let Some(&node) = keys.get(&key) {
+            return node;
+        }
+        names.push(bounded_name(display()));
+        let node = (names.len() - 1) as u32;
+        keys.insert(key.to_owned(), node);
+        node
     };
     let object = |loc: &firewatch_profile::LocationView| -> &'s str {
         loc.mapping
@@ -642,6 +835,7 @@ fn plan<'s>(
         tags: None,
         groups: None,
         label_strings: None,
+        identity: None,
     })
 }
 
@@ -725,9 +919,10 @@ struct Partial {
     /// Sum of |value| over the samples labelled `pprof::base`, and their count.
     diff_base_total: i64,
     diff_base_samples: u64,
-    /// For a difference with filters: every (unfiltered) stack's net value,
-    /// from which pprof's total is computed.
-    unfiltered: Option<FxHashMap<Box<[u32]>, i64>>,
+    /// For a difference: the net value of every sample identity (see
+    /// [`SampleIdentity`]), before filters, from which pprof's total is
+    /// computed.
+    diff_units: Option<FxHashMap<u64, i64>>,
     kept: i64,
     samples: u64,
     samples_kept: u64,
@@ -744,27 +939,33 @@ struct GroupPartial {
 }
 
 impl GroupPartial {
-    fn add(&mut self, other: GroupPartial) {
-        if other.flat.is_empty() {
+    fn add(&mut self, mut other: GroupPartial) {
+        if other.samples == 0 {
             return;
         }
-        if self.flat.is_empty() {
-            *self = other;
-            return;
+        if self.flat.len() < other.flat.len() {
+            std::mem::swap(self, &mut other);
         }
-        for (a, b) in self.flat.iter_mut().zip(&other.flat) {
-            *a = a.wrapping_add(*b);
-        }
-        for (a, b) in self.cum.iter_mut().zip(&other.cum) {
-            *a = a.wrapping_add(*b);
-        }
+        add_into(&mut self.flat, &other.flat);
+        add_into(&mut self.cum, &other.cum);
         self.kept = self.kept.wrapping_add(other.kept);
         self.samples += other.samples;
     }
 }
 
+/// `into[i] += from[i]`, growing `into` to `from`'s length (later batches
+/// know more functions).
+fn add_into(into: &mut Vec<i64>, from: &[i64]) {
+    if into.len() < from.len() {
+        into.resize(from.len(), 0);
+    }
+    for (a, b) in into.iter_mut().zip(from) {
+        *a = a.wrapping_add(*b);
+    }
+}
+
 impl Partial {
-    fn new(nodes: usize, track_unfiltered: bool, groups: usize) -> Partial {
+    fn new(nodes: usize, diff: bool) -> Partial {
         Partial {
             flat: vec![0; nodes],
             cum: vec![0; nodes],
@@ -775,11 +976,11 @@ impl Partial {
             total: 0,
             diff_base_total: 0,
             diff_base_samples: 0,
-            unfiltered: track_unfiltered.then(FxHashMap::default),
+            diff_units: diff.then(FxHashMap::default),
             kept: 0,
             samples: 0,
             samples_kept: 0,
-            groups: (0..groups).map(|_| GroupPartial::default()).collect(),
+            groups: (0..GROUP_SLOTS).map(|_| GroupPartial::default()).collect(),
         }
     }
 
@@ -798,19 +999,13 @@ impl Partial {
                 self.diff_base_samples += 1;
                 self.diff_base_total = self.diff_base_total.wrapping_add(value.wrapping_abs());
             }
+            if let (Some(units), Some(identity)) = (&mut self.diff_units, &plan.identity) {
+                let unit = units.entry(identity.of(sample)).or_insert(0);
+                *unit = unit.wrapping_add(value);
+            }
             let mut locations = sample.locations;
             if let Some(prune) = &plan.prune {
                 locations = &locations[prune_start(locations, prune)..];
-            }
-            // The stack is built once per sample: here when the unfiltered
-            // total needs it, else in add_stack for kept samples only.
-            let filled = self.unfiltered.is_some();
-            if let Some(unfiltered) = &mut self.unfiltered {
-                fill_stack(&mut self.scratch, plan, locations);
-                let entry = unfiltered
-                    .entry(self.scratch.as_slice().into())
-                    .or_insert(0);
-                *entry = entry.wrapping_add(value);
             }
             if let Some(filter) = &plan.filter {
                 if !LocationMatch::keeps(locations, filter) {
@@ -824,16 +1019,14 @@ impl Partial {
             }
             self.samples_kept += 1;
             self.kept = self.kept.wrapping_add(value);
-            if !filled {
-                fill_stack(&mut self.scratch, plan, locations);
-            }
+            fill_stack(&mut self.scratch, plan, locations);
             let group = plan.groups.as_ref().map(|g| {
                 let g = g.group_of(sample.labels) as usize;
                 let nodes = self.flat.len();
                 let group = &mut self.groups[g];
-                if group.flat.is_empty() {
-                    group.flat = vec![0; nodes];
-                    group.cum = vec![0; nodes];
+                if group.flat.len() < nodes {
+                    group.flat.resize(nodes, 0);
+                    group.cum.resize(nodes, 0);
                 }
                 group.kept = group.kept.wrapping_add(value);
                 group.samples += 1;
@@ -878,19 +1071,19 @@ impl Partial {
     /// The groups that kept samples, largest |total| first.
     fn group_totals(
         &mut self,
-        group_names: &[String],
+        group_values: &[String],
         names: &[String],
         inlining: &[(bool, bool)],
     ) -> Vec<GroupTotal> {
         let mut groups: Vec<GroupTotal> = std::mem::take(&mut self.groups)
             .into_iter()
-            .zip(group_names)
-            .filter(|(g, _)| g.samples > 0)
-            .map(|(g, value)| GroupTotal {
-                value: value.clone(),
+            .enumerate()
+            .filter(|(_, g)| g.samples > 0)
+            .map(|(id, g)| GroupTotal {
+                value: group_name(id, group_values).to_string(),
                 kept: g.kept,
                 samples: g.samples,
-                functions: (0..names.len())
+                functions: (0..g.flat.len())
                     .filter(|&i| g.flat[i] != 0 || g.cum[i] != 0)
                     .map(|i| FunctionTotal {
                         name: names[i].clone(),
@@ -910,43 +1103,59 @@ impl Partial {
         groups
     }
 
-    /// Sums the workers' partials; stack shards are merged in parallel.
-    fn merge_all(
-        mut partials: Vec<Partial>,
-        nodes: usize,
-        track_unfiltered: bool,
-        groups: usize,
-    ) -> Partial {
-        if partials.len() == 1 {
-            return partials.pop().expect("one partial");
+    /// Sums partials (the running one of earlier batches first, then the
+    /// workers'), each added into the largest.
+    fn merge_all(partials: Vec<Partial>) -> Partial {
+        let mut partials = partials.into_iter();
+        let mut out = partials.next().expect("at least one partial");
+        for p in partials {
+            out.absorb(p);
         }
-        let mut out = Partial::new(nodes, track_unfiltered, groups);
-        let mut sets = Vec::new();
-        for mut p in partials {
-            for (a, b) in out.flat.iter_mut().zip(&p.flat) {
-                *a = a.wrapping_add(*b);
-            }
-            for (a, b) in out.cum.iter_mut().zip(&p.cum) {
-                *a = a.wrapping_add(*b);
-            }
-            out.total = out.total.wrapping_add(p.total);
-            out.diff_base_total = out.diff_base_total.wrapping_add(p.diff_base_total);
-            out.diff_base_samples += p.diff_base_samples;
-            out.kept = out.kept.wrapping_add(p.kept);
-            out.samples += p.samples;
-            out.samples_kept += p.samples_kept;
-            if let (Some(mine), Some(theirs)) = (&mut out.unfiltered, p.unfiltered.take()) {
+        out
+    }
+
+    /// Adds `other`'s sums to this one's; stack shards in parallel, each
+    /// smaller table inserted into the larger.
+    fn absorb(&mut self, mut other: Partial) {
+        if self.stack_count() < other.stack_count() {
+            std::mem::swap(self, &mut other);
+        }
+        add_into(&mut self.flat, &other.flat);
+        add_into(&mut self.cum, &other.cum);
+        if self.seen.len() < self.flat.len() {
+            self.seen.resize(self.flat.len(), 0);
+        }
+        self.total = self.total.wrapping_add(other.total);
+        self.diff_base_total = self.diff_base_total.wrapping_add(other.diff_base_total);
+        self.diff_base_samples += other.diff_base_samples;
+        self.kept = self.kept.wrapping_add(other.kept);
+        self.samples += other.samples;
+        self.samples_kept += other.samples_kept;
+        match (&mut self.diff_units, other.diff_units.take()) {
+            (Some(mine), Some(mut theirs)) => {
+                if mine.len() < theirs.len() {
+                    std::mem::swap(mine, &mut theirs);
+                }
                 for (stack, value) in theirs {
                     let entry = mine.entry(stack).or_insert(0);
                     *entry = entry.wrapping_add(value);
                 }
             }
-            for (mine, theirs) in out.groups.iter_mut().zip(std::mem::take(&mut p.groups)) {
-                mine.add(theirs);
-            }
-            sets.push(p.stacks);
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
         }
-        out.stacks = merge_sharded(sets);
-        out
+        for (mine, theirs) in self
+            .groups
+            .iter_mut()
+            .zip(std::mem::take(&mut other.groups))
+        {
+            mine.add(theirs);
+        }
+        let sets = vec![std::mem::take(&mut self.stacks), other.stacks];
+        self.stacks = merge_sharded(sets);
+    }
+
+    fn stack_count(&self) -> usize {
+        self.stacks.iter().map(StackTable::len).sum()
     }
 }

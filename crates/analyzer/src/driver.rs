@@ -16,7 +16,7 @@ use firewatch_profile::{
 };
 use rayon::prelude::*;
 
-use crate::aggregate::{aggregate_samples, prepare, Input, Options, SampleType};
+use crate::aggregate::{Aggregator, Input, Options, SampleType};
 use crate::error::{Error, Result};
 use crate::flamegraph;
 use crate::input::{self, InputFormat, Source};
@@ -65,6 +65,30 @@ pub struct Request {
     pub threads: Option<NonZeroUsize>,
     /// Record each phase's duration and memory in [`Summary::timings`].
     pub timings: bool,
+    /// Told how many inputs are done as batches of them are aggregated.
+    pub progress: Option<Progress>,
+}
+
+/// A callback told `(inputs done, inputs in all)` after each batch of
+/// inputs is aggregated, for a progress bar.
+#[derive(Clone)]
+pub struct Progress(std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>);
+
+impl Progress {
+    /// Wraps `report`.
+    pub fn new(report: impl Fn(usize, usize) + Send + Sync + 'static) -> Progress {
+        Progress(std::sync::Arc::new(report))
+    }
+
+    fn report(&self, done: usize, all: usize) {
+        (self.0)(done, all)
+    }
+}
+
+impl fmt::Debug for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Progress(..)")
+    }
 }
 
 impl Request {
@@ -86,6 +110,7 @@ impl Request {
             mmap: MmapChoice::never(),
             threads: None,
             timings: false,
+            progress: None,
         }
     }
 }
@@ -197,91 +222,113 @@ pub fn run(request: &Request, mut out: impl Write) -> Result<Summary> {
     Ok(summary)
 }
 
+/// Most inputs read, decoded and aggregated together; the next batch is
+/// read once this one's profiles are freed, so memory follows the distinct
+/// stacks of a fleet's profiles, not their number.
+const BATCH_INPUTS: usize = 32;
+
+/// Most file bytes in one batch (a batch has at least one input).
+const BATCH_BYTES: u64 = 512 << 20;
+
 /// The analysis, up to the rendered report.
 fn analyze(request: &Request) -> Result<(String, Summary)> {
     let mut timings = Timings::new(request.timings);
-    let sources: Vec<(&Source, bool)> = request
-        .profiles
+    let profiles = expand_directories(&request.profiles)?;
+    let base = expand_directories(&request.base)?;
+    let sources: Vec<(&Source, bool)> = profiles
         .iter()
         .map(|s| (s, false))
-        .chain(request.base.iter().map(|s| (s, true)))
+        .chain(base.iter().map(|s| (s, true)))
         .collect();
+    let batches = batches(&sources);
+    let single = batches.len() == 1;
 
-    // Read every input in parallel, convert those in another format to
-    // pprof, then decode each (in parallel too).
-    let data: Vec<ProfileData> = sources
-        .par_iter()
-        .map(|(s, _)| ProfileData::open_with(&s.path, request.max_decompressed, request.mmap))
-        .collect::<Result<_, _>>()?;
-    timings.mark("read and inflate");
-    let formats: Vec<InputFormat> = sources
-        .par_iter()
-        .zip(&data)
-        .map(|((s, _), d)| s.format_of(d))
-        .collect();
-    let data: Vec<ProfileData> = if formats.iter().all(|&f| f == InputFormat::Pprof) {
-        data
-    } else {
-        let data = formats
-            .into_par_iter()
-            .zip(data)
-            .map(|(format, data)| input::to_pprof(format, data))
-            .collect::<Result<_>>()?;
-        timings.mark("convert to pprof");
-        data
-    };
-    let views = data
-        .par_iter()
-        .map(input::decode)
-        .collect::<Result<Vec<_>>>()?;
-    timings.mark("decode");
-
-    let names: Vec<String> = sources
-        .iter()
-        .map(|(s, _)| s.path.display().to_string())
-        .collect();
-    let inputs: Vec<Input> = sources
-        .iter()
-        .zip(&views)
-        .map(|((s, base), view)| Input {
-            path: s.path.clone(),
-            view,
-            base: *base,
-        })
-        .collect();
-    let mut meta = Metadata::from_views(
-        &names
-            .iter()
-            .zip(&inputs)
-            .map(|(n, i)| (n.as_str(), i.view, i.base))
-            .collect::<Vec<_>>(),
-    );
-    // Plan the locations, then keep only the samples: the rest of the
-    // decoded profiles and the input bytes are freed before the sample pass
-    // builds its tables.
     // Markdown and JSON name the labels that dominate a hot path, from a
-    // second pass over the samples.
+    // second pass over the samples: only when all of them fit one batch.
     let mut options = request.options.clone();
-    options.label_hot_paths |=
-        matches!(request.format, ReportFormat::Markdown | ReportFormat::Json)
-            && request.limits.hot_paths > 0;
+    options.label_hot_paths |= single
+        && matches!(request.format, ReportFormat::Markdown | ReportFormat::Json)
+        && request.limits.hot_paths > 0;
     let options = &options;
-    let prepared = prepare(&inputs, options)?;
-    drop(inputs);
-    let blocks: Vec<Vec<SampleBlock>> = views
-        .into_iter()
-        .map(ProfileView::into_sample_blocks)
-        .collect();
-    drop(data);
-    let block_refs: Vec<&[SampleBlock]> = blocks.iter().map(Vec::as_slice).collect();
-    let agg = aggregate_samples(prepared, &block_refs);
-    drop(block_refs);
-    let blocks = if options.label_hot_paths {
-        Some(blocks)
-    } else {
-        drop(blocks);
-        None
-    };
+    let mut aggregator = Aggregator::new(options, !base.is_empty());
+    let mut meta = Metadata::default();
+    let mut kept_blocks = None;
+    let mut done = 0;
+    for range in batches {
+        let batch = &sources[range];
+        // Read every input in parallel, convert those in another format to
+        // pprof, then decode each (in parallel too).
+        let data: Vec<ProfileData> = batch
+            .par_iter()
+            .map(|(s, _)| ProfileData::open_with(&s.path, request.max_decompressed, request.mmap))
+            .collect::<Result<_, _>>()?;
+        timings.mark("read and inflate");
+        let formats: Vec<InputFormat> = batch
+            .par_iter()
+            .zip(&data)
+            .map(|((s, _), d)| s.format_of(d))
+            .collect();
+        let data: Vec<ProfileData> = if formats.iter().all(|&f| f == InputFormat::Pprof) {
+            data
+        } else {
+            let data = formats
+                .into_par_iter()
+                .zip(data)
+                .map(|(format, data)| input::to_pprof(format, data))
+                .collect::<Result<_>>()?;
+            timings.mark("convert to pprof");
+            data
+        };
+        let views = data
+            .par_iter()
+            .map(input::decode)
+            .collect::<Result<Vec<_>>>()?;
+        timings.mark("decode");
+
+        let names: Vec<String> = batch
+            .iter()
+            .map(|(s, _)| s.path.display().to_string())
+            .collect();
+        let inputs: Vec<Input> = batch
+            .iter()
+            .zip(&views)
+            .map(|((s, base), view)| Input {
+                path: s.path.clone(),
+                view,
+                base: *base,
+            })
+            .collect();
+        meta.add_views(
+            &names
+                .iter()
+                .zip(&inputs)
+                .map(|(n, i)| (n.as_str(), i.view, i.base))
+                .collect::<Vec<_>>(),
+        );
+        // Plan the locations, then keep only the samples: the rest of the
+        // decoded profiles and the input bytes are freed before the sample
+        // pass builds its tables.
+        let planned = aggregator.plan(&inputs)?;
+        drop(inputs);
+        let blocks: Vec<Vec<SampleBlock>> = views
+            .into_iter()
+            .map(ProfileView::into_sample_blocks)
+            .collect();
+        drop(data);
+        let block_refs: Vec<&[SampleBlock]> = blocks.iter().map(Vec::as_slice).collect();
+        aggregator.add(planned, &block_refs);
+        drop(block_refs);
+        if options.label_hot_paths {
+            kept_blocks = Some(blocks);
+        }
+        timings.mark("aggregate");
+        done += batch.len();
+        if let Some(progress) = &request.progress {
+            progress.report(done, sources.len());
+        }
+    }
+    let agg = aggregator.finish();
+    let blocks = kept_blocks;
     let mut warnings = Vec::new();
     let filtered = options.focus.is_some()
         || options.ignore.is_some()
@@ -293,7 +340,6 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
         });
     }
     meta.base_labelled = agg.diff_base_samples > 0;
-    timings.mark("aggregate");
 
     if let Some(re) = &options.focus {
         meta.filters.push(format!("focus={re}"));
@@ -349,6 +395,59 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
     Ok((rendered, summary))
 }
 
+/// The sources with each directory replaced by the files in it (not
+/// recursively; hidden files left out), by name.
+fn expand_directories(sources: &[Source]) -> Result<Vec<Source>> {
+    let mut out = Vec::with_capacity(sources.len());
+    for source in sources {
+        if source.path.as_os_str() == "-" || !source.path.is_dir() {
+            out.push(source.clone());
+            continue;
+        }
+        let error = |error| Error::Directory {
+            path: source.path.clone(),
+            error,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&source.path).map_err(error)? {
+            let entry = entry.map_err(error)?;
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if !hidden && entry.path().is_file() {
+                files.push(entry.path());
+            }
+        }
+        if files.is_empty() {
+            return Err(Error::EmptyDirectory {
+                path: source.path.clone(),
+            });
+        }
+        files.sort();
+        out.extend(files.into_iter().map(|path| Source {
+            path,
+            format: source.format,
+        }));
+    }
+    Ok(out)
+}
+
+/// Splits the inputs into batches of at most [`BATCH_INPUTS`] and
+/// [`BATCH_BYTES`] of files (at least one input each).
+fn batches(sources: &[(&Source, bool)]) -> Vec<std::ops::Range<usize>> {
+    let size = |s: &Source| std::fs::metadata(&s.path).map_or(0, |m| m.len());
+    let mut batches = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, (source, _)) in sources.iter().enumerate() {
+        let len = size(source);
+        if i > start && (i - start == BATCH_INPUTS || bytes.saturating_add(len) > BATCH_BYTES) {
+            batches.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes = bytes.saturating_add(len);
+    }
+    batches.push(start..sources.len());
+    batches
+}
+
 fn create(path: &Path) -> Result<BufWriter<File>> {
     File::create(path)
         .map(BufWriter::new)
@@ -387,12 +486,20 @@ impl Timings {
                 .parse()
                 .ok()
         };
-        self.phases.push(PhaseTiming {
+        let timing = PhaseTiming {
             phase,
             elapsed: now - last,
             rss_kib: kib("VmRSS:"),
             peak_kib: kib("VmHWM:"),
-        });
+        };
+        // Batches of inputs go through the same phases: one line each.
+        match self.phases.iter_mut().find(|p| p.phase == phase) {
+            Some(p) => {
+                p.elapsed += timing.elapsed;
+                (p.rss_kib, p.peak_kib) = (timing.rss_kib, timing.peak_kib);
+            }
+            None => self.phases.push(timing),
+        }
         self.last = Some(now);
     }
 }

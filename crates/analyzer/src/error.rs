@@ -31,6 +31,22 @@ pub enum Error {
         error: NodeError,
     },
 
+    /// A directory given as an input could not be listed.
+    #[error("{}: cannot list the directory: {error}", path.display())]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+
+    /// A directory given as an input holds no files.
+    #[error("{}: the directory holds no profiles", path.display())]
+    EmptyDirectory {
+        /// The directory.
+        path: PathBuf,
+    },
+
     /// An input is none of the formats the analyzer reads (JSON of another
     /// shape, say).
     #[error("{}: {reason}", path.display())]

@@ -62,7 +62,7 @@ pub use aggregate::{
     aggregate, aggregate_samples, prepare, Aggregate, FunctionTotal, GroupTotal, Inlining, Input,
     Options, Prepared, SampleType, StackTotal,
 };
-pub use driver::{run, PhaseTiming, ReportFormat, Request, Summary, Warning};
+pub use driver::{run, PhaseTiming, Progress, ReportFormat, Request, Summary, Warning};
 pub use error::{Error, Result};
 pub use firewatch_profile::{MmapChoice, SampleIndex};
 pub use input::node::NodeError;

@@ -2,17 +2,22 @@
 //! it with the library, and turns the outcome into messages and an exit
 //! status.
 
+use std::io::IsTerminal;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use firewatch_analyzer::report::Limits;
 use firewatch_analyzer::{
-    Error, MmapChoice, Options, ReportFormat, Request, SampleIndex, Source, TagFilter, Warning,
+    Error, MmapChoice, Options, Progress, ReportFormat, Request, SampleIndex, Source, TagFilter,
+    Warning,
 };
 use firewatch_profile::units::parse_byte_size;
 use firewatch_profile::DEFAULT_MAX_DECOMPRESSED;
+use indicatif::{ProgressBar, ProgressStyle};
 use regex::Regex;
 
 #[derive(Parser)]
@@ -42,7 +47,8 @@ enum Format {
 #[derive(clap::Args)]
 struct AnalyzeArgs {
     /// Profiles to analyze: pprof, Node.js .cpuprofile or .heapprofile, gzip or raw
-    /// (`-` reads standard input); several are merged.
+    /// (`-` reads standard input); several are merged, and a directory stands for the
+    /// files in it.
     #[arg(required = true, value_name = "PROFILE")]
     profiles: Vec<PathBuf>,
     /// Report format on standard output.
@@ -116,6 +122,37 @@ fn is_too_large(err: &Error) -> bool {
     matches!(err, Error::Profile(e) if profile(e))
 }
 
+/// A progress bar on standard error for runs over many inputs, shown only
+/// once the run has taken a moment (short runs print nothing), cleared at
+/// the end.
+fn progress_bar() -> Progress {
+    let started = Instant::now();
+    let bar: Mutex<Option<ProgressBar>> = Mutex::new(None);
+    Progress::new(move |done, all| {
+        let Ok(mut bar) = bar.lock() else {
+            return;
+        };
+        if bar.is_none() && done < all && started.elapsed() >= Duration::from_millis(500) {
+            let b = ProgressBar::new(all as u64);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:40}] {pos}/{len} profiles, {elapsed} (eta {eta})",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix("firewatch");
+            *bar = Some(b);
+        }
+        if let Some(b) = bar.as_ref() {
+            b.set_position(done as u64);
+            if done >= all {
+                b.finish_and_clear();
+            }
+        }
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Analyze(args) = cli.command;
@@ -183,6 +220,9 @@ impl AnalyzeArgs {
         }
         // Phase timings on standard error when FIREWATCH_TIMINGS is set.
         request.timings = std::env::var_os("FIREWATCH_TIMINGS").is_some();
+        if std::io::stderr().is_terminal() {
+            request.progress = Some(progress_bar());
+        }
         request
     }
 }

@@ -373,14 +373,28 @@ pub const OTHER_GROUP: &str = "(other values)";
 /// The name of the group of samples without the key.
 pub const UNSET_GROUP: &str = "(not set)";
 
+/// Group ids: one per value up to [`MAX_GROUPS`], then these two.
+const OTHER_ID: u16 = MAX_GROUPS as u16;
+const UNSET_ID: u16 = MAX_GROUPS as u16 + 1;
+
+/// Group ids in all.
+pub(crate) const GROUP_SLOTS: usize = MAX_GROUPS + 2;
+
+/// The name of group `id`, whose values are `values` (by id).
+pub(crate) fn group_name(id: usize, values: &[String]) -> &str {
+    match id as u16 {
+        OTHER_ID => OTHER_GROUP,
+        UNSET_ID => UNSET_GROUP,
+        _ => &values[id],
+    }
+}
+
 /// Which group each sample of one input belongs to, for `--group-by`.
 pub(crate) struct InputGroups {
     /// The key's string index; `None` when the input lacks the key.
     key: Option<u32>,
     /// Group of each value (string index) the key takes.
     of_value: FxHashMap<u32, u16>,
-    other: u16,
-    unset: u16,
 }
 
 impl InputGroups {
@@ -388,23 +402,26 @@ impl InputGroups {
     #[inline]
     pub(crate) fn group_of(&self, labels: &[LabelView]) -> u16 {
         let Some(key) = self.key else {
-            return self.unset;
+            return UNSET_ID;
         };
         match labels.iter().find(|l| l.key == key && l.str != 0) {
-            Some(l) => self.of_value.get(&l.str).copied().unwrap_or(self.other),
-            None => self.unset,
+            Some(l) => self.of_value.get(&l.str).copied().unwrap_or(OTHER_ID),
+            None => UNSET_ID,
         }
     }
 }
 
-/// Plans `--group-by key` over the inputs (`value_index`: the reported
-/// sample type's index in each): the [`MAX_GROUPS`] values with the
-/// largest sum of |value| get a group each, then [`OTHER_GROUP`] and
-/// [`UNSET_GROUP`]. Returns the group names and each input's lookup.
+/// Plans `--group-by key` over a batch of inputs (`value_index`: the
+/// reported sample type's index in each). `values` holds the values that
+/// already have a group (earlier batches); the batch's new values, largest
+/// sum of |value| first, get groups while fewer than [`MAX_GROUPS`] are
+/// taken, the rest fall in [`OTHER_GROUP`]. With one batch, the groups are
+/// the [`MAX_GROUPS`] largest values.
 pub(crate) fn plan_groups(
     views: &[(&ProfileView, usize)],
     key: &str,
-) -> (Vec<String>, Vec<InputGroups>) {
+    values: &mut Vec<String>,
+) -> Vec<InputGroups> {
     let keys: Vec<Option<u32>> = views
         .iter()
         .map(|(view, _)| {
@@ -440,17 +457,21 @@ pub(crate) fn plan_groups(
             *e = e.wrapping_add(total);
         }
     }
-    let mut ranked: Vec<(&str, i64)> = by_name.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    ranked.truncate(MAX_GROUPS);
-    let mut names: Vec<String> = ranked.iter().map(|(n, _)| n.to_string()).collect();
-    let index: FxHashMap<&str, u16> = ranked
+    let mut index: FxHashMap<String, u16> = values
         .iter()
         .enumerate()
-        .map(|(i, (n, _))| (*n, i as u16))
+        .map(|(i, v)| (v.clone(), i as u16))
         .collect();
-    let (other, unset) = (names.len() as u16, names.len() as u16 + 1);
-    let groups = per_input
+    let mut ranked: Vec<(&str, i64)> = by_name
+        .into_iter()
+        .filter(|(name, _)| !index.contains_key(*name))
+        .collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    for (name, _) in ranked.into_iter().take(MAX_GROUPS - values.len()) {
+        index.insert(name.to_string(), values.len() as u16);
+        values.push(name.to_string());
+    }
+    per_input
         .iter()
         .zip(views)
         .zip(keys)
@@ -460,13 +481,8 @@ pub(crate) fn plan_groups(
                 .keys()
                 .filter_map(|&v| index.get(view.string(v)).map(|&g| (v, g)))
                 .collect(),
-            other,
-            unset,
         })
-        .collect();
-    names.push(OTHER_GROUP.to_string());
-    names.push(UNSET_GROUP.to_string());
-    (names, groups)
+        .collect()
 }
 
 fn group_block_totals(block: &SampleBlock, key: u32, value_index: usize) -> FxHashMap<u32, i64> {

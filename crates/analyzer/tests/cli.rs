@@ -561,3 +561,32 @@ fn hot_paths_name_dominant_labels_and_groups_follow_labels() {
     );
     assert_eq!(function(&groups[1], "checkout")["flat"], 100);
 }
+
+/// A directory stands for its files (hidden ones left out), as if each
+/// were named; an empty one is an error naming it.
+#[test]
+fn a_directory_stands_for_the_profiles_in_it() {
+    let dir = tmp("fleet-dir");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = firewatch(&["analyze", dir.to_str().unwrap()]);
+    assert_eq!(empty.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&empty.stderr);
+    assert!(
+        stderr.contains(dir.to_str().unwrap()) && stderr.contains("holds no profiles"),
+        "{stderr}"
+    );
+
+    for name in ["a.pb.gz", "b.pb.gz"] {
+        std::fs::copy(fixture("encoded-cpu.pb.gz"), dir.join(name)).unwrap();
+    }
+    std::fs::write(dir.join(".hidden"), b"not a profile").unwrap();
+    let merged = json(&[dir.to_str().unwrap()]);
+    let named = json(&[
+        fixture("encoded-cpu.pb.gz").to_str().unwrap(),
+        fixture("encoded-cpu.pb.gz").to_str().unwrap(),
+    ]);
+    assert_eq!(merged["total"], 2 * 326 * MS);
+    assert_eq!(merged["functions"], named["functions"]);
+    assert_eq!(merged["inputs"].as_array().unwrap().len(), 2);
+}

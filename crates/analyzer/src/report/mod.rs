@@ -177,7 +177,16 @@ pub struct Metadata {
 impl Metadata {
     pub fn from_views(inputs: &[(&str, &ProfileView, bool)]) -> Metadata {
         let mut meta = Metadata::default();
-        for (i, (name, view, base)) in inputs.iter().enumerate() {
+        meta.add_views(inputs);
+        meta
+    }
+
+    /// Adds the facts of more inputs (a later batch): the first input of
+    /// all names the binary.
+    pub fn add_views(&mut self, inputs: &[(&str, &ProfileView, bool)]) {
+        let meta = self;
+        for (name, view, base) in inputs {
+            let first = meta.inputs.is_empty() && meta.base.is_empty();
             if *base {
                 meta.base.push(name.to_string());
                 continue;
@@ -195,7 +204,7 @@ impl Metadata {
                     meta.comments.push(c);
                 }
             }
-            if i == 0 {
+            if first {
                 if let Some(m) = view.mappings().first() {
                     let file = view.string(m.filename);
                     if !file.is_empty() {
@@ -210,7 +219,6 @@ impl Metadata {
                 meta.doc_url = (!doc.is_empty()).then(|| doc.to_string());
             }
         }
-        meta
     }
 }
 
