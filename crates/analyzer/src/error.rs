@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use firewatch_profile::{FrameRegexError, Incompatibility, SampleIndexError};
 
+use crate::input::legacy::LegacyError;
 use crate::input::node::NodeError;
 use crate::input::InputFormat;
 
@@ -29,6 +30,17 @@ pub enum Error {
         format: InputFormat,
         /// What is wrong.
         error: NodeError,
+    },
+
+    /// A legacy profile (gperftools, jemalloc) is malformed.
+    #[error("{}: invalid {format}: {error}", path.display())]
+    LegacyProfile {
+        /// The input.
+        path: PathBuf,
+        /// The format it was read as.
+        format: InputFormat,
+        /// What is wrong, and where.
+        error: LegacyError,
     },
 
     /// A directory given as an input could not be listed.

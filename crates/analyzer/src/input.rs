@@ -6,8 +6,9 @@
 //! ([`InputFormat::detect`], unless the request names it), then the format's
 //! reader turns the bytes into what the analysis works on: for pprof, a
 //! [`ProfileView`] whose samples feed the
-//! function table. Node.js's `.cpuprofile` and `.heapprofile` are converted
-//! to pprof bytes first ([`node`]), so the rest of the pipeline sees pprof.
+//! function table. Node.js's `.cpuprofile` and `.heapprofile` ([`node`]) and
+//! gperftools' and jemalloc's legacy profiles ([`legacy`]) are converted to
+//! pprof bytes first, so the rest of the pipeline sees pprof.
 //! A new format adds a variant here, a detection rule, and a reader: one
 //! that produces pprof (or a view) for the function table, or one with a
 //! report of its own (a heap snapshot's object graph).
@@ -19,6 +20,7 @@ use firewatch_profile::{ProfileData, ProfileView};
 
 use crate::error::{Error, Result};
 
+pub(crate) mod legacy;
 pub(crate) mod node;
 
 /// A file format the analyzer reads.
@@ -34,6 +36,24 @@ pub enum InputFormat {
     /// V8's sampling heap profile (`node --heap-prof`, `.heapprofile`):
     /// sample types `objects/count` and `space/bytes`.
     NodeHeapProfile,
+    /// gperftools' binary CPU profile (`CPUPROFILE`; Go before 1.9; the
+    /// Java agent's), any word size and byte order: `samples/count`,
+    /// `cpu/nanoseconds`.
+    GperftoolsCpu,
+    /// gperftools' (tcmalloc's) `heap profile:` text, heapz or growthz:
+    /// `inuse_space` and friends, unsampled as pprof does.
+    GperftoolsHeap,
+    /// gperftools' contention text (`--- contentionz`):
+    /// `contentions/count`, `delay/nanoseconds`.
+    GperftoolsContention,
+    /// jemalloc's `heap_v2` dump (`prof.dump`): `inuse_space` and friends,
+    /// unsampled as jeprof does.
+    JemallocHeap,
+    /// A gperftools-style thread listing (`--- threadz`): `thread/count`.
+    GperftoolsThreads,
+    /// Go's text `goroutine` or `threadcreate` profile (`debug=1`, and
+    /// Go's files before 1.9): `goroutine/count`, `threadcreate/count`.
+    GoCount,
 }
 
 impl InputFormat {
@@ -45,7 +65,14 @@ impl InputFormat {
     /// short, is read as its extension says, so that the reader says what
     /// is wrong. pprof, which has no magic number (and never starts with
     /// `{`), is what remains.
+    ///
+    /// Legacy profiles come first, by their first bytes: the binary CPU
+    /// header, or a first line `heap profile:`, `heap_v2/`,
+    /// `--- contentionz`, `--- threadz` or `goroutine profile: total`.
     pub fn detect(path: &Path, bytes: &[u8]) -> InputFormat {
+        if let Some(kind) = legacy::detect(bytes) {
+            return InputFormat::from(kind);
+        }
         let Some(keys) = node::json::top_level_keys(bytes) else {
             return InputFormat::Pprof;
         };
@@ -73,7 +100,26 @@ impl fmt::Display for InputFormat {
             InputFormat::Pprof => "pprof profile",
             InputFormat::NodeCpuProfile => ".cpuprofile",
             InputFormat::NodeHeapProfile => ".heapprofile",
+            InputFormat::GperftoolsCpu => "gperftools CPU profile",
+            InputFormat::GperftoolsHeap => "gperftools heap profile",
+            InputFormat::GperftoolsContention => "gperftools contention profile",
+            InputFormat::JemallocHeap => "jemalloc heap profile",
+            InputFormat::GperftoolsThreads => "thread profile",
+            InputFormat::GoCount => "Go count profile",
         })
+    }
+}
+
+impl From<legacy::Kind> for InputFormat {
+    fn from(kind: legacy::Kind) -> InputFormat {
+        match kind {
+            legacy::Kind::Cpu => InputFormat::GperftoolsCpu,
+            legacy::Kind::Heap => InputFormat::GperftoolsHeap,
+            legacy::Kind::Contention => InputFormat::GperftoolsContention,
+            legacy::Kind::Jemalloc => InputFormat::JemallocHeap,
+            legacy::Kind::Threads => InputFormat::GperftoolsThreads,
+            legacy::Kind::GoCount => InputFormat::GoCount,
+        }
     }
 }
 
@@ -105,20 +151,44 @@ impl Source {
 /// The input, read as `format`, as pprof bytes: `data` itself, or what a
 /// Node.js profile converts to (the JSON is freed once converted).
 pub(crate) fn to_pprof(format: InputFormat, data: ProfileData) -> Result<ProfileData> {
-    let converted = match format {
-        InputFormat::Pprof => return Ok(data),
-        InputFormat::NodeCpuProfile => node::cpu::convert(data.bytes()),
-        InputFormat::NodeHeapProfile => node::heap::convert(data.bytes()),
-    };
     let path = data.path().to_path_buf();
-    drop(data);
-    let bytes = converted.map_err(|error| Error::NodeProfile {
+    let node_error = |error| Error::NodeProfile {
         path: path.clone(),
         format,
         error,
-    })?;
+    };
+    let legacy = |kind, bytes| {
+        legacy::convert(kind, bytes).map_err(|error| Error::LegacyProfile {
+            path: path.clone(),
+            format,
+            error,
+        })
+    };
+    let converted = match format {
+        InputFormat::Pprof => return Ok(data),
+        InputFormat::NodeCpuProfile => node::cpu::convert(data.bytes()).map_err(node_error),
+        InputFormat::NodeHeapProfile => node::heap::convert(data.bytes()).map_err(node_error),
+        InputFormat::GperftoolsCpu => legacy(legacy::Kind::Cpu, data.bytes()),
+        InputFormat::GperftoolsHeap => legacy(legacy::Kind::Heap, data.bytes()),
+        InputFormat::GperftoolsContention => legacy(legacy::Kind::Contention, data.bytes()),
+        InputFormat::JemallocHeap => legacy(legacy::Kind::Jemalloc, data.bytes()),
+        InputFormat::GperftoolsThreads => legacy(legacy::Kind::Threads, data.bytes()),
+        InputFormat::GoCount => legacy(legacy::Kind::GoCount, data.bytes()),
+    };
+    drop(data);
+    let bytes = converted?;
     // Already within the input's cap: the stacks were budgeted by its size.
     Ok(ProfileData::from_bytes(path, bytes, u64::MAX)?)
+}
+
+/// Reads `source` as an analysis would (inflated within
+/// `max_decompressed` bytes, its format detected unless named) and returns
+/// it as uncompressed pprof: how a Node.js or legacy profile is handed to
+/// other pprof tools, or compared with what they make of the original.
+pub fn convert_to_pprof(source: &Source, max_decompressed: u64) -> Result<Vec<u8>> {
+    let data = ProfileData::open(&source.path, max_decompressed)?;
+    let format = source.format_of(&data);
+    Ok(to_pprof(format, data)?.bytes().to_vec())
 }
 
 /// Decodes pprof bytes. When they fail as pprof but start like JSON, the
@@ -130,7 +200,13 @@ pub(crate) fn decode(data: &ProfileData) -> Result<ProfileView<'_>> {
                 path: data.path().to_path_buf(),
                 reason,
             },
-            None => error.into(),
+            None => match legacy::not_a_profile(data.bytes(), &error) {
+                Some(reason) => Error::UnknownFormat {
+                    path: data.path().to_path_buf(),
+                    reason,
+                },
+                None => error.into(),
+            },
         })
 }
 

@@ -7,7 +7,8 @@
 //! renders them as a text, JSON or Markdown report or a flamegraph SVG.
 //!
 //! Node.js's `.cpuprofile` and `.heapprofile` are read too, converted to
-//! pprof on the way in (see [`InputFormat`]).
+//! pprof on the way in (see [`InputFormat`]), and so are gperftools' and
+//! jemalloc's legacy profiles (`docs/legacy.md`).
 //!
 //! The pipeline is: [`Source`] → [`firewatch_profile::ProfileData`] (read or
 //! map, inflate) → [`firewatch_profile::ProfileView`] (parallel decode) →
@@ -65,6 +66,7 @@ pub use aggregate::{
 pub use driver::{run, PhaseTiming, Progress, ReportFormat, Request, Summary, Warning};
 pub use error::{Error, Result};
 pub use firewatch_profile::{MmapChoice, SampleIndex};
+pub use input::legacy::LegacyError;
 pub use input::node::NodeError;
-pub use input::{InputFormat, Source};
+pub use input::{convert_to_pprof, InputFormat, Source};
 pub use tags::{TagFilter, TagFilterError};

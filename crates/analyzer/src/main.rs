@@ -46,7 +46,8 @@ enum Format {
 
 #[derive(clap::Args)]
 struct AnalyzeArgs {
-    /// Profiles to analyze: pprof, Node.js .cpuprofile or .heapprofile, gzip or raw
+    /// Profiles to analyze: pprof, Node.js .cpuprofile or .heapprofile, gperftools
+    /// CPU/heap/contention files or a jemalloc heap dump (prof.dump), gzip or raw
     /// (`-` reads standard input); several are merged, and a directory stands for the
     /// files in it.
     #[arg(required = true, value_name = "PROFILE")]

@@ -308,7 +308,7 @@ fn bad_input_is_one_line_naming_the_file_and_exit_1() {
         (
             "garbage.pb",
             b"this is not a profile at all".to_vec(),
-            "malformed",
+            "not a pprof, V8 or legacy profile",
         ),
     ];
     for (name, bytes, expect) in cases {
