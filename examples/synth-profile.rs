@@ -1,8 +1,12 @@
 //! Writes a large synthetic CPU profile (see `firewatch::synth`).
 //!
 //! ```text
-//! cargo run --release --example synth-profile -- OUT.pb[.gz] [--samples N] [--seed S]
+//! cargo run --release --example synth-profile -- OUT.pb[.gz] [--samples N] [--seed S] [--stacks K]
 //! ```
+//!
+//! With `--stacks K`, K samples are generated and the N samples of the file
+//! are drawn from them at random (so about K·(1 − e^(−N/K)) distinct
+//! stacks, each repeated: a long CPU profile of a steady service).
 //!
 //! The output is gzip-compressed when its name ends in `.gz`, raw protobuf
 //! otherwise. The same arguments always produce the same bytes.
@@ -17,17 +21,17 @@ use firewatch_profile::Profile;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-const USAGE: &str = "usage: synth-profile OUT.pb[.gz] [--samples N] [--seed S]";
+const USAGE: &str = "usage: synth-profile OUT.pb[.gz] [--samples N] [--seed S] [--stacks K]";
 
 fn main() -> ExitCode {
-    let (out, config) = match parse_args(std::env::args().skip(1)) {
+    let (out, config, stacks) = match parse_args(std::env::args().skip(1)) {
         Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("synth-profile: {message}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-    match run(&out, &config) {
+    match run(&out, &config, stacks) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("synth-profile: {out}: {e}");
@@ -36,8 +40,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(String, Config), String> {
+fn parse_args(
+    mut args: impl Iterator<Item = String>,
+) -> Result<(String, Config, Option<usize>), String> {
     let mut config = Config::default();
+    let mut stacks = None;
     let mut out = None;
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> Result<u64, String> {
@@ -49,6 +56,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(String, Config)
         match arg.as_str() {
             "--samples" => config.samples = value("--samples")? as usize,
             "--seed" => config.seed = value("--seed")?,
+            "--stacks" => stacks = Some(value("--stacks")? as usize),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -58,12 +66,26 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(String, Config)
             a => return Err(format!("unexpected argument {a}")),
         }
     }
-    Ok((out.ok_or("missing OUT")?, config))
+    Ok((out.ok_or("missing OUT")?, config, stacks))
 }
 
-fn run(out: &str, config: &Config) -> std::io::Result<()> {
+fn run(out: &str, config: &Config, stacks: Option<usize>) -> std::io::Result<()> {
     let started = Instant::now();
-    let profile = synth::generate(config);
+    let profile = match stacks {
+        None => synth::generate(config),
+        Some(k) => {
+            let mut profile = synth::generate(&Config {
+                samples: k.max(1),
+                ..*config
+            });
+            let mut rng = synth::Rng::new(config.seed ^ 0x0057_acc5);
+            let distinct = std::mem::take(&mut profile.sample);
+            profile.sample = (0..config.samples)
+                .map(|_| distinct[rng.below(distinct.len())].clone())
+                .collect();
+            profile
+        }
+    };
     let generated = started.elapsed();
     let raw = profile.encode();
     let encoded = started.elapsed();

@@ -25,6 +25,7 @@ use rustc_hash::FxHashMap;
 use crate::error::{Error, Result};
 use crate::stacks::{hash_stack, merge_sharded, shard_of, StackTable, SHARDS};
 use crate::tags::{group_name, plan_groups, InputGroups, InputTags, TagFilter, GROUP_SLOTS};
+use hashbrown::HashTable;
 
 /// What to aggregate and how (start from `Options::default()`).
 #[derive(Clone, Debug, Default)]
@@ -537,9 +538,15 @@ impl Aggregator {
                 partial.stacks = (0..SHARDS)
                     .map(|_| StackTable::with_capacity(per_shard_stacks, per_shard_frames))
                     .collect();
-                for &(i, block) in group {
-                    partial.add_block(&plans[i], block);
+                // Groups need their own flat and cum per sample; otherwise
+                // samples are matched to their stacks by their locations.
+                if plans.iter().all(|p| p.groups.is_none()) {
+                    partial.location_stacks = Some(HashTable::with_capacity(samples / 2));
                 }
+                for &(i, block) in group {
+                    partial.add_block(i, &plans[i], block);
+                }
+                partial.sum_functions();
                 partial
             })
             .collect();
@@ -928,6 +935,46 @@ struct Partial {
     samples_kept: u64,
     /// Per `--group-by` group; a group's tables are allocated at its first sample.
     groups: Vec<GroupPartial>,
+    /// Without groups: each distinct (input, base or not, locations) seen
+    /// by this worker, by [`hash_locations`], with its stack entry (shard
+    /// << 32 | index); flat and cum wait for [`Partial::sum_functions`].
+    location_stacks: Option<HashTable<(u128, u64)>>,
+}
+
+/// A 128-bit hash of a sample's input, side (base or not) and locations:
+/// two 64-bit lanes of folded multiplies (as foldhash and ahash mix). Two
+/// distinct location stacks of one input share it with probability about
+/// 2⁻¹²⁸ per pair (3·10⁻²⁶ for a million stacks), so samples are matched to
+/// their stack by it alone, without comparing their locations.
+#[inline]
+fn hash_locations(input: usize, base: bool, locations: &[u32]) -> u128 {
+    #[inline]
+    fn fold(a: u64, b: u64) -> u64 {
+        let m = u128::from(a).wrapping_mul(u128::from(b));
+        (m as u64) ^ ((m >> 64) as u64)
+    }
+    const K: [u64; 4] = [
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    ];
+    let seed = (input as u64) << 1 | base as u64;
+    let (mut a, mut b) = (
+        fold(seed ^ K[0], K[1]),
+        fold(locations.len() as u64 ^ K[2], K[3]),
+    );
+    let mut pairs = locations.chunks_exact(2);
+    for pair in &mut pairs {
+        let v = u64::from(pair[0]) << 32 | u64::from(pair[1]);
+        a = fold(a ^ v, K[1]).rotate_left(23);
+        b = fold(b ^ v.rotate_left(32), K[3]).rotate_left(17);
+    }
+    if let [last] = pairs.remainder() {
+        a = fold(a ^ u64::from(*last), K[2]);
+        b = fold(b ^ u64::from(*last), K[0]);
+    }
+    u128::from(fold(a, K[3])) << 64 | u128::from(fold(b, K[1]))
 }
 
 #[derive(Default)]
@@ -981,10 +1028,12 @@ impl Partial {
             samples: 0,
             samples_kept: 0,
             groups: (0..GROUP_SLOTS).map(|_| GroupPartial::default()).collect(),
+            location_stacks: None,
         }
     }
 
-    fn add_block(&mut self, plan: &Plan, block: &SampleBlock) {
+    /// Adds a block of input `input`'s samples (`plan` is its plan).
+    fn add_block(&mut self, input: usize, plan: &Plan, block: &SampleBlock) {
         for sample in block.iter() {
             let value = sample.values[plan.value_index].wrapping_mul(plan.sign);
             if value == 0 {
@@ -1019,6 +1068,28 @@ impl Partial {
             }
             self.samples_kept += 1;
             self.kept = self.kept.wrapping_add(value);
+            let base = plan.sign < 0 || diff_base;
+            let (value, base_value) = if base { (value, -value) } else { (value, 0) };
+            if let Some(cache) = &mut self.location_stacks {
+                // Most samples repeat a stack seen before: find its entry by
+                // its locations, without building its frames.
+                let key = hash_locations(input, base, locations);
+                let found = cache.find(key as u64, |(k, _)| *k == key);
+                let (shard, entry) = match found {
+                    Some(&(_, at)) => ((at >> 32) as usize, at as u32),
+                    None => {
+                        fill_stack(&mut self.scratch, plan, locations);
+                        let hash = hash_stack(&self.scratch);
+                        let shard = shard_of(hash);
+                        let entry = self.stacks[shard].add(&self.scratch, hash, 0, 0);
+                        let at = (shard as u64) << 32 | u64::from(entry);
+                        cache.insert_unique(key as u64, (key, at), |(k, _)| *k as u64);
+                        (shard, entry)
+                    }
+                };
+                self.stacks[shard].add_at(entry, value, base_value);
+                continue;
+            }
             fill_stack(&mut self.scratch, plan, locations);
             let group = plan.groups.as_ref().map(|g| {
                 let g = g.group_of(sample.labels) as usize;
@@ -1032,14 +1103,49 @@ impl Partial {
                 group.samples += 1;
                 g
             });
-            self.add_stack(plan.sign < 0 || diff_base, value, group);
+            self.add_stack(value, base_value, group);
         }
     }
 
-    /// Adds the stack in `scratch` (filled by the caller); a `base`
-    /// sample's value is already negative.
+    /// With the location-stack cache, flat and cum were left for the end:
+    /// each distinct stack adds its value to its leaf's flat and, once per
+    /// function, to the cum of the functions on it (the same sums the
+    /// per-sample path makes, since they are linear in the values).
+    fn sum_functions(&mut self) {
+        if self.location_stacks.take().is_none() {
+            return;
+        }
+        for table in &self.stacks {
+            for entry in table.entries() {
+                if entry.value == 0 {
+                    continue;
+                }
+                self.sample_serial = self.sample_serial.wrapping_add(1);
+                if self.sample_serial == 0 {
+                    self.seen.fill(0);
+                    self.sample_serial = 1;
+                }
+                let frames = table.frames(entry);
+                for &node in frames {
+                    let seen = &mut self.seen[node as usize];
+                    if *seen != self.sample_serial {
+                        *seen = self.sample_serial;
+                        let cum = &mut self.cum[node as usize];
+                        *cum = cum.wrapping_add(entry.value);
+                    }
+                }
+                if let Some(&leaf) = frames.last() {
+                    let flat = &mut self.flat[leaf as usize];
+                    *flat = flat.wrapping_add(entry.value);
+                }
+            }
+        }
+    }
+
+    /// Adds the stack in `scratch` (filled by the caller): `value` (net)
+    /// and `base_value` (the base's part, positive).
     #[inline]
-    fn add_stack(&mut self, base: bool, value: i64, group: Option<usize>) {
+    fn add_stack(&mut self, value: i64, base_value: i64, group: Option<usize>) {
         self.sample_serial = self.sample_serial.wrapping_add(1);
         if self.sample_serial == 0 {
             self.seen.fill(0);
@@ -1063,9 +1169,8 @@ impl Partial {
                 *flat = flat.wrapping_add(value);
             }
         }
-        let (value, base) = if base { (value, -value) } else { (value, 0) };
         let hash = hash_stack(&self.scratch);
-        self.stacks[shard_of(hash)].add(&self.scratch, hash, value, base);
+        self.stacks[shard_of(hash)].add(&self.scratch, hash, value, base_value);
     }
 
     /// The groups that kept samples, largest |total| first.
