@@ -30,7 +30,8 @@
 //! [`Config`] and `docs/agent.md`, "Options"), [`SamplingAllocator`],
 //! [`cpu::CpuProfiler`] for a CPU profile on demand without an agent,
 //! [`heap::snapshot`] and [`heap::stats`] for heap snapshots and the
-//! allocator's counters without an agent, and [`Error`]. Everything else is
+//! allocator's counters without an agent, [`labels`] to say which request
+//! or task CPU and heap samples belong to, and [`Error`]. Everything else is
 //! internal; `ARCHITECTURE.md` maps it for contributors.
 //!
 //! See `docs/agent.md` for the user guide.
@@ -48,6 +49,7 @@ mod error;
 mod fork;
 pub mod heap;
 mod http;
+pub mod labels;
 mod process;
 mod stacks_to_profile;
 mod symbolize;

@@ -152,3 +152,15 @@ impl LookbackHistory {
         self.0.take_all()
     }
 }
+
+/// Turns the SIGPROF handler's read of the label set on or off while a
+/// profile runs (it is decided again when the next profile starts): for
+/// `benches/labels.rs`'s overhead comparison.
+pub fn set_labels_in_handler(on: bool) {
+    crate::cpu::set_labels_in_handler(on);
+}
+
+/// The label set a [`BucketRecord`]'s `labels` id stands for.
+pub fn label_set_of(id: u32) -> crate::labels::LabelSet {
+    crate::labels::LabelSet::from_id(id)
+}

@@ -1,5 +1,9 @@
-//! Buckets: one per distinct (call stack, size) sampled, with counters of
-//! sampled allocations and frees, as Go's `runtime/mprof.go` keeps them.
+//! Buckets: one per distinct (call stack, size, label set) sampled, with
+//! counters of sampled allocations and frees, as Go's `runtime/mprof.go`
+//! keeps them (Go's key has no labels). The label set is the one installed
+//! on the allocating thread (`crate::labels`), so a block keeps the labels it
+//! was allocated under for as long as it lives; each distinct set a stack
+//! allocates under is an entry of its own, counted against [`CAPACITY`].
 //!
 //! Counting per (stack, size) keeps floating point out of the allocator:
 //! a snapshot unsamples each bucket exactly with Go's formula at its size.
@@ -49,6 +53,7 @@ const RETIRED: u64 = 1 << 63;
 pub struct Bucket {
     state: AtomicU32,
     depth: AtomicU32,
+    labels: AtomicU32,
     hash: AtomicU64,
     size: AtomicU64,
     interval: AtomicU64,
@@ -61,6 +66,7 @@ pub struct Bucket {
 const NEW_BUCKET: Bucket = Bucket {
     state: AtomicU32::new(EMPTY),
     depth: AtomicU32::new(0),
+    labels: AtomicU32::new(0),
     hash: AtomicU64::new(0),
     size: AtomicU64::new(0),
     interval: AtomicU64::new(0),
@@ -80,21 +86,41 @@ static RECLAIMED_BUCKETS: AtomicU64 = AtomicU64::new(0);
 static RECLAIMED_ALLOCS: AtomicU64 = AtomicU64::new(0);
 static RECLAIMED_BYTES: AtomicU64 = AtomicU64::new(0);
 
-fn hash_of(frames: &[u64], size: usize) -> u64 {
-    let mut h = (size as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ frames.len() as u64;
+/// The key of a bucket: frames, size, label set id.
+#[derive(Clone, Copy)]
+struct Key<'a> {
+    frames: &'a [u64],
+    size: usize,
+    labels: u32,
+}
+
+fn hash_of(key: Key<'_>) -> u64 {
+    let Key {
+        frames,
+        size,
+        labels,
+    } = key;
+    let mut h = (size as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ frames.len() as u64
+        ^ u64::from(labels) << 40;
     for &f in frames {
         h = (h.rotate_left(5) ^ f).wrapping_mul(0x517C_C1B7_2722_0A95);
     }
     h | 1
 }
 
-/// The bucket of (`frames`, `size`), created if new, with one sampled
-/// allocation counted in it; `None` when the table has no room (the
+/// The bucket of (`frames`, `size`, `labels`), created if new, with one
+/// sampled allocation counted in it; `None` when the table has no room (the
 /// allocation is then not sampled). A caller that does not keep the block
 /// after all gives the count back with [`cancel`].
-pub fn intern(frames: &[u64], size: usize, interval: usize) -> Option<u32> {
+pub fn intern(frames: &[u64], size: usize, labels: u32, interval: usize) -> Option<u32> {
     let frames = &frames[..frames.len().min(MAX_FRAMES)];
-    let h = hash_of(frames, size);
+    let key = Key {
+        frames,
+        size,
+        labels,
+    };
+    let h = hash_of(key);
     let home = (h as usize) % CAPACITY;
     let under_pressure = used() >= PRESSURE;
     // A dead entry passed on the way, to reuse under pressure.
@@ -105,7 +131,7 @@ pub fn intern(frames: &[u64], size: usize, interval: usize) -> Option<u32> {
         let state = b.state.load(Ordering::Acquire);
         match state & KIND {
             READY => {
-                if b.count_if_key(state, h, frames, size) {
+                if b.count_if_key(state, h, key) {
                     return Some(i as u32);
                 }
                 if under_pressure && dead.is_none() && b.is_dead() {
@@ -114,7 +140,7 @@ pub fn intern(frames: &[u64], size: usize, interval: usize) -> Option<u32> {
             }
             EMPTY => {
                 if let Some(d) = dead {
-                    if let Some(i) = reuse(d, h, frames, size, interval) {
+                    if let Some(i) = reuse(d, h, key, interval) {
                         return Some(i);
                     }
                 }
@@ -122,26 +148,26 @@ pub fn intern(frames: &[u64], size: usize, interval: usize) -> Option<u32> {
                     .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
-                    b.write(WRITING, h, frames, size, interval);
+                    b.write(WRITING, h, key, interval);
                     let n = PUBLISHED_COUNT.fetch_add(1, Ordering::AcqRel);
                     PUBLISHED[n].store(i as u32 + 1, Ordering::Release);
                     return Some(i as u32);
                 }
                 // Lost the race for this entry: it may now hold our key.
                 let state = b.state.load(Ordering::Acquire);
-                if b.count_if_key(state, h, frames, size) {
+                if b.count_if_key(state, h, key) {
                     return Some(i as u32);
                 }
             }
             _ => {}
         }
     }
-    dead.and_then(|d| reuse(d, h, frames, size, interval))
+    dead.and_then(|d| reuse(d, h, key, interval))
 }
 
 /// Retires the dead entry `i` (if it is still dead) and writes the new key
 /// into it, with one allocation counted.
-fn reuse(i: usize, h: u64, frames: &[u64], size: usize, interval: usize) -> Option<u32> {
+fn reuse(i: usize, h: u64, key: Key<'_>, interval: usize) -> Option<u32> {
     let b = &BUCKETS[i];
     let state = b.state.load(Ordering::Acquire);
     if state & KIND != READY {
@@ -169,14 +195,20 @@ fn reuse(i: usize, h: u64, frames: &[u64], size: usize, interval: usize) -> Opti
     b.state.store(writing, Ordering::Relaxed);
     // Readers that see any of the new key's fields see `writing` too.
     std::sync::atomic::fence(Ordering::Release);
-    b.write(writing, h, frames, size, interval);
+    b.write(writing, h, key, interval);
     Some(i as u32)
 }
 
 impl Bucket {
-    fn matches(&self, h: u64, frames: &[u64], size: usize) -> bool {
+    fn matches(&self, h: u64, key: Key<'_>) -> bool {
+        let Key {
+            frames,
+            size,
+            labels,
+        } = key;
         self.hash.load(Ordering::Relaxed) == h
             && self.size.load(Ordering::Relaxed) == size as u64
+            && self.labels.load(Ordering::Relaxed) == labels
             && self.depth.load(Ordering::Relaxed) as usize == frames.len()
             && self
                 .frames
@@ -187,9 +219,15 @@ impl Bucket {
 
     /// Writes the key of an entry this thread holds in `writing` state,
     /// counts one allocation, and publishes it.
-    fn write(&self, writing: u32, h: u64, frames: &[u64], size: usize, interval: usize) {
+    fn write(&self, writing: u32, h: u64, key: Key<'_>, interval: usize) {
+        let Key {
+            frames,
+            size,
+            labels,
+        } = key;
         self.hash.store(h, Ordering::Relaxed);
         self.size.store(size as u64, Ordering::Relaxed);
+        self.labels.store(labels, Ordering::Relaxed);
         self.interval.store(interval as u64, Ordering::Relaxed);
         self.depth.store(frames.len() as u32, Ordering::Relaxed);
         for (slot, &f) in self.frames.iter().zip(frames) {
@@ -202,11 +240,11 @@ impl Bucket {
     }
 
     /// Counts one allocation if the entry, read in `state`, holds the key
-    /// (`h`, `frames`, `size`) and is not retired. The key is compared
+    /// `key` (hashed `h`) and is not retired. The key is compared
     /// before counting and the state after: an entry reused in between has
     /// a new generation, and the count is given back.
-    fn count_if_key(&self, state: u32, h: u64, frames: &[u64], size: usize) -> bool {
-        if state & KIND != READY || !self.matches(h, frames, size) {
+    fn count_if_key(&self, state: u32, h: u64, key: Key<'_>) -> bool {
+        if state & KIND != READY || !self.matches(h, key) {
             return false;
         }
         let counted = self
@@ -257,6 +295,8 @@ pub struct BucketRecord {
     pub frames: Vec<u64>,
     /// The size of each allocation counted here.
     pub size: u64,
+    /// The label set the allocations were made under (`crate::labels`).
+    pub labels: u32,
     /// The sampling interval they were sampled at.
     pub interval: u64,
     /// Sampled allocations counted.
@@ -314,6 +354,7 @@ pub fn records() -> Vec<BucketRecord> {
                 .map(|f| f.load(Ordering::Relaxed))
                 .collect(),
             size: b.size.load(Ordering::Relaxed),
+            labels: b.labels.load(Ordering::Relaxed),
             interval: b.interval.load(Ordering::Relaxed),
             allocs,
             frees: frees.min(allocs),

@@ -319,7 +319,17 @@ fn bucket_for(size: usize, interval: usize) -> Option<u32> {
     };
     countdown::COUNTDOWN.with(|c| c.busy.set(was_busy));
     INTERVAL.store(interval, Relaxed);
-    let bucket = buckets::intern(&frames[..depth], size, interval);
+    // The label set installed on this thread: a relaxed load of a
+    // `const`-initialized thread-local without `Drop`, so it allocates
+    // nothing, registers nothing, and works while the thread's other
+    // thread-locals are being destroyed (it is never reset: a destructor
+    // that allocates under a label records that label).
+    // Nothing on this path interns label sets: an allocation made while a
+    // set is being interned (`labels::with` allocates a new set's strings)
+    // is sampled under the thread's outer set, and interning holds no lock,
+    // so there is nothing to re-enter or deadlock on.
+    let labels = crate::labels::current_id();
+    let bucket = buckets::intern(&frames[..depth], size, labels, interval);
     if bucket.is_none() {
         DROPPED_NO_BUCKET.fetch_add(1, Relaxed);
     }

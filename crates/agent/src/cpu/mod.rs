@@ -47,6 +47,11 @@ mod sampler;
 use std::time::{Duration, SystemTime};
 
 pub(crate) use sampler::after_fork_in_child;
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+pub(crate) use sampler::set_labels_in_handler;
 pub use sampler::CpuProfiler;
 pub(crate) use sampler::LookbackSampler;
 #[cfg(all(
@@ -90,7 +95,7 @@ pub struct CpuCapture {
     pub started: SystemTime,
     /// How long the window is, the look-back part included.
     pub duration: Duration,
-    /// Distinct (stack, thread) pairs with their sample counts and CPU time
+    /// Distinct (stack, thread, label set) with their sample counts and CPU time
     /// (a look-back capture's stacks once for each part they appear in).
     pub stacks: Vec<CapturedStack>,
     /// CPU time of samples lost because the pool was full.
@@ -157,13 +162,15 @@ pub struct Lookback {
     pub memory_limit: u64,
 }
 
-/// One distinct (stack, thread) of a [`CpuCapture`].
+/// One distinct (stack, thread, label set) of a [`CpuCapture`].
 #[non_exhaustive]
 pub struct CapturedStack {
     /// Code addresses, innermost first.
     pub frames: Box<[u64]>,
     /// The thread's name.
     pub thread: String,
+    /// The label set the thread had installed ([`crate::labels`]).
+    pub labels: crate::labels::LabelSet,
     /// Samples of this stack.
     pub samples: u64,
     /// CPU time they stand for.

@@ -120,6 +120,9 @@ impl CpuCapture {
                 self.unsampled_ns as f64 / 1e9
             ));
         }
+        if let Some(comment) = crate::labels::overflow_comment() {
+            spec.comments.push(comment);
+        }
         if self.previous_handler {
             spec.comments.push(
                 "firewatch: another SIGPROF handler was present; it received foreign signals"
@@ -134,6 +137,7 @@ impl CpuCapture {
                 let mut raw =
                     RawSample::new(s.frames.to_vec(), vec![s.samples as i64, s.cpu_ns as i64])
                         .with_label("thread", s.thread.clone());
+                raw = with_set_labels(raw, s.labels);
                 if self.lookback.is_some() {
                     let part = if s.lookback {
                         LOOKBACK_PART
@@ -187,6 +191,17 @@ impl CpuCapture {
     }
 }
 
+/// `raw` with the pairs of `set` as sample labels, leaving out keys the
+/// CPU profile sets itself (a key must not repeat within a sample).
+fn with_set_labels(mut raw: RawSample, set: crate::labels::LabelSet) -> RawSample {
+    for &(key, value) in set.pairs() {
+        if key != "thread" && key != WINDOW_LABEL {
+            raw = raw.with_label(key, value);
+        }
+    }
+    raw
+}
+
 impl Lookback {
     /// What the profile's comments say of it.
     fn comment(&self) -> String {
@@ -208,5 +223,35 @@ impl Lookback {
             ));
         }
         said
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::LabelSet;
+
+    #[test]
+    fn a_label_set_becomes_sample_labels_without_repeating_the_profiles_own_keys() {
+        let set = LabelSet::new([
+            ("endpoint", "/a"),
+            ("thread", "from-the-set"),
+            (WINDOW_LABEL, "from-the-set"),
+            ("tenant", "t1"),
+        ]);
+        let raw = with_set_labels(
+            RawSample::new(vec![1], vec![1, 1]).with_label("thread", "worker-1"),
+            set,
+        );
+        assert_eq!(
+            raw.labels,
+            [
+                ("thread".to_string(), "worker-1".to_string()),
+                ("endpoint".to_string(), "/a".to_string()),
+                ("tenant".to_string(), "t1".to_string()),
+            ]
+        );
+        let unlabelled = with_set_labels(RawSample::new(vec![1], vec![1, 1]), LabelSet::EMPTY);
+        assert!(unlabelled.labels.is_empty());
     }
 }

@@ -197,6 +197,9 @@ fn describe(stats: &AllocatorStats) -> Vec<String> {
     if let Some(comment) = crate::unwind::self_check::result().comment() {
         out.push(comment);
     }
+    if let Some(comment) = crate::labels::overflow_comment() {
+        out.push(comment);
+    }
     let fp = stats.frame_pointer_walks;
     if fp.total() > 0 {
         out.push(format!(
@@ -237,8 +240,9 @@ fn describe(stats: &AllocatorStats) -> Vec<String> {
 /// `default_sample_type` = `inuse_space`, allocator frames in
 /// `drop_frames`, allocation plumbing cut off each stack's leaf end.
 ///
-/// Each record (one stack × one size) is unsampled with Go's formula at its
-/// own size and its own interval, then records are summed by call stack.
+/// Each record (one stack × one size × one label set) is unsampled with
+/// Go's formula at its own size and its own interval, then records are
+/// summed by (call stack, label set); a label set becomes sample labels.
 pub fn heap_profile(
     records: &[BucketRecord],
     interval: u64,
@@ -265,7 +269,7 @@ pub fn heap_profile(
         default_sample_type: Some("inuse_space".into()),
         drop_frames: Some(ALLOCATOR_FRAMES.into()),
     };
-    let mut by_stack: HashMap<CallerStack, [f64; 4]> = HashMap::new();
+    let mut by_stack: HashMap<(CallerStack, u32), [f64; 4]> = HashMap::new();
     for r in records {
         let stack = caller_stack(&r.frames, symbolizer);
         let (alloc_objects, alloc_bytes) =
@@ -273,7 +277,7 @@ pub fn heap_profile(
         let live = r.allocs - r.frees.min(r.allocs);
         let (inuse_objects, inuse_bytes) =
             unsample_exact(live, live.saturating_mul(r.size), r.interval);
-        let sums = by_stack.entry(stack).or_default();
+        let sums = by_stack.entry((stack, r.labels)).or_default();
         for (sum, v) in
             sums.iter_mut()
                 .zip([alloc_objects, alloc_bytes, inuse_objects, inuse_bytes])
@@ -281,13 +285,17 @@ pub fn heap_profile(
             *sum += v;
         }
     }
-    let mut stacks: Vec<(CallerStack, [f64; 4])> = by_stack.into_iter().collect();
+    let mut stacks: Vec<((CallerStack, u32), [f64; 4])> = by_stack.into_iter().collect();
     stacks.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let samples: Vec<RawSample> = stacks
         .into_iter()
-        .map(|((stack, inlined_plumbing), v)| {
-            RawSample::new(stack, v.iter().map(|x| x.round() as i64).collect())
-                .with_leaf_frames_dropped(inlined_plumbing)
+        .map(|(((stack, inlined_plumbing), labels), v)| {
+            let mut raw = RawSample::new(stack, v.iter().map(|x| x.round() as i64).collect())
+                .with_leaf_frames_dropped(inlined_plumbing);
+            for &(key, value) in crate::labels::LabelSet::from_id(labels).pairs() {
+                raw = raw.with_label(key, value);
+            }
+            raw
         })
         .collect();
     build_profile(&samples, &spec, mappings, symbolizer)
@@ -454,6 +462,7 @@ mod tests {
         let record = |frames: Vec<u64>| BucketRecord {
             frames: frames.into_iter().map(|a| a + 1).collect(),
             size: 512,
+            labels: 0,
             interval: 1,
             allocs: 1,
             frees: 0,
@@ -508,11 +517,66 @@ mod tests {
     }
 
     #[test]
+    fn records_of_one_stack_under_two_label_sets_stay_two_labelled_samples() {
+        let (alloc, leak, main) = (0x1000, 0x2000, 0x3000);
+        let mut symbolizer = Symbolizer::with_answers([
+            (
+                alloc,
+                vec![frame("firewatch_agent::alloc::alloc_event", "mod.rs")],
+            ),
+            (leak, vec![frame("service::leak", "main.rs")]),
+            (main, vec![frame("service::main", "main.rs")]),
+        ]);
+        let a = crate::labels::LabelSet::new([("endpoint", "/a")]);
+        let b = crate::labels::LabelSet::new([("endpoint", "/b"), ("tier", "gold")]);
+        let record = |labels: u32, size: u64| BucketRecord {
+            frames: vec![alloc + 1, leak + 1, main + 1],
+            size,
+            labels,
+            interval: 1,
+            allocs: 2,
+            frees: 0,
+        };
+        // Two sizes under /a merge into one sample; /b and no labels stay apart.
+        let records = [
+            record(a.id(), 100),
+            record(a.id(), 200),
+            record(b.id(), 100),
+            record(0, 100),
+        ];
+        let p = heap_profile(&records, 1, SystemTime::now(), &[], &[], &mut symbolizer);
+        p.validate().unwrap();
+        let mut seen: Vec<(Vec<(String, String)>, i64)> = p
+            .sample
+            .iter()
+            .map(|s| {
+                let labels = s
+                    .label
+                    .iter()
+                    .map(|l| (p.string(l.key).to_string(), p.string(l.str).to_string()))
+                    .collect();
+                (labels, s.value[3])
+            })
+            .collect();
+        seen.sort();
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            seen,
+            [
+                (vec![], 200),
+                (vec![pair("endpoint", "/a")], 600),
+                (vec![pair("endpoint", "/b"), pair("tier", "gold")], 200),
+            ]
+        );
+    }
+
+    #[test]
     fn a_heap_profile_has_gos_shape() {
         let here = a_heap_profile_has_gos_shape as *const () as u64;
         let stacks = [BucketRecord {
             frames: vec![here + 4],
             size: 65_536,
+            labels: 0,
             interval: 65_536,
             allocs: 4,
             frees: 2,

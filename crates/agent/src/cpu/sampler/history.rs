@@ -8,8 +8,8 @@
 //! `lookback_hz` between captures and at the capture's rate during one, and
 //! a sum of periods times one period would be wrong across the change.
 //!
-//! Memory: a window holds one entry per distinct (stack, thread, flags) it
-//! saw. Entries are estimated at [`ENTRY_OVERHEAD_BYTES`] plus 8 bytes per
+//! Memory: a window holds one entry per distinct (stack, thread, flags,
+//! label set) it saw. Entries are estimated at [`ENTRY_OVERHEAD_BYTES`] plus 8 bytes per
 //! frame, and the oldest closed windows are dropped (and counted) while the
 //! history holds more than its limit.
 
@@ -73,12 +73,15 @@ impl Hash for ThreadRef {
     }
 }
 
-/// One aggregated stack: leaf-first addresses, the thread, and flags.
+/// One aggregated stack: leaf-first addresses, the thread, flags, and the
+/// label set it ran under (`crate::labels`; interned sets are never freed,
+/// so the id stays valid in every window).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(super) struct StackKey {
     pub frames: Box<[u64]>,
     pub thread: ThreadRef,
     pub flags: u32,
+    pub labels: u32,
 }
 
 /// The stack was cut: deeper than the depth limit or than the copy window.
@@ -373,6 +376,7 @@ impl SyntheticHistory {
                     frames: frames.as_slice().into(),
                     thread: threads[id % threads.len()].clone(),
                     flags: 0,
+                    labels: 0,
                 };
                 history.current().add(&Sample {
                     key: &key,
@@ -421,6 +425,7 @@ mod tests {
             frames: frames.into(),
             thread: thread.clone(),
             flags: 0,
+            labels: 0,
         }
     }
 
@@ -550,6 +555,41 @@ mod tests {
         a.rename("renamed".into());
         let key_a = taken.tally.stacks.keys().find(|k| k.frames.len() == 3);
         assert_eq!(key_a.unwrap().thread.name(), "renamed");
+    }
+
+    #[test]
+    fn one_stack_under_two_label_sets_is_two_entries_in_every_merge() {
+        let base = Instant::now();
+        let thread = ThreadRef::new("t".into());
+        let a = crate::labels::LabelSet::new([("endpoint", "/a")]).id();
+        let b = crate::labels::LabelSet::new([("endpoint", "/b")]).id();
+        let labelled = |labels| StackKey {
+            labels,
+            ..key(&[7, 8], &thread)
+        };
+        let mut history = History::new(Duration::from_secs(60), usize::MAX, at(base, 0));
+        for second in 0..2 {
+            add(history.current(), &labelled(a), 10);
+            add(history.current(), &labelled(a), 10);
+            add(history.current(), &labelled(b), 5);
+            history.roll(at(base, second + 1));
+        }
+        let taken = history.take_since(Some(base));
+        assert_eq!(taken.tally.stacks.len(), 2);
+        assert_eq!(
+            taken.tally.stacks[&labelled(a)],
+            Counts {
+                samples: 4,
+                cpu_ns: 40
+            }
+        );
+        assert_eq!(
+            taken.tally.stacks[&labelled(b)],
+            Counts {
+                samples: 2,
+                cpu_ns: 10
+            }
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use timer::ThreadTimer;
 
 pub(crate) use history::SyntheticHistory;
 pub(crate) use lookback::LookbackSampler;
+pub(crate) use signal::set_labels_in_handler;
 
 use super::{CapturedStack, CpuCapture, Lookback, MAX_DEPTH, MAX_HZ, MAX_SLOTS};
 use crate::unwind::{CopiedStack, Ending, StackUnwinder};
@@ -220,6 +221,7 @@ impl Parts {
                 .into_iter()
                 .map(move |(key, counts)| CapturedStack {
                     thread: key.thread.name(),
+                    labels: crate::labels::LabelSet::from_id(key.labels),
                     frames: key.frames,
                     samples: counts.samples,
                     cpu_ns: counts.cpu_ns,
@@ -677,6 +679,7 @@ fn unwind(
         frames: frames.as_slice().into(),
         thread: thread.clone(),
         flags,
+        labels: header.labels,
     };
     (key, incomplete)
 }

@@ -40,6 +40,9 @@ pub(crate) struct Header {
     pub(crate) periods: u32,
     /// Bytes of the stack copied (0: the stack pointer was not readable).
     pub(crate) copied: u32,
+    /// The label set installed on the thread when it was interrupted
+    /// (`crate::labels`; 0: none).
+    pub(crate) labels: u32,
     pub(crate) regs: Registers,
 }
 

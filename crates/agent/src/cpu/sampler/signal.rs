@@ -9,12 +9,23 @@
 //! it drops. It is installed once and never uninstalled: a pending SIGPROF
 //! meeting the default action would kill the process. Signals that are not
 //! from our timers go to the handler that was installed before ours, if any.
+//!
+//! One thread-local read: the interrupted thread's label set id
+//! ([`labels_of_interrupted_thread`]), a `const`-initialized atomic without
+//! `Drop`, so no lazy initialization and no destructor registration; in the
+//! main executable it is one `%fs`/`tpidr_el0`-relative load (initial- or
+//! local-exec TLS model). In a shared library the compiler uses the general
+//! dynamic model, whose `__tls_get_addr` may allocate the thread's block on
+//! first use when the library was `dlopen`ed: there the handler does not
+//! read it ([`LABELS_IN_HANDLER`] is false) and CPU samples carry no
+//! labels, while heap samples still do.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::pool::{Header, Pool};
+use crate::labels;
 use crate::unwind::Registers;
 
 /// Top 16 bits of our timers' `si_value`; then a 16-bit generation and the
@@ -52,6 +63,61 @@ pub static POOL: AtomicPtr<Pool> = AtomicPtr::new(std::ptr::null_mut());
 /// signals), or null. Replaced, never freed, if someone displaces our handler
 /// and we reinstall it: a handler may be reading the old one.
 static PREVIOUS: AtomicPtr<libc::sigaction> = AtomicPtr::new(std::ptr::null_mut());
+/// Whether the handler reads the interrupted thread's label set: only when
+/// this code is part of the main executable (see the module doc). Decided
+/// at [`install`], off the signal path.
+static LABELS_IN_HANDLER: AtomicBool = AtomicBool::new(false);
+
+/// Turns the handler's label read on or off until the next [`install`]
+/// (`benches/labels.rs` compares the two in one run, through `testing`).
+pub(crate) fn set_labels_in_handler(on: bool) {
+    LABELS_IN_HANDLER.store(on, Ordering::Relaxed);
+}
+
+/// The label set id of the thread the handler interrupted (0 when labels
+/// are not read in the handler).
+#[inline(always)]
+fn labels_of_interrupted_thread() -> u32 {
+    if LABELS_IN_HANDLER.load(Ordering::Relaxed) {
+        labels::current_id()
+    } else {
+        0
+    }
+}
+
+/// Whether `addr` lies in a loaded segment of the main executable (the
+/// first object `dl_iterate_phdr` reports).
+fn in_main_executable(addr: usize) -> bool {
+    struct Search {
+        addr: usize,
+        found: bool,
+    }
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info; `data` is our Search.
+        let (info, search) = unsafe { (&*info, &mut *(data as *mut Search)) };
+        for i in 0..usize::from(info.dlpi_phnum) {
+            // SAFETY: the loader's program headers, dlpi_phnum of them.
+            let ph = unsafe { &*info.dlpi_phdr.add(i) };
+            let start = (info.dlpi_addr as usize).wrapping_add(ph.p_vaddr as usize);
+            if ph.p_type == libc::PT_LOAD
+                && (start..start.wrapping_add(ph.p_memsz as usize)).contains(&search.addr)
+            {
+                search.found = true;
+            }
+        }
+        1 // only the first object: the main program
+    }
+    let mut search = Search { addr, found: false };
+    // SAFETY: the callback only reads what the loader hands it and writes
+    // our Search, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(first), (&raw mut search).cast()) };
+    search.found
+}
+
 /// Serializes installation (never touched by the handler).
 static INSTALLING: Mutex<()> = Mutex::new(());
 
@@ -77,6 +143,7 @@ const SI_TIMER: i32 = -2;
 pub fn install() -> std::io::Result<bool> {
     let _guard = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let ours = on_sigprof as *const () as usize;
+    LABELS_IN_HANDLER.store(in_main_executable(ours), Ordering::Relaxed);
     // SAFETY: querying the current action into a zeroed struct.
     let current = unsafe {
         let mut current: libc::sigaction = std::mem::zeroed();
@@ -127,6 +194,7 @@ extern "C" fn on_sigprof(signo: libc::c_int, info: *mut libc::siginfo_t, context
                         generation: ((t.value >> 32) & 0xFFFF) as u32,
                         periods: 1 + t.overrun.max(0) as u32,
                         copied: 0,
+                        labels: labels_of_interrupted_thread(),
                         // SAFETY: context is the kernel's ucontext_t for
                         // this signal.
                         regs: unsafe { registers(context) },
@@ -202,5 +270,23 @@ pub fn wait_for_handlers() {
         } else {
             std::thread::sleep(std::time::Duration::from_micros(50));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handler_reads_labels_only_from_the_main_executable() {
+        // This test binary is the main executable; libc is a shared object
+        // (where this crate's thread-locals would go through
+        // `__tls_get_addr`), and a stack address is in neither.
+        assert!(in_main_executable(on_sigprof as *const () as usize));
+        assert!(!in_main_executable(libc::getpid as *const () as usize));
+        let local = 0u8;
+        assert!(!in_main_executable(&local as *const u8 as usize));
+        install().unwrap();
+        assert!(LABELS_IN_HANDLER.load(Ordering::Relaxed));
     }
 }
