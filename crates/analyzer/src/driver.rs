@@ -268,6 +268,20 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
             .zip(&data)
             .map(|((s, _), d)| s.format_of(d))
             .collect();
+        if let Some(i) = formats
+            .iter()
+            .position(|&f| f == InputFormat::NodeHeapSnapshot)
+        {
+            if !single {
+                return Err(Error::UnknownFormat {
+                    path: batch[i].0.path.clone(),
+                    reason: "a heap snapshot is analyzed alone (or with its --base \
+                             snapshots), not merged with many profiles"
+                        .into(),
+                });
+            }
+            return crate::heapsnapshot::analyze(request, data, &formats, &mut timings);
+        }
         let data: Vec<ProfileData> = if formats.iter().all(|&f| f == InputFormat::Pprof) {
             data
         } else {

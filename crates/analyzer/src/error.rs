@@ -43,6 +43,16 @@ pub enum Error {
         error: LegacyError,
     },
 
+    /// A V8 heap snapshot (`.heapsnapshot`) is malformed, or cannot be
+    /// analyzed with the other inputs.
+    #[error("{}: invalid .heapsnapshot: {error}", path.display())]
+    HeapSnapshot {
+        /// The input.
+        path: PathBuf,
+        /// What is wrong.
+        error: crate::heapsnapshot::HeapSnapshotError,
+    },
+
     /// A directory given as an input could not be listed.
     #[error("{}: cannot list the directory: {error}", path.display())]
     Directory {

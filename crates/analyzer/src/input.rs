@@ -54,11 +54,17 @@ pub enum InputFormat {
     /// Go's text `goroutine` or `threadcreate` profile (`debug=1`, and
     /// Go's files before 1.9): `goroutine/count`, `threadcreate/count`.
     GoCount,
+    /// V8's heap snapshot (`v8.writeHeapSnapshot()`, `.heapsnapshot`): the
+    /// object graph, with a report of its own (retained sizes by
+    /// constructor, retaining paths, new objects since a base).
+    NodeHeapSnapshot,
 }
 
 impl InputFormat {
     /// The format of a file, from its (decompressed) bytes and then its
-    /// name. A JSON object with the keys `nodes`, `samples` and
+    /// name. A JSON object whose `snapshot` is an object with `meta` is a
+    /// `.heapsnapshot` (V8 writes it first, so this is known from the
+    /// first bytes). One with the keys `nodes`, `samples` and
     /// `timeDeltas` is a `.cpuprofile`; one with `head` (and without those
     /// or `timestamps`, which an old Chrome CPU profile has) a
     /// `.heapprofile`. A JSON object that is neither, such as a file cut
@@ -73,9 +79,17 @@ impl InputFormat {
         if let Some(kind) = legacy::detect(bytes) {
             return InputFormat::from(kind);
         }
+        // V8 writes `{"snapshot":{"meta":…` first: no need to scan the
+        // hundreds of megabytes after it for the other keys.
+        if crate::heapsnapshot::starts_like_snapshot(bytes) {
+            return InputFormat::NodeHeapSnapshot;
+        }
         let Some(keys) = node::json::top_level_keys(bytes) else {
             return InputFormat::Pprof;
         };
+        if keys.has("snapshot") && snapshot_has_meta(bytes, &keys) {
+            return InputFormat::NodeHeapSnapshot;
+        }
         if keys.has("nodes") && keys.has("samples") && keys.has("timeDeltas") {
             return InputFormat::NodeCpuProfile;
         }
@@ -89,6 +103,7 @@ impl InputFormat {
         match path.extension().and_then(|e| e.to_str()) {
             Some("cpuprofile") => InputFormat::NodeCpuProfile,
             Some("heapprofile") => InputFormat::NodeHeapProfile,
+            Some("heapsnapshot") => InputFormat::NodeHeapSnapshot,
             _ => InputFormat::Pprof,
         }
     }
@@ -106,6 +121,7 @@ impl fmt::Display for InputFormat {
             InputFormat::JemallocHeap => "jemalloc heap profile",
             InputFormat::GperftoolsThreads => "thread profile",
             InputFormat::GoCount => "Go count profile",
+            InputFormat::NodeHeapSnapshot => ".heapsnapshot",
         })
     }
 }
@@ -148,6 +164,21 @@ impl Source {
     }
 }
 
+/// Whether the top-level `snapshot` value of a JSON object is an object
+/// with a `meta` key (what V8's heap snapshot writer puts first).
+fn snapshot_has_meta(bytes: &[u8], keys: &node::json::TopLevelKeys<'_>) -> bool {
+    let Some(key) = keys.keys.iter().find(|k| **k == b"snapshot") else {
+        return false;
+    };
+    // The key borrows from `bytes`: its value starts after the `:`.
+    let offset = key.as_ptr() as usize - bytes.as_ptr() as usize + key.len();
+    let rest = &bytes[offset.min(bytes.len())..];
+    let Some(colon) = rest.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    node::json::top_level_keys(&rest[colon + 1..]).is_some_and(|inner| inner.has("meta"))
+}
+
 /// The input, read as `format`, as pprof bytes: `data` itself, or what a
 /// Node.js profile converts to (the JSON is freed once converted).
 pub(crate) fn to_pprof(format: InputFormat, data: ProfileData) -> Result<ProfileData> {
@@ -174,6 +205,11 @@ pub(crate) fn to_pprof(format: InputFormat, data: ProfileData) -> Result<Profile
         InputFormat::JemallocHeap => legacy(legacy::Kind::Jemalloc, data.bytes()),
         InputFormat::GperftoolsThreads => legacy(legacy::Kind::Threads, data.bytes()),
         InputFormat::GoCount => legacy(legacy::Kind::GoCount, data.bytes()),
+        // The driver hands snapshots to `heapsnapshot` before converting.
+        InputFormat::NodeHeapSnapshot => Err(Error::UnknownFormat {
+            path: path.clone(),
+            reason: "a heap snapshot has no pprof form; analyze it alone".into(),
+        }),
     };
     drop(data);
     let bytes = converted?;

@@ -8,7 +8,11 @@
 //!
 //! Node.js's `.cpuprofile` and `.heapprofile` are read too, converted to
 //! pprof on the way in (see [`InputFormat`]), and so are gperftools' and
-//! jemalloc's legacy profiles (`docs/legacy.md`).
+//! jemalloc's legacy profiles (`docs/legacy.md`). A V8 heap snapshot
+//! (`.heapsnapshot`) gets a report of its own: retained sizes from the
+//! dominator tree (by memlab's rules) by constructor, the largest objects
+//! with their retaining paths, and what is new since one or two earlier
+//! snapshots (`docs/node.md`).
 //!
 //! The pipeline is: [`Source`] → [`firewatch_profile::ProfileData`] (read or
 //! map, inflate) → [`firewatch_profile::ProfileView`] (parallel decode) →
@@ -53,6 +57,7 @@ pub mod aggregate;
 mod driver;
 mod error;
 pub mod flamegraph;
+mod heapsnapshot;
 mod input;
 pub mod report;
 mod stacks;
@@ -66,6 +71,7 @@ pub use aggregate::{
 pub use driver::{run, PhaseTiming, Progress, ReportFormat, Request, Summary, Warning};
 pub use error::{Error, Result};
 pub use firewatch_profile::{MmapChoice, SampleIndex};
+pub use heapsnapshot::HeapSnapshotError;
 pub use input::legacy::LegacyError;
 pub use input::node::NodeError;
 pub use input::{convert_to_pprof, InputFormat, Source};

@@ -49,7 +49,8 @@ struct AnalyzeArgs {
     /// Profiles to analyze: pprof, Node.js .cpuprofile or .heapprofile, gperftools
     /// CPU/heap/contention files or a jemalloc heap dump (prof.dump), gzip or raw
     /// (`-` reads standard input); several are merged, and a directory stands for the
-    /// files in it.
+    /// files in it. A V8 .heapsnapshot is analyzed alone (its own report; --base
+    /// takes one or two earlier snapshots of the same process).
     #[arg(required = true, value_name = "PROFILE")]
     profiles: Vec<PathBuf>,
     /// Report format on standard output.

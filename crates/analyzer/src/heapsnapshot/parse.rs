@@ -1,0 +1,879 @@
+//! Reading a `.heapsnapshot` into columns.
+//!
+//! The file is one JSON object; almost all of it is two flat integer
+//! arrays (`nodes`, `edges`) and the string table. The top level is walked
+//! once without building a document: `snapshot` (small) goes to serde_json,
+//! `strings` to the pull reader of `input/node/json.rs`, other keys are
+//! skipped, and the two integer arrays are only located (they hold no
+//! strings or brackets, so the first `]` ends them). Each array is then
+//! tokenized in parallel: a first pass counts commas per chunk, chunk
+//! boundaries are moved to record boundaries (a multiple of the field
+//! count), the columns are allocated once at their final size, and each
+//! chunk writes its own rows. The arrays are parsed while the string table
+//! is read on the calling thread.
+
+use std::ops::Range;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use super::HeapSnapshotError as E;
+use crate::input::node::json::{strip_bom, Reader};
+
+/// A heap snapshot, column by column. Node `i` is the file's `i`-th node
+/// (`to_node / node_fields`); edges are in the file's order, node `i`'s
+/// being `first_edge[i]..first_edge[i + 1]`.
+pub(crate) struct Snapshot {
+    pub node_type_names: Vec<String>,
+    pub edge_type_names: Vec<String>,
+    pub node_type: Vec<u32>,
+    pub node_name: Vec<u32>,
+    pub node_id: Vec<u32>,
+    pub self_size: Vec<u32>,
+    /// `node_count + 1` entries.
+    pub first_edge: Vec<u32>,
+    pub edge_type: Vec<u32>,
+    /// A string index, or the element/hidden edge's index.
+    pub edge_name: Vec<u32>,
+    /// The target node's ordinal (not the file's offset).
+    pub edge_to: Vec<u32>,
+    pub strings: Strings,
+    /// Whether a node is a detached embedder (DOM) object, after memlab's
+    /// propagation (see [`propagate_detachedness`]); empty when the file
+    /// has no `detachedness` field.
+    pub detached: Vec<bool>,
+}
+
+/// The string table: one buffer and the end of each string in it.
+#[derive(Default)]
+pub(crate) struct Strings {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Strings {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn get(&self, i: u32) -> &str {
+        let i = i as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.ends.push(self.text.len());
+    }
+}
+
+impl Snapshot {
+    pub fn node_count(&self) -> usize {
+        self.node_id.len()
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.edge_to.len()
+    }
+
+    pub fn edges(&self, node: usize) -> Range<usize> {
+        self.first_edge[node] as usize..self.first_edge[node + 1] as usize
+    }
+
+    pub fn node_type_name(&self, node: usize) -> &str {
+        &self.node_type_names[self.node_type[node] as usize]
+    }
+
+    pub fn name(&self, node: usize) -> &str {
+        self.strings.get(self.node_name[node])
+    }
+
+    pub fn is_detached(&self, node: usize) -> bool {
+        self.detached.get(node).copied().unwrap_or(false)
+    }
+
+    /// The index of a node or edge type by name, if the file has it.
+    pub fn node_type_index(&self, name: &str) -> Option<u32> {
+        position(&self.node_type_names, name)
+    }
+
+    pub fn edge_type_index(&self, name: &str) -> Option<u32> {
+        position(&self.edge_type_names, name)
+    }
+
+    /// Whether an edge's `name_or_index` is an index rather than a string
+    /// (element and hidden edges).
+    pub fn edge_name_is_index(&self, edge_type: u32) -> bool {
+        matches!(
+            self.edge_type_names[edge_type as usize].as_str(),
+            "element" | "hidden"
+        )
+    }
+
+    /// The edge's name as DevTools writes it in a retaining path:
+    /// `[3]` for an element, the property or variable name otherwise.
+    pub fn edge_label(&self, edge: usize) -> String {
+        let t = self.edge_type[edge];
+        let n = self.edge_name[edge];
+        if self.edge_name_is_index(t) {
+            format!("[{n}]")
+        } else {
+            self.strings.get(n).to_string()
+        }
+    }
+}
+
+fn position(names: &[String], name: &str) -> Option<u32> {
+    names.iter().position(|n| n == name).map(|i| i as u32)
+}
+
+/// `snapshot.meta`, as V8 writes it.
+#[derive(serde::Deserialize)]
+struct Header {
+    meta: Meta,
+}
+
+#[derive(serde::Deserialize)]
+struct Meta {
+    node_fields: Vec<String>,
+    node_types: Vec<serde_json::Value>,
+    edge_fields: Vec<String>,
+    edge_types: Vec<serde_json::Value>,
+}
+
+/// Where each field the analysis needs sits in a record.
+struct Layout {
+    fields: usize,
+    /// Offsets of the wanted fields, in the order the columns are returned.
+    wanted: Vec<usize>,
+    types: Vec<String>,
+}
+
+impl Meta {
+    fn layout(
+        fields: &[String],
+        types: &[serde_json::Value],
+        what: &'static str,
+        wanted: &[&str],
+    ) -> Result<Layout, E> {
+        let offset = |name: &str| {
+            fields
+                .iter()
+                .position(|f| f == name)
+                .ok_or_else(|| E::Meta(format!("{what}_fields has no `{name}`")))
+        };
+        let wanted = wanted
+            .iter()
+            .map(|w| offset(w))
+            .collect::<Result<Vec<_>, _>>()?;
+        let type_names = types
+            .get(wanted[0])
+            .and_then(|t| t.as_array())
+            .and_then(|a| {
+                a.iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| {
+                E::Meta(format!(
+                    "{what}_types[{}] is not the list of {what} type names",
+                    wanted[0]
+                ))
+            })?;
+        if type_names.is_empty() || type_names.len() > 256 {
+            return Err(E::Meta(format!(
+                "{what}_types lists {} type names",
+                type_names.len()
+            )));
+        }
+        Ok(Layout {
+            fields: fields.len(),
+            wanted,
+            types: type_names,
+        })
+    }
+}
+
+/// Reads and validates a snapshot.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Snapshot, E> {
+    let bytes = strip_bom(bytes);
+    let mut pos = skip_space(bytes, 0);
+    if bytes.get(pos) != Some(&b'{') {
+        return Err(E::Json("not a JSON object".into()));
+    }
+    pos += 1;
+    let mut layouts: Option<(Layout, Layout)> = None;
+    let (mut nodes_span, mut edges_span, mut strings) = (None, None, None);
+    let nodes_out: Mutex<Option<Result<Vec<Vec<u32>>, E>>> = Mutex::new(None);
+    let edges_out: Mutex<Option<Result<Vec<Vec<u32>>, E>>> = Mutex::new(None);
+    let walked: Result<(), E> = rayon::scope(|scope| {
+        let mut first = true;
+        loop {
+            pos = skip_space(bytes, pos);
+            match bytes.get(pos) {
+                None => return Err(truncated(pos)),
+                Some(b'}') => break,
+                Some(b',') if !first => pos = skip_space(bytes, pos + 1),
+                Some(_) if first => {}
+                Some(_) => return Err(at(pos, "expected `,` or `}` after a top-level value")),
+            }
+            first = false;
+            match bytes.get(pos) {
+                Some(b'"') => {}
+                Some(_) => return Err(at(pos, "expected a key")),
+                None => return Err(truncated(pos)),
+            }
+            let mut reader = Reader::new(&bytes[pos..]);
+            let key = reader
+                .string()
+                .map_err(|e| at(pos, &format!("bad key: {}", e.what)))?
+                .into_owned();
+            pos = skip_space(bytes, pos + reader.position());
+            match bytes.get(pos) {
+                Some(b':') => pos = skip_space(bytes, pos + 1),
+                Some(_) => return Err(at(pos, "expected `:`")),
+                None => return Err(truncated(pos)),
+            }
+            match key.as_str() {
+                "snapshot" => {
+                    let len = skip(bytes, pos, "snapshot")?;
+                    let header: Header = serde_json::from_slice(&bytes[pos..pos + len])
+                        .map_err(|e| E::Meta(format!("in `snapshot`: {e}")))?;
+                    let m = header.meta;
+                    let mut nodes = Meta::layout(
+                        &m.node_fields,
+                        &m.node_types,
+                        "node",
+                        &["type", "name", "id", "self_size", "edge_count"],
+                    )?;
+                    // Newer V8 (Node 16+) writes each embedder node's state.
+                    if let Some(d) = m.node_fields.iter().position(|f| f == "detachedness") {
+                        nodes.wanted.push(d);
+                    }
+                    let edges = Meta::layout(
+                        &m.edge_fields,
+                        &m.edge_types,
+                        "edge",
+                        &["type", "name_or_index", "to_node"],
+                    )?;
+                    layouts = Some((nodes, edges));
+                    pos += len;
+                }
+                "nodes" | "edges" => {
+                    let span =
+                        integer_array(bytes, pos, if key == "nodes" { "nodes" } else { "edges" })?;
+                    pos = span.end + 1;
+                    let is_nodes = key == "nodes";
+                    if let Some((n, e)) = &layouts {
+                        let (layout, out) = if is_nodes {
+                            (n, &nodes_out)
+                        } else {
+                            (e, &edges_out)
+                        };
+                        let (fields, wanted) = (layout.fields, layout.wanted.clone());
+                        let section = if is_nodes { "nodes" } else { "edges" };
+                        scope.spawn(move |_| {
+                            let r = parse_records(bytes, span, fields, &wanted, section);
+                            *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                        });
+                    } else if is_nodes {
+                        nodes_span = Some(span);
+                    } else {
+                        edges_span = Some(span);
+                    }
+                }
+                "strings" => {
+                    let (table, len) = read_strings(&bytes[pos..], pos)?;
+                    strings = Some(table);
+                    pos += len;
+                }
+                _ => pos += skip(bytes, pos, "a top-level value")?,
+            }
+        }
+        Ok(())
+    });
+    walked?;
+    let (node_layout, edge_layout) =
+        layouts.ok_or_else(|| E::Meta("no `snapshot` with `meta`".into()))?;
+    let take = |out: Mutex<Option<Result<Vec<Vec<u32>>, E>>>,
+                span: Option<Range<usize>>,
+                layout: &Layout,
+                section: &'static str| {
+        match out.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(r) => r,
+            None => match span {
+                Some(span) => parse_records(bytes, span, layout.fields, &layout.wanted, section),
+                None => Err(E::Missing(section)),
+            },
+        }
+    };
+    let mut node_cols = take(nodes_out, nodes_span, &node_layout, "nodes")?;
+    let mut edge_cols = take(edges_out, edges_span, &edge_layout, "edges")?;
+    let strings = strings.ok_or(E::Missing("strings"))?;
+
+    let edge_to = edge_cols.pop().unwrap_or_default();
+    let edge_name = edge_cols.pop().unwrap_or_default();
+    let edge_type = edge_cols.pop().unwrap_or_default();
+    let detachedness = if node_cols.len() > 5 {
+        node_cols.pop()
+    } else {
+        None
+    };
+    let edge_count = node_cols.pop().unwrap_or_default();
+    let self_size = node_cols.pop().unwrap_or_default();
+    let node_id = node_cols.pop().unwrap_or_default();
+    let node_name = node_cols.pop().unwrap_or_default();
+    let node_type = node_cols.pop().unwrap_or_default();
+    let mut snapshot = Snapshot {
+        node_type_names: node_layout.types,
+        edge_type_names: edge_layout.types,
+        node_type,
+        node_name,
+        node_id,
+        self_size,
+        first_edge: Vec::new(),
+        edge_type,
+        edge_name,
+        edge_to,
+        strings,
+        detached: Vec::new(),
+    };
+    validate(&mut snapshot, &edge_count, node_layout.fields)?;
+    if let Some(states) = detachedness {
+        snapshot.detached = propagate_detachedness(&snapshot, states, edge_layout.fields);
+    }
+    Ok(snapshot)
+}
+
+/// Which nodes memlab calls detached (and names `Detached …`). V8 writes a
+/// state for each entry point into embedder objects (0 unknown, 1
+/// attached, 2 detached); memlab (`HeapSnapshot._propagateDetachednessState`)
+/// spreads it to the native nodes they reach: first the attached ones'
+/// state, then the detached ones' to nodes still unknown, never through
+/// non-native nodes. It means to skip hidden, invisible and weak edges but
+/// looks their types up in `edge_fields` rather than in the edge type
+/// names, so what it skips is the edge type whose index is the number of
+/// edge fields (3 with V8's layout: `internal`); firewatch does the same,
+/// to name nodes as memlab does (DevTools skips hidden and weak edges).
+fn propagate_detachedness(s: &Snapshot, mut state: Vec<u32>, edge_fields: usize) -> Vec<bool> {
+    const ATTACHED: u32 = 1;
+    const DETACHED: u32 = 2;
+    let native = s.node_type_index("native");
+    let skipped = edge_fields as u32;
+    let n = s.node_count();
+    let mut visited = vec![false; n];
+    let (mut attached, mut detached) = (Vec::new(), Vec::new());
+    let mut set = |node: usize,
+                   value: u32,
+                   state: &mut [u32],
+                   attached: &mut Vec<usize>,
+                   detached: &mut Vec<usize>| {
+        if visited[node] {
+            return;
+        }
+        visited[node] = true;
+        if Some(s.node_type[node]) != native {
+            return;
+        }
+        state[node] = value;
+        match value {
+            ATTACHED => attached.push(node),
+            DETACHED => detached.push(node),
+            _ => {}
+        }
+    };
+    for i in 0..n {
+        if state[i] != 0 {
+            let v = state[i];
+            set(i, v, &mut state, &mut attached, &mut detached);
+        }
+    }
+    while let Some(v) = attached.pop() {
+        for e in s.edges(v) {
+            if s.edge_type[e] != skipped {
+                set(
+                    s.edge_to[e] as usize,
+                    ATTACHED,
+                    &mut state,
+                    &mut attached,
+                    &mut detached,
+                );
+            }
+        }
+    }
+    while let Some(v) = detached.pop() {
+        if state[v] == ATTACHED {
+            continue;
+        }
+        for e in s.edges(v) {
+            if s.edge_type[e] != skipped {
+                set(
+                    s.edge_to[e] as usize,
+                    DETACHED,
+                    &mut state,
+                    &mut attached,
+                    &mut detached,
+                );
+            }
+        }
+    }
+    state.into_iter().map(|d| d == DETACHED).collect()
+}
+
+fn skip_space(bytes: &[u8], mut pos: usize) -> usize {
+    while matches!(bytes.get(pos), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        pos += 1;
+    }
+    pos
+}
+
+fn at(pos: usize, what: &str) -> E {
+    E::Json(format!("{what} at byte {pos}"))
+}
+
+fn truncated(pos: usize) -> E {
+    E::Json(format!(
+        "unexpected end of the file at byte {pos} (truncated?)"
+    ))
+}
+
+/// A reader's error, saying so when the file ends too soon.
+fn hint(e: crate::input::node::json::JsonError) -> String {
+    if e.what.contains("end of the file") || e.what.contains("unterminated") {
+        format!("{e} (the file is truncated)")
+    } else {
+        e.to_string()
+    }
+}
+
+/// Length of the JSON value at `pos`.
+fn skip(bytes: &[u8], pos: usize, what: &str) -> Result<usize, E> {
+    let mut reader = Reader::new(&bytes[pos..]);
+    reader
+        .skip_value()
+        .map_err(|e| E::Json(format!("in {what} starting at byte {pos}: {}", hint(e))))?;
+    Ok(reader.position())
+}
+
+/// The bytes between the brackets of the integer array at `pos`.
+fn integer_array(bytes: &[u8], pos: usize, section: &'static str) -> Result<Range<usize>, E> {
+    if bytes.get(pos) != Some(&b'[') {
+        return Err(E::Json(format!("`{section}` is not an array (byte {pos})")));
+    }
+    let start = pos + 1;
+    match memchr::memchr(b']', &bytes[start..]) {
+        Some(len) => Ok(start..start + len),
+        None => Err(E::Json(format!(
+            "`{section}` has no closing `]`: the file is truncated"
+        ))),
+    }
+}
+
+/// The string table at the start of `bytes` (which is at `base` in the
+/// file), and its length in bytes.
+fn read_strings(bytes: &[u8], base: usize) -> Result<(Strings, usize), E> {
+    let mut reader = Reader::new(bytes);
+    let err = |e: crate::input::node::json::JsonError| {
+        E::Json(format!("in `strings` (from byte {base}): {}", hint(e)))
+    };
+    reader.begin_array().map_err(err)?;
+    let mut table = Strings::default();
+    // V8 writes `strings` last: the rest of the file is about its size.
+    table.text.reserve(bytes.len());
+    table.ends.reserve(bytes.len() / 16);
+    let mut first = true;
+    while reader.next_element(&mut first).map_err(err)? {
+        let s = reader.string().map_err(err)?;
+        table.push(&s);
+    }
+    Ok((table, reader.position()))
+}
+
+/// Chunks of at least this many bytes are tokenized in parallel.
+const MIN_CHUNK: usize = 256 * 1024;
+
+/// Tokenizes the unsigned integers of `bytes[span]` (records of `fields`
+/// values) into one column per `wanted` field.
+fn parse_records(
+    bytes: &[u8],
+    span: Range<usize>,
+    fields: usize,
+    wanted: &[usize],
+    section: &'static str,
+) -> Result<Vec<Vec<u32>>, E> {
+    let text = &bytes[span.clone()];
+    let base = span.start;
+    if text.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(vec![Vec::new(); wanted.len()]);
+    }
+    // Pass 1: commas per rough chunk.
+    let pieces = (rayon::current_num_threads() * 4)
+        .min(text.len() / MIN_CHUNK)
+        .max(1);
+    let rough: Vec<usize> = (0..=pieces).map(|i| text.len() * i / pieces).collect();
+    let commas: Vec<usize> = rough
+        .par_windows(2)
+        .map(|w| count_commas(&text[w[0]..w[1]]))
+        .collect();
+    let values = commas.iter().sum::<usize>() + 1;
+    if values % fields != 0 {
+        return Err(E::Shape(format!(
+            "`{section}` holds {values} values, not a multiple of its {fields} fields"
+        )));
+    }
+    let records = values / fields;
+    if records > u32::MAX as usize {
+        return Err(E::Shape(format!(
+            "`{section}` holds more than 2^32 records"
+        )));
+    }
+    // Move each boundary forward to just after the comma that ends a record.
+    let mut bounds = vec![(0usize, 0usize)]; // (byte, first record)
+    let mut before = 0usize;
+    for (i, &c) in commas.iter().enumerate().take(pieces - 1) {
+        before += c;
+        let target = (before / fields + 1) * fields; // comma number to stop after
+        let (mut at, mut seen) = (rough[i + 1], before);
+        while seen < target && at < text.len() {
+            if text[at] == b',' {
+                seen += 1;
+            }
+            at += 1;
+        }
+        if seen == target && at > bounds.last().map_or(0, |b| b.0) {
+            bounds.push((at, target / fields));
+        }
+    }
+    bounds.push((text.len(), records));
+    bounds.dedup_by_key(|b| b.1);
+    // Columns at their final size, split per chunk.
+    let mut columns: Vec<Vec<u32>> = wanted.iter().map(|_| vec![0u32; records]).collect();
+    let mut slices: Vec<Vec<&mut [u32]>> = (0..bounds.len() - 1).map(|_| Vec::new()).collect();
+    for column in columns.iter_mut() {
+        let mut rest: &mut [u32] = column;
+        for (k, w) in bounds.windows(2).enumerate() {
+            let (head, tail) = rest.split_at_mut(w[1].1 - w[0].1);
+            slices[k].push(head);
+            rest = tail;
+        }
+    }
+    // Which column each field goes to.
+    let mut slot = vec![usize::MAX; fields];
+    for (c, &f) in wanted.iter().enumerate() {
+        slot[f] = c;
+    }
+    bounds
+        .par_windows(2)
+        .zip(slices.into_par_iter())
+        .try_for_each(|(w, mut out)| {
+            let last = w[1].0 == text.len();
+            tokenize(
+                &text[w[0].0..w[1].0],
+                base + w[0].0,
+                last,
+                fields,
+                &slot,
+                &mut out,
+                section,
+            )
+        })?;
+    Ok(columns)
+}
+
+/// Commas in `bytes`, 64 bytes at a time: a block's count fits in a `u8`,
+/// which lets the compiler compare and add 32 bytes per instruction.
+fn count_commas(bytes: &[u8]) -> usize {
+    let mut blocks = bytes.chunks_exact(64);
+    let mut count = 0usize;
+    for block in &mut blocks {
+        let in_block: u8 = block.iter().map(|&b| u8::from(b == b',')).sum();
+        count += usize::from(in_block);
+    }
+    count + blocks.remainder().iter().filter(|&&b| b == b',').count()
+}
+
+/// Parses `chunk` (whole records; it ends with a comma unless `last`).
+/// One pass, one branch per digit: the values are only digits, commas and
+/// white space.
+fn tokenize(
+    chunk: &[u8],
+    base: usize,
+    last: bool,
+    fields: usize,
+    slot: &[usize],
+    out: &mut [&mut [u32]],
+    section: &'static str,
+) -> Result<(), E> {
+    let records = out.first().map_or(0, |c| c.len());
+    let bad =
+        |i: usize, what: &str| E::Json(format!("in `{section}` at byte {}: {what}", base + i));
+    let (mut field, mut record) = (0usize, 0usize);
+    let mut value = 0u64;
+    // Digits of the current value; whether white space ended it.
+    let (mut digits, mut ended) = (0u32, false);
+    /// Stores one value; false when there are more values than counted.
+    #[inline(always)]
+    fn put(
+        out: &mut [&mut [u32]],
+        slot: &[usize],
+        (field, record): (&mut usize, &mut usize),
+        value: u32,
+    ) -> bool {
+        let c = slot[*field];
+        if c != usize::MAX {
+            match out[c].get_mut(*record) {
+                Some(v) => *v = value,
+                None => return false,
+            }
+        }
+        *field += 1;
+        if *field == slot.len() {
+            *field = 0;
+            *record += 1;
+        }
+        true
+    }
+    let mut emit = |value: u64, at: usize, field: &mut usize, record: &mut usize| {
+        if value > u64::from(u32::MAX) {
+            return Err(bad(at, "a number larger than 4294967295"));
+        }
+        if !put(out, slot, (field, record), value as u32) {
+            return Err(bad(at, "more values than counted"));
+        }
+        Ok(())
+    };
+    for (i, &b) in chunk.iter().enumerate() {
+        let d = b.wrapping_sub(b'0');
+        if d < 10 {
+            if ended {
+                return Err(bad(i, "expected `,` between integers"));
+            }
+            value = value * 10 + u64::from(d);
+            digits += 1;
+            if digits > 10 {
+                return Err(bad(i, "a number larger than 4294967295"));
+            }
+            continue;
+        }
+        match b {
+            b',' => {
+                if digits == 0 {
+                    return Err(bad(i, "expected a non-negative integer"));
+                }
+                emit(value, i, &mut field, &mut record)?;
+                (value, digits, ended) = (0, 0, false);
+            }
+            b' ' | b'\n' | b'\r' | b'\t' => ended = digits > 0,
+            _ => return Err(bad(i, "expected a non-negative integer")),
+        }
+    }
+    if last {
+        if digits == 0 {
+            return Err(bad(chunk.len(), "expected a number"));
+        }
+        emit(value, chunk.len(), &mut field, &mut record)?;
+    } else if digits != 0 {
+        return Err(bad(chunk.len(), "expected `,`"));
+    }
+    if field != 0 || record != records || fields != slot.len() {
+        return Err(bad(chunk.len(), "fewer values than counted"));
+    }
+    Ok(())
+}
+
+/// Checks types, names and edges, and turns edge counts into `first_edge`
+/// and `to_node` offsets into node ordinals.
+fn validate(s: &mut Snapshot, edge_count: &[u32], node_fields: usize) -> Result<(), E> {
+    let nodes = s.node_count();
+    if nodes == 0 {
+        return Err(E::Shape(
+            "no nodes (a snapshot has at least its root)".into(),
+        ));
+    }
+    let strings = s.strings.len() as u64;
+    let node_types = s.node_type_names.len() as u32;
+    // One pass per array; the message is worked out for the node or edge
+    // found.
+    if let Some(i) = s
+        .node_type
+        .par_iter()
+        .zip(s.node_name.par_iter())
+        .position_any(|(&t, &n)| t >= node_types || u64::from(n) >= strings)
+    {
+        return Err(E::Shape(if s.node_type[i] >= node_types {
+            format!(
+                "node {i} has type {}, but meta lists {node_types} node types",
+                s.node_type[i]
+            )
+        } else {
+            format!(
+                "node {i} has name {}, but there are {strings} strings",
+                s.node_name[i]
+            )
+        }));
+    }
+    let mut first_edge = Vec::with_capacity(nodes + 1);
+    let mut sum = 0u64;
+    for &c in edge_count {
+        first_edge.push(sum as u32);
+        sum += u64::from(c);
+        if sum > u64::from(u32::MAX) {
+            break;
+        }
+    }
+    if sum != s.edge_count() as u64 {
+        return Err(E::Shape(format!(
+            "the nodes' edge_count add up to {sum}, but `edges` holds {} edges",
+            s.edge_count()
+        )));
+    }
+    first_edge.push(sum as u32);
+    s.first_edge = first_edge;
+    let edge_types = s.edge_type_names.len() as u32;
+    let is_index: Vec<bool> = (0..edge_types).map(|t| s.edge_name_is_index(t)).collect();
+    let limit = (nodes * node_fields) as u64;
+    let fields = node_fields as u32;
+    // Checks each edge and turns its target offset into an ordinal.
+    let bad = s
+        .edge_to
+        .par_iter_mut()
+        .zip(s.edge_type.par_iter().zip(s.edge_name.par_iter()))
+        .enumerate()
+        .find_map_any(|(i, (to, (&t, &n)))| {
+            let ok = t < edge_types
+                && (is_index[t as usize] || u64::from(n) < strings)
+                && u64::from(*to) < limit
+                && *to % fields == 0;
+            if !ok {
+                return Some(i);
+            }
+            *to /= fields;
+            None
+        });
+    let Some(i) = bad else {
+        return Ok(());
+    };
+    let (t, n, to) = (s.edge_type[i], s.edge_name[i], s.edge_to[i]);
+    Err(E::Shape(if t >= edge_types {
+        format!("edge {i} has type {t}, but meta lists {edge_types} edge types")
+    } else if !is_index[t as usize] && u64::from(n) >= strings {
+        format!("edge {i} is named by string {n}, but there are {strings} strings")
+    } else {
+        format!(
+            "edge {i} points to node offset {to}, which is {} ({nodes} nodes of {node_fields} fields)",
+            if u64::from(to) >= limit {
+                "past the last node"
+            } else {
+                "not a multiple of the node field count"
+            }
+        )
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const META: &str = r#"{"meta":{"node_fields":["type","name","id","self_size","edge_count","trace_node_id"],
+"node_types":[["hidden","object","synthetic"],"string","number","number","number","number"],
+"edge_fields":["type","name_or_index","to_node"],
+"edge_types":[["context","element","property","internal","hidden","shortcut","weak"],"string_or_number","node"]},
+"node_count":3,"edge_count":3}"#;
+
+    fn doc(nodes: &str, edges: &str) -> String {
+        format!(
+            r#"{{"snapshot":{META},"nodes":[{nodes}],"edges":[{edges}],"samples":[],"strings":["","root","A","x\n"]}}"#
+        )
+    }
+
+    #[test]
+    fn reads_columns_and_edges() {
+        let text = doc(
+            "2,1,1,0,2,0, 1,2,3,10,1,0,\n1,3,5,20,0,0",
+            "1,0,6, 2,3,12, 6,2,12",
+        );
+        let s = parse(text.as_bytes()).unwrap();
+        assert_eq!(s.node_count(), 3);
+        assert_eq!(s.node_id, [1, 3, 5]);
+        assert_eq!(s.self_size, [0, 10, 20]);
+        assert_eq!(s.first_edge, [0, 2, 3, 3]);
+        assert_eq!(s.edge_to, [1, 2, 2]);
+        assert_eq!(s.name(2), "x\n");
+        assert_eq!(s.node_type_name(0), "synthetic");
+        assert_eq!(s.edge_label(0), "[0]");
+        assert_eq!(s.edge_label(2), "A");
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        for (text, what) in [
+            (doc("2,1,1,0,1,0", "1,0,6"), "past the last node"),
+            (doc("2,1,1,0,1,0, 1,2,3,10,0,0", "1,0,7"), "not a multiple"),
+            (doc("2,1,1,0,2,0, 1,2,3,10,0,0", "1,0,6"), "add up to 2"),
+            (doc("2,1,1,0,0,0,1", ""), "not a multiple of its 6"),
+            (doc("9,1,1,0,0,0", ""), "type 9"),
+            (doc("2,99,1,0,0,0", ""), "name 99"),
+            (doc("2,1,1,0,0,-1", ""), "non-negative"),
+            (doc("2,1,1,0,0,99999999999", ""), "larger than"),
+            (doc("2,1,1,0,0,\"a\"", ""), "expected"),
+            (doc("", ""), "no nodes"),
+            (doc("2,1,1,0,1,0", "2,9,0"), "string 9"),
+        ] {
+            let err = parse(text.as_bytes()).err().unwrap().to_string();
+            assert!(err.contains(what), "{err} (wanted {what})");
+        }
+        let text = doc("2,1,1,0,1,0, 1,2,3,4,0,0", "2,3,6");
+        assert!(parse(text.as_bytes()).is_ok());
+        for cut in 0..text.len() - 1 {
+            let err = parse(&text.as_bytes()[..cut]).err();
+            assert!(err.is_some(), "cut at {cut}");
+        }
+        let no_meta = text.replace("\"edge_count\",", "");
+        let err = parse(no_meta.as_bytes()).err().unwrap().to_string();
+        assert!(err.contains("`edge_count`"), "{err}");
+    }
+
+    #[test]
+    fn commas_are_counted_in_words_and_tails() {
+        for text in [
+            "",
+            ",",
+            "1,2,3",
+            ",,,,,,,,,",
+            "12345678,",
+            "a,b,c,d,e,f,g,h,i,j,k",
+            "\u{ac},,\u{2c}",
+        ] {
+            let expected = text.bytes().filter(|&b| b == b',').count();
+            assert_eq!(count_commas(text.as_bytes()), expected, "{text:?}");
+        }
+        let all: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+        assert_eq!(count_commas(&all), 16);
+    }
+
+    #[test]
+    fn chunked_tokenizing_equals_serial() {
+        // Enough records to be split into several chunks.
+        let n = 200_000usize;
+        let mut nodes = String::new();
+        for i in 0..n {
+            nodes.push_str(&format!("1,2,{},{},0,0,\n", 2 * i + 1, i % 1000));
+        }
+        nodes.pop();
+        nodes.pop();
+        let text = doc(&nodes, "");
+        let s = parse(text.as_bytes()).unwrap();
+        assert_eq!(s.node_count(), n);
+        assert!(s
+            .node_id
+            .iter()
+            .enumerate()
+            .all(|(i, &id)| id == 2 * i as u32 + 1));
+        assert!(s
+            .self_size
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| v == (i % 1000) as u32));
+    }
+}
