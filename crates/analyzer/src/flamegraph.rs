@@ -184,7 +184,7 @@ pub fn write_flamegraph(
             .to_string(),
         );
         options.subtitle =
-            Some("no samples: the profile is empty, or --focus/--ignore left nothing".into());
+            Some("no samples: the profile is empty, or the filters left nothing".into());
     }
     flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), out)
 }
