@@ -67,6 +67,10 @@ pub struct Request {
     pub timings: bool,
     /// Told how many inputs are done as batches of them are aggregated.
     pub progress: Option<Progress>,
+    /// Binaries, debug files and `.build-id`/debuginfod directories that
+    /// name the addresses of inputs written without symbols (matched by
+    /// build ID; `firewatch analyze --symbols`).
+    pub symbols: Vec<PathBuf>,
 }
 
 /// A callback told `(inputs done, inputs in all)` after each batch of
@@ -111,6 +115,7 @@ impl Request {
             threads: None,
             timings: false,
             progress: None,
+            symbols: Vec::new(),
         }
     }
 }
@@ -153,6 +158,9 @@ pub enum Warning {
         /// The base snapshot.
         base: String,
     },
+    /// About `--symbols`: a build ID no file has, a file that matched
+    /// nothing, a match by name only.
+    Symbols(crate::symbols::SymbolWarning),
 }
 
 impl fmt::Display for Warning {
@@ -168,6 +176,7 @@ impl fmt::Display for Warning {
                 f,
                 "{base} is not a snapshot of the same process (its object ids name other objects): comparing counts per constructor only"
             ),
+            Warning::Symbols(warning) => warning.fmt(f),
         }
     }
 }
@@ -176,8 +185,8 @@ impl fmt::Display for Warning {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PhaseTiming {
     /// `read and inflate`, `convert to pprof` (only for inputs in another
-    /// format), `decode`, `aggregate`, `flamegraph and folded output`,
-    /// `report`.
+    /// format), `symbolize` (only with [`Request::symbols`]), `decode`,
+    /// `aggregate`, `flamegraph and folded output`, `report`.
     pub phase: &'static str,
     /// Wall time of the phase.
     pub elapsed: Duration,
@@ -254,6 +263,7 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
     let mut meta = Metadata::default();
     let mut kept_blocks = None;
     let mut done = 0;
+    let mut symbolizer = crate::symbols::Symbolizer::new(&request.symbols)?;
     for range in batches {
         let batch = &sources[range];
         // Read every input in parallel, convert those in another format to
@@ -293,6 +303,7 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
             timings.mark("convert to pprof");
             data
         };
+        let data = symbolizer.symbolize(data, &mut timings)?;
         let views = data
             .par_iter()
             .map(input::decode)
@@ -343,7 +354,7 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
     }
     let agg = aggregator.finish();
     let blocks = kept_blocks;
-    let mut warnings = Vec::new();
+    let mut warnings = symbolizer.finish();
     let filtered = options.focus.is_some()
         || options.ignore.is_some()
         || options.tag_focus.is_some()

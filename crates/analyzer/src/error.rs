@@ -135,6 +135,10 @@ pub enum Error {
         error: std::io::Error,
     },
 
+    /// A `--symbols` file cannot be read, or is not the binary that ran.
+    #[error(transparent)]
+    Symbols(crate::symbols::SymbolError),
+
     /// The report could not be written to its output.
     #[error("cannot write the report: {0}")]
     Report(std::io::Error),

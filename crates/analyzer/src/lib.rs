@@ -7,12 +7,15 @@
 //! renders them as a text, JSON or Markdown report or a flamegraph SVG.
 //!
 //! Node.js's `.cpuprofile` and `.heapprofile` are read too, converted to
-//! pprof on the way in (see [`InputFormat`]), and so are gperftools' and
-//! jemalloc's legacy profiles (`docs/legacy.md`). A V8 heap snapshot
+//! pprof on the way in (see [`InputFormat`]). A V8 heap snapshot
 //! (`.heapsnapshot`) gets a report of its own: retained sizes from the
 //! dominator tree (by memlab's rules) by constructor, the largest objects
 //! with their retaining paths, and what is new since one or two earlier
 //! snapshots (`docs/node.md`).
+//!
+//! A profile of a stripped service, which holds addresses, mappings and
+//! build IDs but no names, is symbolized from the binary or its debug file
+//! ([`Request::symbols`], `--symbols`), as `go tool pprof` does.
 //!
 //! The pipeline is: [`Source`] → [`firewatch_profile::ProfileData`] (read or
 //! map, inflate) → [`firewatch_profile::ProfileView`] (parallel decode) →
@@ -61,6 +64,7 @@ mod heapsnapshot;
 mod input;
 pub mod report;
 mod stacks;
+mod symbols;
 pub mod tags;
 pub mod units;
 
@@ -75,4 +79,5 @@ pub use heapsnapshot::HeapSnapshotError;
 pub use input::legacy::LegacyError;
 pub use input::node::NodeError;
 pub use input::{convert_to_pprof, InputFormat, Source};
+pub use symbols::{symbolize_to_pprof, SymbolError, SymbolWarning};
 pub use tags::{TagFilter, TagFilterError};

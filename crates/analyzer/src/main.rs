@@ -75,6 +75,11 @@ struct AnalyzeArgs {
     /// Report the difference PROFILE… minus this base (values may be negative).
     #[arg(long, value_name = "PROFILE")]
     base: Vec<PathBuf>,
+    /// Name the addresses of profiles written without symbols: a binary, a
+    /// debug file, or a directory searched by build ID (.build-id/ab/cdef….debug,
+    /// or a debuginfod cache). Repeatable.
+    #[arg(long, value_name = "PATH")]
+    symbols: Vec<PathBuf>,
     /// Keep only samples with a frame whose function name, source file or binary matches.
     #[arg(long, value_name = "REGEX")]
     focus: Option<Regex>,
@@ -212,6 +217,7 @@ impl AnalyzeArgs {
         };
         request.flamegraph = self.flamegraph;
         request.folded = self.folded;
+        request.symbols = self.symbols;
         request.max_decompressed = self.max_decompressed_size;
         request.threads = self.threads.and_then(NonZeroUsize::new);
         if !self.no_mmap {
