@@ -418,6 +418,50 @@ fn directories_of_many_profiles_merge_as_go_tool_pprof_merges_them() {
     }
 }
 
+/// A profile whose stacks repeat (30,000 samples drawn from 5,000
+/// generated ones, with recursion and inlined frames): the analyzer then
+/// matches samples to stacks by their locations and sums functions once
+/// per distinct stack. Plain, filtered and as a difference, it must give
+/// pprof's numbers.
+#[test]
+fn profiles_whose_stacks_repeat_agree_with_go_tool_pprof() {
+    if !go_available() {
+        return;
+    }
+    let draw = |seed: u64| {
+        let mut p = firewatch::synth::generate(&firewatch::synth::Config {
+            samples: 5_000,
+            locations: 2_000,
+            functions: 600,
+            seed: 3,
+            ..Default::default()
+        });
+        let pool = std::mem::take(&mut p.sample);
+        let mut rng = firewatch::synth::Rng::new(seed);
+        p.sample = (0..30_000)
+            .map(|_| pool[rng.below(pool.len())].clone())
+            .collect();
+        p.encode()
+    };
+    let dir = common::tempdir();
+    let (file, base) = (dir.path().join("repeats.pb"), dir.path().join("base.pb"));
+    std::fs::write(&file, draw(1)).unwrap();
+    std::fs::write(&base, draw(2)).unwrap();
+    let base_flag = format!("-base={}", base.display());
+    for (t, u) in [("cpu", "nanoseconds"), ("samples", "count")] {
+        compare(&file, t, u, &[], &[]);
+        compare(&file, t, u, &["--focus", "tokio"], &["-focus=tokio"]);
+        compare(&file, t, u, &["--ignore", "hyper"], &["-ignore=hyper"]);
+        compare(
+            &file,
+            t,
+            u,
+            &["--base", base.to_str().unwrap()],
+            &[&base_flag],
+        );
+    }
+}
+
 /// A profile with string and numeric labels, as a labelling agent writes
 /// them: stacks under three endpoints and two tenants (some samples carry
 /// two tenants), an allocation size in `bytes` on some, none on others.

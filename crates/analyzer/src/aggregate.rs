@@ -525,6 +525,8 @@ impl Aggregator {
             .min(samples / SAMPLES_PER_WORKER)
             .clamp(1, tasks.len().max(1));
         let per_worker = tasks.len().div_ceil(workers).max(1);
+        let use_cache =
+            plans.iter().all(|p| p.groups.is_none()) && repeats(&tasks) >= CACHE_WORTH_REPEATS;
         let partials: Vec<Partial> = tasks
             .par_chunks(per_worker)
             .map(|group| {
@@ -538,9 +540,10 @@ impl Aggregator {
                 partial.stacks = (0..SHARDS)
                     .map(|_| StackTable::with_capacity(per_shard_stacks, per_shard_frames))
                     .collect();
-                // Groups need their own flat and cum per sample; otherwise
-                // samples are matched to their stacks by their locations.
-                if plans.iter().all(|p| p.groups.is_none()) {
+                // Groups need their own flat and cum per sample; otherwise,
+                // where stacks repeat, samples are matched to their stacks
+                // by their locations.
+                if use_cache {
                     partial.location_stacks = Some(HashTable::with_capacity(samples / 2));
                 }
                 for &(i, block) in group {
@@ -939,6 +942,51 @@ struct Partial {
     /// by this worker, by [`hash_locations`], with its stack entry (shard
     /// << 32 | index); flat and cum wait for [`Partial::sum_functions`].
     location_stacks: Option<HashTable<(u128, u64)>>,
+}
+
+/// Samples drawn to estimate how often stacks repeat ([`repeats`]).
+const REPEAT_PROBES: usize = 1 << 14;
+
+/// Below this many samples per distinct stack, the location-stack cache
+/// costs more than it saves (measured: with every stack distinct it is
+/// 10% slower, with each stack 3 times 10% faster).
+const CACHE_WORTH_REPEATS: f64 = 1.5;
+
+/// Roughly how many samples `tasks` hold per distinct location stack,
+/// from the collisions among [`REPEAT_PROBES`] samples drawn at an even
+/// stride: m draws from N equally likely stacks collide about m²/2N times.
+fn repeats(tasks: &[(usize, &SampleBlock)]) -> f64 {
+    let samples: usize = tasks.iter().map(|(_, b)| b.len()).sum();
+    if samples == 0 {
+        return 0.0;
+    }
+    let stride = (samples / REPEAT_PROBES).max(1);
+    let mut seen: FxHashMap<u128, ()> = FxHashMap::default();
+    let (mut drawn, mut collisions, mut next) = (0usize, 0usize, 0usize);
+    let mut offset = 0;
+    for &(input, block) in tasks {
+        while next < offset + block.len() {
+            let sample = block.get(next - offset);
+            drawn += 1;
+            if seen
+                .insert(hash_locations(input, false, sample.locations), ())
+                .is_some()
+            {
+                collisions += 1;
+            }
+            next += stride;
+        }
+        offset += block.len();
+    }
+    if stride == 1 {
+        // Every sample drawn: the exact ratio.
+        return drawn as f64 / (drawn - collisions).max(1) as f64;
+    }
+    let distinct = (drawn * drawn) as f64 / (2.0 * collisions.max(1) as f64);
+    if collisions == 0 {
+        return 1.0;
+    }
+    samples as f64 / distinct.max(1.0)
 }
 
 /// A 128-bit hash of a sample's input, side (base or not) and locations:
