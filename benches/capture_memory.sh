@@ -16,7 +16,8 @@
 # (RSS read at points, "highest seen").
 #
 # Usage: bash benches/capture_memory.sh
-# Environment: RUNS (3), LIMITS ("8M off"; "default" = unset), BUILDS
+# Environment: RUNS (3), LIMITS ("8M off"; "default" = unset; "symbolize-off" =
+# FIREWATCH_SYMBOLIZE=off with the default limit), BUILDS
 # ("release stripped"), AXUM_BINARY (an axum-service binary: defaults to the
 # one benches/axum_stacks.sh builds, skipped when absent), PORT (18090),
 # SKIP_BUILD=1.
@@ -111,7 +112,7 @@ for build in $BUILDS; do
                 rm -rf "$dir"
                 mkdir -p "$dir"
                 env_limit=()
-                [ "$limit" != default ] && env_limit=(FIREWATCH_CAPTURE_MEMORY_LIMIT="$limit")
+                case "$limit" in default) ;; symbolize-off) env_limit=(FIREWATCH_SYMBOLIZE=off) ;; *) env_limit=(FIREWATCH_CAPTURE_MEMORY_LIMIT="$limit") ;; esac
                 env "${env_limit[@]}" FIREWATCH_CPU_THRESHOLD_PERCENT=off \
                     "$OUT/service-$build" --dir "$dir/out" --threads 1 --seconds 600 \
                     --leak-kib-per-sec 8192 --leak-stop-mib 16 --usr1 "$kind" \
@@ -147,7 +148,7 @@ EOF
                 rm -rf "$dir"
                 mkdir -p "$dir"
                 env_limit=()
-                [ "$limit" != default ] && env_limit=(FIREWATCH_CAPTURE_MEMORY_LIMIT="$limit")
+                case "$limit" in default) ;; symbolize-off) env_limit=(FIREWATCH_SYMBOLIZE=off) ;; *) env_limit=(FIREWATCH_CAPTURE_MEMORY_LIMIT="$limit") ;; esac
                 env "${env_limit[@]}" "$AXUM_BINARY" --port "$PORT" --workers 2 \
                     --out "$dir/profiles" >"$dir/log" 2>&1 &
                 PID=$!

@@ -125,6 +125,11 @@ impl AgentBuilder {
         /// named from their symbol tables, or left as addresses and build
         /// IDs; the profile's comments say which.
         capture_memory_limit: impl Into<Option<u64>> => |c, v| c.capture_memory_limit = v.into();
+        /// Names frames in the process (the default), or, off, writes
+        /// addresses with their mappings and GNU build IDs only, to be named
+        /// offline (`firewatch analyze --symbols`): no debug info read or
+        /// held by the service, at the price of unnamed files until then.
+        symbolize: bool => |c, v| c.symbolize = v;
         /// Turns the agent on or off (`FIREWATCH_ENABLED` overrides).
         enabled: bool => |c, v| c.enabled = v;
         /// Serves Go's `/debug/pprof/` paths (CPU profile, heap, allocs,
@@ -680,9 +685,12 @@ impl Worker {
         ];
         // Symbolization within the memory limit; what it loaded is released
         // when the scope ends.
-        let (profile, report) = budget::capture(self.config.capture_memory_limit, meter, || {
-            crate::heap::snapshot_with_comments(&comments)
-        });
+        let (profile, report) = budget::capture(
+            self.config.capture_memory_limit,
+            self.config.symbolize,
+            meter,
+            || crate::heap::snapshot_with_comments(&comments),
+        );
         let mut profile = profile?;
         let mut said = report.comments();
         if report.left_addresses_only() {
@@ -834,10 +842,12 @@ impl Worker {
         }
         // Symbolization within the memory limit; what it loaded (debug
         // info, symbol tables) is released when the scope ends.
-        let (mut profile, report) =
-            budget::capture(self.config.capture_memory_limit, meter, || {
-                capture.to_profile(&comments)
-            });
+        let (mut profile, report) = budget::capture(
+            self.config.capture_memory_limit,
+            self.config.symbolize,
+            meter,
+            || capture.to_profile(&comments),
+        );
         drop(capture);
         add_comments(&mut profile, report.comments());
         Ok((profile, report, sampled))

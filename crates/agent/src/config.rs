@@ -73,6 +73,9 @@ pub struct Config {
     pub signal: Option<i32>,
     /// Ask glibc to return freed memory to the system after each capture.
     pub malloc_trim: bool,
+    /// Name frames in the process; off: addresses, mappings and build IDs
+    /// only, for `firewatch analyze --symbols`.
+    pub symbolize: bool,
     /// What symbolizing a capture may add to RSS (`None`: no limit); see
     /// `docs/agent.md`, "Memory per capture", for what is left out to keep
     /// within it.
@@ -526,6 +529,22 @@ pub(crate) const SETTINGS: &[Setting] = &[
         show: |c| show_optional(c.signal),
     },
     Setting {
+        method: "symbolize(b)",
+        env: "FIREWATCH_SYMBOLIZE",
+        forms: "",
+        default: Default::Text("on"),
+        meaning: "name frames in the process. `off`: captures hold addresses with their \
+                  mappings and GNU build IDs only (no debug info read, no symbol memory in the \
+                  service), named offline with `firewatch analyze --symbols BINARY` or \
+                  `go tool pprof`; heap snapshots then keep the allocator's frames at their leaves",
+        set: |c, v| {
+            c.symbolize = boolean(v)?;
+            ok()
+        },
+        check: |_| ok(),
+        show: |c| c.symbolize.to_string(),
+    },
+    Setting {
         method: "capture_memory_limit(n / None)",
         env: "FIREWATCH_CAPTURE_MEMORY_LIMIT",
         forms: "`8M`, `64M`, `off`",
@@ -734,6 +753,7 @@ impl std::default::Default for Config {
             http_addr: None,
             http_token: None,
             http_allow_unauthenticated: false,
+            symbolize: true,
             http_max_seconds: 0,
         };
         for setting in SETTINGS {

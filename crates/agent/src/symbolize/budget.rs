@@ -110,6 +110,9 @@ enum Reason {
     TableOverLimit(u64),
     /// It has no symbol table and no debug info we could read.
     NoSymbols,
+    /// Symbolization is off (`symbolize(false)`): addresses for offline
+    /// symbolization.
+    Off,
 }
 
 /// One object's part in a capture.
@@ -139,6 +142,8 @@ struct Stop {
 #[derive(Debug)]
 pub(crate) struct CaptureMemory {
     limit: Option<u64>,
+    /// `symbolize` setting: off leaves every address unnamed.
+    symbolize: bool,
     meter: RssMeter,
     /// RSS when symbolization began: the limit bounds growth above it.
     base: Option<u64>,
@@ -152,10 +157,11 @@ pub(crate) struct CaptureMemory {
 
 impl CaptureMemory {
     /// Symbolization begins now: RSS read as the base the limit bounds.
-    fn new(limit: Option<u64>, mut meter: RssMeter) -> CaptureMemory {
+    fn new(limit: Option<u64>, symbolize: bool, mut meter: RssMeter) -> CaptureMemory {
         let base = meter.read();
         CaptureMemory {
             limit,
+            symbolize,
             meter,
             base,
             objects: Vec::new(),
@@ -187,11 +193,12 @@ pub(crate) fn lock(memory: &Mutex<CaptureMemory>) -> MutexGuard<'_, CaptureMemor
 /// `meter` started with the capture (a CPU profile's sampling came before).
 pub(crate) fn capture<T>(
     limit: Option<u64>,
+    symbolize: bool,
     meter: RssMeter,
     build: impl FnOnce() -> T,
 ) -> (T, CaptureReport) {
     super::set_shared_cache_budget(super::shared_cache_budget(limit));
-    let memory = Arc::new(Mutex::new(CaptureMemory::new(limit, meter)));
+    let memory = Arc::new(Mutex::new(CaptureMemory::new(limit, symbolize, meter)));
     /// Restores the previous scope, also when `build` panics.
     struct Scope(Option<Arc<Mutex<CaptureMemory>>>);
     impl Drop for Scope {
@@ -213,6 +220,7 @@ pub(crate) fn capture<T>(
     m.meter.read();
     let report = CaptureReport {
         limit,
+        symbolize: m.symbolize,
         meter: m.meter.clone(),
         base: m.base,
         after_symbols,
@@ -250,8 +258,19 @@ impl CaptureMemory {
             (o.source, o.reason, o.redecide) = (source, Reason::Stopped, false);
             return source;
         }
-        let costs = cost::of(path, build_id);
-        let (source, reason) = self.decide(&costs);
+        let (costs, (source, reason)) = if self.symbolize {
+            let costs = cost::of(path, build_id);
+            let decided = self.decide(&costs);
+            (costs, decided)
+        } else {
+            // Not even sized: nothing of it will be read.
+            let costs = Costs {
+                debug_info: DebugInfo::Absent,
+                symbol_table: None,
+                debug_file: None,
+            };
+            (costs, (Source::Addresses, Reason::Off))
+        };
         self.objects.push(Outcome {
             path: path.to_string(),
             build_id: build_id.map(str::to_string),
@@ -268,7 +287,9 @@ impl CaptureMemory {
     /// For an address in no known object: debug info when unlimited (as
     /// before), else nothing (no file to size or read).
     pub fn source_outside_objects(&self) -> Source {
-        if self.limit.is_none() || self.finished {
+        if !self.symbolize && !self.finished {
+            Source::Addresses
+        } else if self.limit.is_none() || self.finished {
             Source::DebugInfo
         } else {
             Source::Addresses
@@ -376,6 +397,7 @@ impl CaptureMemory {
 #[derive(Clone, Debug)]
 pub(crate) struct CaptureReport {
     limit: Option<u64>,
+    symbolize: bool,
     /// The capture's readings; the agent reads once more after writing.
     pub meter: RssMeter,
     base: Option<u64>,
@@ -437,6 +459,14 @@ impl CaptureReport {
              growth between readings is not seen"
                 .into(),
         ];
+        if !self.symbolize {
+            out.push(
+                "firewatch: symbolize off: frames are addresses with their mapping and build ID, \
+                 to be named offline: firewatch analyze --symbols BINARY_OR_DEBUG_FILE (or \
+                 go tool pprof with the binary)"
+                    .into(),
+            );
+        }
         if let Some(stop) = self.stopped {
             out.push(format!(
                 "firewatch: symbolization stopped using debug info after {} lookups: RSS had grown \
@@ -489,6 +519,8 @@ impl CaptureReport {
                 "{object}: no names, {total} addresses with their mapping and build ID only: it \
                  has no symbol table or debug info this process can read"
             ),
+            // Said once for the whole profile (`comments`).
+            Reason::Off => return None,
         })
     }
 
@@ -551,7 +583,7 @@ mod tests {
 
     fn memory(limit: Option<u64>) -> CaptureMemory {
         set_rss(100 << 20);
-        CaptureMemory::new(limit, RssMeter::with_reader(fake_rss))
+        CaptureMemory::new(limit, true, RssMeter::with_reader(fake_rss))
     }
 
     fn costs(debug_info: DebugInfo, table: Option<u64>) -> Costs {
@@ -630,6 +662,7 @@ mod tests {
         m.resolved(exe, None, Source::Addresses);
         let report = CaptureReport {
             limit: m.limit,
+            symbolize: true,
             meter: m.meter.clone(),
             base: m.base,
             after_symbols: m.meter.last(),
@@ -654,7 +687,7 @@ mod tests {
     #[test]
     fn a_scope_limits_symbolizers_made_inside_it_and_reports() {
         assert!(current().is_none());
-        let ((), report) = capture(Some(64 << 10), RssMeter::start(), || {
+        let ((), report) = capture(Some(64 << 10), true, RssMeter::start(), || {
             let memory = current().expect("inside the scope");
             let exe = std::fs::read_link("/proc/self/exe").unwrap();
             let mut m = lock(&memory);
@@ -680,9 +713,32 @@ mod tests {
         assert!(report.left_addresses_only());
         // A panic inside the scope does not leave it installed.
         let caught = std::panic::catch_unwind(|| {
-            capture(None, RssMeter::start(), || panic!("a bug while building"))
+            capture(None, true, RssMeter::start(), || {
+                panic!("a bug while building")
+            })
         });
         assert!(caught.is_err());
         assert!(current().is_none());
+    }
+
+    /// `symbolize(false)`: no object is read or sized, every address of an
+    /// object stays an address, and the profile says how to name them.
+    #[test]
+    fn symbolize_off_leaves_addresses_and_says_so() {
+        let exe = "/usr/bin/service";
+        let ((), report) = capture(None, false, RssMeter::start(), || {
+            let memory = current().expect("inside a capture");
+            let mut m = lock(&memory);
+            assert_eq!(m.source_for(exe, Some("abcd")), Source::Addresses);
+            assert_eq!(m.source_outside_objects(), Source::Addresses);
+            m.resolved(exe, Some("abcd"), Source::Addresses);
+        });
+        assert!(report.left_addresses_only());
+        let comments = report.comments().join("\n");
+        assert!(
+            comments.contains("symbolize off") && comments.contains("--symbols"),
+            "{comments}"
+        );
+        assert!(!comments.contains("capture memory limit ("), "{comments}");
     }
 }
