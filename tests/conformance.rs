@@ -70,7 +70,12 @@ fn firewatch_rows(file: &Path, sample_type: &str, extra: &[&str]) -> (Rows, serd
         String::from_utf8_lossy(&out.stderr)
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut rows: Rows = json["functions"]
+    (rows_of(&json["functions"]), json)
+}
+
+/// A JSON report's function table as sorted (name, flat, cum) rows.
+fn rows_of(functions: &serde_json::Value) -> Rows {
+    let mut rows: Rows = functions
         .as_array()
         .unwrap()
         .iter()
@@ -83,7 +88,7 @@ fn firewatch_rows(file: &Path, sample_type: &str, extra: &[&str]) -> (Rows, serd
         })
         .collect();
     rows.sort();
-    (rows, json)
+    rows
 }
 
 /// The suffix pprof prints after a value in `unit` when asked for `-unit=<flag>`.
@@ -640,19 +645,7 @@ fn tag_filters_and_groups_agree_with_go_tool_pprof() {
             format!("-tagfocus=endpoint=^{}$", regex_escape(value))
         };
         let (theirs, _) = pprof_rows(&file, "cpu", "nanoseconds", &[&filter]);
-        let mut ours: Rows = group["functions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| {
-                (
-                    f["name"].as_str().unwrap().to_string(),
-                    f["flat"].as_i64().unwrap(),
-                    f["cum"].as_i64().unwrap(),
-                )
-            })
-            .collect();
-        ours.sort();
+        let ours = rows_of(&group["functions"]);
         assert_eq!(
             ours, theirs,
             "group endpoint={value} against pprof {filter}"

@@ -388,7 +388,7 @@ fn mapped_and_read_inputs_give_the_same_report() {
 /// independent strict parser.
 #[test]
 fn flamegraph_of_names_with_control_characters_is_well_formed_xml() {
-    use firewatch_profile::{Function, Line, Location, Profile, Sample, StringInterner, ValueType};
+    use firewatch_profile::{Profile, Sample, StringInterner, ValueType};
     let mut strings = StringInterner::new();
     let mut p = Profile::new();
     p.sample_type = vec![ValueType {
@@ -403,26 +403,7 @@ fn flamegraph_of_names_with_control_characters_is_well_formed_xml() {
     names.push("g\u{FFFE}\u{FFFF}".into());
     names.push("root".into());
     let root_id = names.len() as u64;
-    p.function = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| Function {
-            id: i as u64 + 1,
-            name: strings.intern(n),
-            ..Default::default()
-        })
-        .collect();
-    p.location = (1..=root_id)
-        .map(|id| Location {
-            id,
-            line: vec![Line {
-                function_id: id,
-                line: 0,
-                column: 0,
-            }],
-            ..Default::default()
-        })
-        .collect();
+    one_location_per_function(&mut p, &mut strings, &names);
     p.sample = (1..root_id)
         .map(|id| Sample {
             location_id: vec![id, root_id],
@@ -481,35 +462,14 @@ fn flamegraph_of_names_with_control_characters_is_well_formed_xml() {
 /// a path split evenly; `--group-by` totals follow the labels as built.
 #[test]
 fn hot_paths_name_dominant_labels_and_groups_follow_labels() {
-    use firewatch_profile::{
-        Function, Label, Line, Location, Profile, Sample, StringInterner, ValueType,
-    };
+    use firewatch_profile::{Label, Profile, Sample, StringInterner, ValueType};
     let mut s = StringInterner::new();
     let mut p = Profile::new();
     p.sample_type = vec![ValueType {
         r#type: s.intern("samples"),
         unit: s.intern("count"),
     }];
-    p.function = ["main", "checkout", "search"]
-        .iter()
-        .enumerate()
-        .map(|(i, n)| Function {
-            id: i as u64 + 1,
-            name: s.intern(n),
-            ..Default::default()
-        })
-        .collect();
-    p.location = (1..=3)
-        .map(|id| Location {
-            id,
-            line: vec![Line {
-                function_id: id,
-                line: 0,
-                column: 0,
-            }],
-            ..Default::default()
-        })
-        .collect();
+    one_location_per_function(&mut p, &mut s, &["main", "checkout", "search"]);
     let key = s.intern("endpoint");
     let (a, b) = (s.intern("/a"), s.intern("/b"));
     let sample = |leaf: u64, value: i64, endpoint: i64| Sample {
@@ -589,4 +549,34 @@ fn a_directory_stands_for_the_profiles_in_it() {
     assert_eq!(merged["total"], 2 * 326 * MS);
     assert_eq!(merged["functions"], named["functions"]);
     assert_eq!(merged["inputs"].as_array().unwrap().len(), 2);
+}
+
+/// Functions named `names` (ids 1..), each with one location of the same
+/// id: a test profile whose stacks are lists of function ids.
+fn one_location_per_function(
+    p: &mut firewatch_profile::Profile,
+    strings: &mut firewatch_profile::StringInterner,
+    names: &[impl AsRef<str>],
+) {
+    use firewatch_profile::{Function, Line, Location};
+    p.function = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Function {
+            id: i as u64 + 1,
+            name: strings.intern(n.as_ref()),
+            ..Default::default()
+        })
+        .collect();
+    p.location = (1..=names.len() as u64)
+        .map(|id| Location {
+            id,
+            line: vec![Line {
+                function_id: id,
+                line: 0,
+                column: 0,
+            }],
+            ..Default::default()
+        })
+        .collect();
 }
