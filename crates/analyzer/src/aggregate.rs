@@ -1117,7 +1117,8 @@ impl Partial {
             self.samples_kept += 1;
             self.kept = self.kept.wrapping_add(value);
             let base = plan.sign < 0 || diff_base;
-            let (value, base_value) = if base { (value, -value) } else { (value, 0) };
+            // The base's part of the stack's value, positive.
+            let base_value = if base { -value } else { 0 };
             if let Some(cache) = &mut self.location_stacks {
                 // Most samples repeat a stack seen before: find its entry by
                 // its locations, without building its frames.
