@@ -13,6 +13,9 @@
 //! Without gcc or binutils the tests say so and pass, unless
 //! `FIREWATCH_REQUIRE_BINUTILS` is set (CI sets it).
 
+#[path = "../../../tests/support/addr2line.rs"]
+mod gnu_addr2line;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -21,6 +24,7 @@ use firewatch_profile::{
     Function, Location, Mapping, Profile, Sample, StringInterner, ValueType,
     DEFAULT_MAX_DECOMPRESSED,
 };
+use gnu_addr2line::{addr2line, Frame};
 
 const PROGRAM: &str = r#"
 #include <stdio.h>
@@ -266,38 +270,6 @@ fn write_profile(p: &Program, path: &Path, mapping_file: &str, build_id: &str) -
     profile.string_table = strings.into_table();
     std::fs::write(path, profile.encode()).unwrap();
     addresses
-}
-
-/// One frame: function, file, line (0 unknown).
-type Frame = (String, String, i64);
-
-/// `addr2line -a -f -i -C` on the unstripped build: the frames of each
-/// address, innermost first.
-fn addr2line(binary: &Path, addresses: &[u64]) -> Vec<Vec<Frame>> {
-    let out = run(Command::new("addr2line")
-        .args(["-a", "-f", "-i", "-C", "-e"])
-        .arg(binary)
-        .args(addresses.iter().map(|a| format!("{a:#x}"))));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut all: Vec<Vec<Frame>> = Vec::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        if line.starts_with("0x") {
-            all.push(Vec::new());
-            continue;
-        }
-        let place = lines.next().expect("function and place lines");
-        let place = place.split(" (discriminator").next().unwrap();
-        let (file, number) = place.rsplit_once(':').unwrap();
-        let file = if file == "??" { "" } else { file };
-        all.last_mut().unwrap().push((
-            line.to_string(),
-            file.to_string(),
-            number.parse().unwrap_or(0),
-        ));
-    }
-    assert_eq!(all.len(), addresses.len());
-    all
 }
 
 /// The frames of each location of a symbolized profile.
