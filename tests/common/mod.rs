@@ -50,6 +50,25 @@ pub fn firewatch_binary() -> PathBuf {
     profile_dir().join("firewatch")
 }
 
+/// `examples/jemalloc-dump.rs`: a program on tikv-jemallocator with
+/// jemalloc's profiling compiled in (`--features jemalloc-bench`, which
+/// builds jemalloc from C: needs a C compiler and make).
+pub fn jemalloc_dump_binary() -> PathBuf {
+    static BUILT: Once = Once::new();
+    build(
+        &BUILT,
+        &[
+            "-p",
+            "firewatch",
+            "--example",
+            "jemalloc-dump",
+            "--features",
+            "jemalloc-bench",
+        ],
+    );
+    profile_dir().join("examples/jemalloc-dump")
+}
+
 /// Lines a child wrote to stderr, as they arrive.
 #[derive(Default)]
 struct Log {
