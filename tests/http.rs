@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
 
-use common::{captures, go_available, tempdir, top_function, Service, HANG};
+use common::{captures, captures_of, go_available, tempdir, top_function, Service, HANG};
 use firewatch_profile::Profile;
 
 /// The service serving `/debug/pprof/` on a free loopback port, and that
@@ -418,6 +418,93 @@ fn a_second_cpu_profile_is_refused_at_once_and_heap_is_served_meanwhile() {
         "{}",
         profile.duration_nanos
     );
+    service.shut_down();
+}
+
+#[test]
+fn a_signal_during_a_scrape_is_written_before_the_scrape_ends() {
+    // Alloy asks for 14 s of every 15: a `SIGUSR2` (or a threshold) must
+    // not wait for the scrape, nor be refused. Both share the sampler.
+    let dir = tempdir();
+    let (mut service, addr) = serving(dir.path(), &["--threads", "2"], &[]);
+    let (done, answered) = mpsc::channel();
+    let scrape = std::thread::spawn(move || {
+        let reply = get(addr, "/debug/pprof/profile?seconds=8", "");
+        let _ = done.send(());
+        reply
+    });
+    service.wait_for_line(&["CPU profile of 8 s for http started"]);
+    service.signal();
+    // The signal's profile (1 s here) is written while the scrape runs.
+    service.wait_for_lines(&["wrote", ".cpu."], 1);
+    assert!(
+        answered.try_recv().is_err(),
+        "premise: the 1 s capture began early in the 8 s scrape; here the scrape ended first \
+         (a stalled machine?)"
+    );
+    let scraped = scrape.join().unwrap().profile();
+    let files = captures_of(dir.path(), "cpu");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let written = Profile::decode(&std::fs::read(&files[0]).unwrap()).unwrap();
+    let window = |p: &Profile| (p.time_nanos, p.time_nanos + p.duration_nanos);
+    let (scrape_start, scrape_end) = window(&scraped);
+    let (file_start, file_end) = window(&written);
+    assert!(
+        scrape_start <= file_start && file_end <= scrape_end,
+        "each its own window: the file's inside the scrape's"
+    );
+    assert!(scraped.duration_nanos >= 8_000_000_000);
+    assert!(written.duration_nanos >= 1_000_000_000);
+    for profile in [&scraped, &written] {
+        let hot: i64 = profile
+            .sample
+            .iter()
+            .filter(|s| {
+                s.location_id.iter().any(|&id| {
+                    profile.location[(id - 1) as usize].line.iter().any(|l| {
+                        profile
+                            .string(profile.function[(l.function_id - 1) as usize].name)
+                            .contains("checksum_orders")
+                    })
+                })
+            })
+            .map(|s| s.value[1])
+            .sum();
+        assert!(hot > 0, "the workers' hot function is in both");
+    }
+    service.shut_down();
+}
+
+#[test]
+fn a_token_from_a_file_is_required_and_stays_out_of_the_environment() {
+    let dir = tempdir();
+    let secrets = tempdir();
+    const TOKEN: &str = "dG9rZW4tZnJvbS1hLWZpbGU-not-a-secret";
+    let file = secrets.path().join("pprof-token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let (mut service, addr) = serving(
+        dir.path(),
+        &["--threads", "1"],
+        &[("FIREWATCH_HTTP_TOKEN_FILE", file.to_str().unwrap())],
+    );
+    service.wait_for_line(&["serving http://", "(bearer token required)"]);
+    let refused = get(addr, "/debug/pprof/heap", "");
+    assert_eq!(refused.status, 401, "{refused:?}");
+    get(
+        addr,
+        "/debug/pprof/heap",
+        &format!("Authorization: Bearer {TOKEN}\r\n"),
+    )
+    .profile();
+    // The kernel's copy of the service's environment names the file only.
+    let environ = std::fs::read(format!("/proc/{}/environ", service.pid)).unwrap();
+    let holds = |needle: &str| {
+        environ
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    };
+    assert!(holds(file.to_str().unwrap()) && !holds(TOKEN));
+    assert_eq!(service.count(&[TOKEN]), 0, "never logged");
     service.shut_down();
 }
 

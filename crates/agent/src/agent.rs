@@ -4,22 +4,29 @@
 //! Signal handlers only set a flag (through `signal-hook`); the agent thread
 //! polls it every 100 ms, together with manual requests and the memory
 //! thresholds (heap in use, RSS), and, every `check_interval`, the CPU
-//! threshold. A capture runs on this thread (the CPU
-//! sampler adds its own thread while a CPU profile is being taken); requests
-//! that arrive meanwhile are merged by the gate and served once it ends.
+//! threshold. A heap snapshot runs on this thread (milliseconds); captures
+//! that arrive while a trigger's capture runs are merged by the gate and
+//! served once it ends (the first heap snapshot asked for during a CPU
+//! capture is taken at once).
+//!
+//! **CPU profiles never block this thread.** Every CPU profile the agent
+//! takes (a trigger's, `capture_cpu`'s, the endpoint's) subscribes to the
+//! agent's one sampler ([`crate::cpu::SharedSampler`]), started for the
+//! first and dropped after the last (or kept for the agent's life with
+//! `lookback`, whose windows a capture can begin with). The sampler's
+//! thread ends each profile's window on time and hands its capture over;
+//! this thread goes on polling meanwhile and builds each profile (one
+//! symbolization at a time) when its capture arrives. So an endpoint
+//! profile and a trigger's capture overlap in time, each with the samples
+//! of its own window, and both end at their own end.
 //!
 //! With `http_addr` set, the `/debug/pprof/` endpoint's thread
 //! ([`crate::http`]) hands this thread its profile requests: it builds
 //! them as it builds files (returned as bytes, never written, outside the
-//! throttle and retention), so two captures never symbolize at once. A CPU
-//! profile requested while one runs is refused at once; a heap profile
-//! requested during a CPU profile is served during it. The thread sleeps
-//! on the endpoint's channel between polls, so a request wakes it.
-//!
-//! With `lookback` set, this thread owns the look-back sampler
-//! ([`crate::cpu::LookbackSampler`]), started with the agent: a CPU
-//! capture then asks it for a capture (at `cpu_hz`, beginning with the
-//! last `lookback` seconds) instead of starting a `CpuProfiler`.
+//! throttle and retention). A second endpoint CPU profile while one runs is
+//! refused at once, as Go refuses it; a heap profile is served at once; a
+//! request whose client went away is cancelled. The thread sleeps on the
+//! endpoint's channel between polls, so a request wakes it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,11 +37,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::capture::{
-    retention, Admission, Gate, Kind, Retention, Store, StoreOptions, Throttle, ThrottleConfig,
-    Trigger,
+    retention, Admission, CaptureGuard, Gate, Kind, Retention, Store, StoreOptions, Throttle,
+    ThrottleConfig, Trigger,
 };
 use crate::config::Config;
-use crate::cpu::{CpuCapture, CpuProfiler, LookbackSampler, LookbackSettings};
+use crate::cpu::{CpuCapture, LookbackSettings, SharedSampler, Subscription};
+use crate::heap::HeapRecords;
 use crate::http::{Endpoint, Job, Want};
 use crate::process::{memory_limit_bytes, process_cpu_time, rss_bytes};
 use crate::symbolize::budget::{self, CaptureReport, RssMeter};
@@ -86,10 +94,11 @@ impl AgentBuilder {
         check_interval: Duration => |c, v| c.check_interval = v;
         /// CPU profiles also cover the `d` before they began (off by
         /// default; 1 s to 10 min, 30 s with the CPU threshold is a good
-        /// start): a sampler runs at [`lookback_hz`](Self::lookback_hz) for
-        /// the agent's life and keeps the last `d` in one-second windows; a
-        /// capture raises it to `cpu_hz` and begins with those windows. It
-        /// is the process's one CPU sampler: a
+        /// start): the agent's CPU sampler runs at
+        /// [`lookback_hz`](Self::lookback_hz) for the agent's life and keeps
+        /// the last `d` in one-second windows; a capture raises it to
+        /// `cpu_hz` and begins with those windows. It is the process's one
+        /// CPU sampler: a
         /// [`CpuProfiler::start`](crate::cpu::CpuProfiler::start) meanwhile
         /// fails with [`Error::Busy`]. `docs/agent.md`, "Look-back", says
         /// what it costs.
@@ -145,13 +154,21 @@ impl AgentBuilder {
         /// (`Authorization: Bearer <token>`; else 401), on any address:
         /// 1–1024 visible ASCII characters, never logged.
         http_token: impl Into<String> => |c, v| c.http_token = Some(crate::config::Secret(v.into()));
+        /// A file holding the bearer token, read at `start()` (whitespace
+        /// around it ignored), so the token need not be in the
+        /// environment, the command line or the code: a mounted secret.
+        /// Not with [`http_token`](Self::http_token) as well; a file that
+        /// cannot be read fails `start()`, naming it.
+        http_token_file: impl Into<PathBuf> => |c, v| c.http_token_file = Some(v.into());
         /// Serves a non-loopback [`http_addr`](Self::http_addr) without a
         /// token: anyone who can reach the port can profile the process
         /// (off by default; a warning is logged).
         http_allow_unauthenticated: bool => |c, v| c.http_allow_unauthenticated = v;
-        /// Longest CPU profile an endpoint request may ask for, in seconds
-        /// (default 60, 1–3600; more gets a 400): a request holds the one
-        /// CPU profiler, and signal and threshold profiles wait behind it.
+        /// Longest CPU profile (or heap delta) an endpoint request may ask
+        /// for, in seconds (default 60, 1–3600; more gets a 400). It shares
+        /// the agent's sampler with signal and threshold profiles, which run
+        /// beside it; a second endpoint CPU profile waits for none and is
+        /// refused.
         http_max_seconds: u32 => |c, v| c.http_max_seconds = v;
     }
 
@@ -161,6 +178,7 @@ impl AgentBuilder {
     /// `http_addr` from the builder needs a token or
     /// `http_allow_unauthenticated`, from the builder or the environment.
     pub fn config(mut self) -> Result<Config> {
+        self.config.read_token_file()?;
         self.config.validate_each()?;
         self.config.apply_env(|k| std::env::var(k).ok());
         self.config.validate()?;
@@ -181,6 +199,9 @@ struct Request {
     kind: Kind,
     duration: Option<Duration>,
     reply: Sender<Result<PathBuf>>,
+    /// Arrival order, given by the agent thread: a capture answers the
+    /// requests of its kind that arrived before it began.
+    seq: u64,
 }
 
 /// The running agent. Dropping it stops the agent thread (a capture in
@@ -265,7 +286,7 @@ impl Agent {
         let lookback = start_lookback(&config, false);
         let worker = Worker {
             lookback_wanted: config.lookback.is_some() && !lookback_unsupported(&lookback),
-            lookback: lookback.ok().flatten(),
+            sampler: lookback.ok().flatten(),
             config,
             jobs,
             early_job: None,
@@ -275,6 +296,10 @@ impl Agent {
             inbox,
             stop: stop.clone(),
             waiting: Vec::new(),
+            next_seq: 0,
+            capture: None,
+            endpoint_cpu: None,
+            heap_deltas: Vec::new(),
             cpu_meter: CpuMeter::default(),
             cpu_threshold: None,
             heap_threshold: None,
@@ -309,8 +334,9 @@ impl Agent {
         self.endpoint.as_ref().and_then(Endpoint::local_addr)
     }
 
-    /// Takes a CPU profile of `duration` now (waiting for a running capture
-    /// first) and returns the file written.
+    /// Takes a CPU profile of `duration` now (waiting for a running
+    /// capture first; an endpoint profile does not delay it, they share
+    /// the sampler) and returns the file written.
     pub fn capture_cpu(&self, duration: Duration) -> Result<PathBuf> {
         self.ask(Kind::Cpu, Some(duration))
     }
@@ -333,6 +359,7 @@ impl Agent {
                 kind,
                 duration,
                 reply,
+                seq: 0,
             })
             .map_err(|_| Error::Skipped(SkipReason::AgentStopped))?;
         answer
@@ -408,19 +435,24 @@ impl Outputs {
     }
 }
 
-/// Starts the look-back sampler if `lookback` is set (`Ok(None)` if not);
-/// a failure is logged (a retry's at debug level), and the agent runs
-/// without it.
-fn start_lookback(config: &Config, retry: bool) -> Result<Option<LookbackSampler>> {
-    let Some(span) = config.lookback else {
-        return Ok(None);
-    };
-    let settings = LookbackSettings {
+/// The look-back settings, when `lookback` is set.
+fn lookback_settings(config: &Config) -> Option<LookbackSettings> {
+    config.lookback.map(|span| LookbackSettings {
         span,
         hz: config.lookback_hz,
         memory_limit: config.lookback_memory_limit,
+    })
+}
+
+/// Starts the agent's sampler with look-back windows if `lookback` is set
+/// (`Ok(None)` if not), to run for the agent's life; a failure is logged
+/// (a retry's at debug level), and the agent runs without it.
+fn start_lookback(config: &Config, retry: bool) -> Result<Option<SharedSampler>> {
+    let Some(settings) = lookback_settings(config) else {
+        return Ok(None);
     };
-    match LookbackSampler::start(settings) {
+    let span = settings.span;
+    match SharedSampler::start(Some(settings), config.cpu_hz) {
         Ok(sampler) => {
             log::info!(
                 "firewatch: look-back on: CPU captures begin with the last {span:?}, sampled at \
@@ -449,22 +481,59 @@ fn start_lookback(config: &Config, retry: bool) -> Result<Option<LookbackSampler
     }
 }
 
-fn lookback_unsupported(started: &Result<Option<LookbackSampler>>) -> bool {
+fn lookback_unsupported(started: &Result<Option<SharedSampler>>) -> bool {
     matches!(started, Err(Error::Unsupported(_)))
 }
 
-/// The CPU sampler a capture is taken with: its own, or the look-back
-/// sampler, taken from the worker for the capture (given back at its end;
-/// a panic meanwhile drops it, so it never stays at the capture's rate).
-enum CpuSession {
-    Own(CpuProfiler),
-    Lookback(LookbackSampler),
+/// A CPU profile under way: a subscription to the agent's sampler, which
+/// ends it on time and hands its capture over; this thread builds it.
+struct CpuRun {
+    subscription: Subscription,
+    duration: Duration,
+    origin: Origin,
+    /// It asked to begin with the look-back windows.
+    lookback_asked: bool,
+    /// RSS from its start: the sampler's buffers count towards its peak.
+    meter: RssMeter,
 }
+
+/// The trigger (signal, threshold, `capture_cpu`) CPU capture under way. It
+/// holds the gate: other triggers' captures merge and run after it.
+struct CaptureRun {
+    run: CpuRun,
+    trigger: Trigger,
+    /// When it began, for its file name.
+    started: SystemTime,
+    guard: CaptureGuard,
+    /// It answers the manual requests for a CPU capture that arrived
+    /// before it began (`Request::seq` below this).
+    answers_before: u64,
+    /// The first heap snapshot asked for during it was taken at once.
+    heap_taken: bool,
+}
+
+/// The endpoint's CPU profile under way, and the request it answers.
+struct EndpointRun {
+    run: CpuRun,
+    job: Job,
+}
+
+/// An endpoint heap or allocs request with `seconds`: the first snapshot,
+/// taken when it came, and when the second is due.
+struct HeapDelta {
+    job: Job,
+    first: HeapRecords,
+    until: Instant,
+}
+
+/// Heap delta profiles under way at once: each holds a snapshot's records
+/// (up to a few MiB with a full bucket table) until its end.
+const MAX_HEAP_DELTAS: usize = 2;
 
 struct Worker {
     config: Config,
-    /// The look-back sampler, while it runs.
-    lookback: Option<LookbackSampler>,
+    /// The agent's CPU sampler, while any profile (or the look-back) runs.
+    sampler: Option<SharedSampler>,
     /// `lookback` is set and can run here: the sampler is started again at
     /// each CPU check while it is not running (another profile held the
     /// process's sampler, or its thread died).
@@ -478,8 +547,16 @@ struct Worker {
     signalled: Arc<AtomicBool>,
     inbox: Receiver<Request>,
     stop: Arc<AtomicBool>,
-    /// Manual requests merged into the next capture of their kind.
+    /// Manual requests waiting for a capture of their kind.
     waiting: Vec<Request>,
+    /// The next manual request's `seq`.
+    next_seq: u64,
+    /// The trigger CPU capture under way.
+    capture: Option<CaptureRun>,
+    /// The endpoint CPU profile under way (one at a time, as Go).
+    endpoint_cpu: Option<EndpointRun>,
+    /// Endpoint heap delta profiles waiting for their second snapshot.
+    heap_deltas: Vec<HeapDelta>,
     cpu_meter: CpuMeter,
     cpu_threshold: Option<SustainedThreshold>,
     /// Heap in use (the sampling allocator's counter), if set.
@@ -518,20 +595,27 @@ impl Worker {
             if Instant::now() >= next_check {
                 next_check = Instant::now() + self.config.check_interval;
                 wanted.extend(self.check_thresholds());
-                if self.lookback_wanted && self.lookback.is_none() {
-                    self.lookback = start_lookback(&self.config, true).ok().flatten();
+                if self.lookback_wanted && self.sampler.is_none() {
+                    self.sampler = start_lookback(&self.config, true).ok().flatten();
                 }
             }
             for (kind, trigger) in wanted {
                 self.request(kind, trigger);
             }
-            // Between captures here: a CPU profile asked for is taken now.
             for _ in 0..JOBS_PER_TICK {
                 let Some(job) = self.next_job() else { break };
                 self.serve(job);
             }
-            self.nap(TICK);
+            self.progress();
+            let wake = self.next_wake();
+            self.nap(wake);
         }
+        // Profiles under way are abandoned: no file, and "the agent
+        // stopped" to whoever waits for one.
+        self.capture.take();
+        self.endpoint_cpu.take();
+        self.heap_deltas.clear();
+        self.sampler.take();
         for request in self.waiting.drain(..) {
             let _ = request
                 .reply
@@ -550,7 +634,9 @@ impl Worker {
             }
             wanted.push((Kind::Cpu, Trigger::Signal));
         }
-        while let Ok(request) = self.inbox.try_recv() {
+        while let Ok(mut request) = self.inbox.try_recv() {
+            request.seq = self.next_seq;
+            self.next_seq += 1;
             wanted.push((request.kind, Trigger::Manual));
             self.waiting.push(request);
         }
@@ -593,49 +679,121 @@ impl Worker {
         wanted
     }
 
-    /// Runs a capture, then whatever was merged into the gate meanwhile.
+    /// Runs a capture, or merges it into the gate while a trigger's CPU
+    /// capture runs. A heap snapshot takes milliseconds: the first one
+    /// asked for during a CPU capture does not wait for it (memory can run
+    /// out meanwhile); later requests, of either kind, merge into the gate
+    /// and run after, so a storm stays bounded. A CPU capture begins here
+    /// and runs in the background of this thread's loop.
     fn request(&mut self, kind: Kind, trigger: Trigger) {
         let mut next = vec![(kind, trigger)];
         while let Some((kind, trigger)) = next.pop() {
+            if kind == Kind::Heap {
+                if let Some(capture) = self.capture.as_mut().filter(|c| !c.heap_taken) {
+                    capture.heap_taken = true;
+                    self.snapshot_heap(trigger);
+                    continue;
+                }
+            }
             let Some(guard) = self.gate.try_begin(kind, trigger) else {
                 continue;
             };
-            self.admit_and_capture(kind, trigger);
-            drop(guard);
-            next.extend(self.gate.take_pending());
+            match kind {
+                Kind::Heap => {
+                    self.snapshot_heap(trigger);
+                    drop(guard);
+                    next.extend(self.gate.take_pending());
+                }
+                // Under way, it holds the gate: what is left merges into it.
+                Kind::Cpu => {
+                    if !self.begin_capture(trigger, guard) {
+                        next.extend(self.gate.take_pending());
+                    }
+                }
+            }
         }
     }
 
-    /// One capture the gate let through: asks the throttle, captures (a
+    /// A heap snapshot the gate let through: asks the throttle, captures (a
     /// panic becomes a failed capture), answers the requests waiting for it.
-    fn admit_and_capture(&mut self, kind: Kind, trigger: Trigger) {
+    fn snapshot_heap(&mut self, trigger: Trigger) {
+        let kind = Kind::Heap;
         if let Admission::Skip(reason) = self.outputs.throttle.admit(kind, trigger, Instant::now())
         {
             log::info!("firewatch: {kind} capture ({trigger}) skipped: {reason}");
             return;
         }
-        // Said so an operator (or a test) knows a capture is under way:
-        // a CPU profile takes `cpu_duration` before anything is written.
         log::info!("firewatch: {kind} capture ({trigger}) started");
-        let waiting_before = self.waiting.len();
+        let answers_before = self.next_seq;
         // A bug in a capture (symbolizing, encoding) must not take the
         // agent thread down with it: it becomes a failed capture.
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.capture(kind, trigger)))
-                .unwrap_or(Err(Error::Skipped(SkipReason::CapturePanicked)));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // No capture work for a directory that cannot take the file.
+            self.outputs.open()?;
+            self.capture_heap(trigger)
+        }))
+        .unwrap_or(Err(Error::Skipped(SkipReason::CapturePanicked)));
         if let Err(e) = &result {
             log::warn!("firewatch: {kind} capture ({trigger}) failed: {e}");
         }
-        self.answer_waiting(kind, waiting_before, result);
+        self.answer_waiting(kind, answers_before, result);
     }
 
-    /// Answers the requests for `kind` that were waiting when the capture
-    /// began (the first `count`); later ones wait for the next capture.
-    fn answer_waiting(&mut self, kind: Kind, count: usize, result: Result<PathBuf>) {
-        let later = self.waiting.split_off(count.min(self.waiting.len()));
-        let (done, mut keep): (Vec<Request>, Vec<Request>) =
-            self.waiting.drain(..).partition(|r| r.kind == kind);
-        keep.extend(later);
+    /// Starts a CPU capture the gate let through, if the throttle admits
+    /// it: it subscribes to the sampler and holds the gate until its window
+    /// ends ([`finish_capture`](Self::finish_capture)). `false` if it did
+    /// not start (the guard is dropped).
+    fn begin_capture(&mut self, trigger: Trigger, guard: CaptureGuard) -> bool {
+        let kind = Kind::Cpu;
+        if let Admission::Skip(reason) = self.outputs.throttle.admit(kind, trigger, Instant::now())
+        {
+            log::info!("firewatch: {kind} capture ({trigger}) skipped: {reason}");
+            return false;
+        }
+        // Said so an operator (or a test) knows a capture is under way:
+        // a CPU profile takes `cpu_duration` before anything is written.
+        log::info!("firewatch: {kind} capture ({trigger}) started");
+        let answers_before = self.next_seq;
+        let duration = self
+            .waiting
+            .iter()
+            .filter(|r| r.kind == kind && r.seq < answers_before)
+            .filter_map(|r| r.duration)
+            .max()
+            .unwrap_or(self.config.cpu_duration);
+        let started = SystemTime::now();
+        let begun = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.outputs.open()?;
+            self.begin_cpu(duration, true, Origin::Trigger(trigger))
+        }))
+        .unwrap_or(Err(Error::Skipped(SkipReason::CapturePanicked)));
+        match begun {
+            Ok(run) => {
+                self.capture = Some(CaptureRun {
+                    run,
+                    trigger,
+                    started,
+                    guard,
+                    answers_before,
+                    heap_taken: false,
+                });
+                true
+            }
+            Err(e) => {
+                log::warn!("firewatch: {kind} capture ({trigger}) failed: {e}");
+                self.answer_waiting(kind, answers_before, Err(e));
+                false
+            }
+        }
+    }
+
+    /// Answers the manual requests for `kind` that arrived before the
+    /// capture began (`seq` below `before`); later ones wait for the next.
+    fn answer_waiting(&mut self, kind: Kind, before: u64, result: Result<PathBuf>) {
+        let (done, keep): (Vec<Request>, Vec<Request>) = self
+            .waiting
+            .drain(..)
+            .partition(|r| r.kind == kind && r.seq < before);
         self.waiting = keep;
         let result = result.map_err(Arc::new);
         for request in done {
@@ -647,19 +805,10 @@ impl Worker {
         }
     }
 
-    fn capture(&mut self, kind: Kind, trigger: Trigger) -> Result<PathBuf> {
-        // No capture work for a directory that cannot take the file.
-        self.outputs.open()?;
-        match kind {
-            Kind::Cpu => self.capture_cpu(trigger),
-            Kind::Heap => self.capture_heap(trigger),
-        }
-    }
-
     fn capture_heap(&mut self, trigger: Trigger) -> Result<PathBuf> {
         let started = SystemTime::now();
         let clock = Instant::now();
-        let (profile, report) = self.heap_profile(Origin::Trigger(trigger))?;
+        let (profile, report) = self.heap_profile(Origin::Trigger(trigger), None)?;
         let path = self.finish(Kind::Heap, trigger, started, &profile)?;
         drop(profile);
         log_capture(
@@ -673,10 +822,12 @@ impl Worker {
     }
 
     /// A heap snapshot as a profile, symbolized within the capture memory
-    /// limit, with the comments every heap capture carries.
+    /// limit, with the comments every heap capture carries; with `since`,
+    /// the difference from that earlier snapshot's records (Go's delta).
     fn heap_profile(
         &mut self,
         origin: Origin,
+        since: Option<&HeapRecords>,
     ) -> Result<(firewatch_profile::Profile, CaptureReport)> {
         let meter = RssMeter::start();
         let comments = vec![
@@ -689,7 +840,10 @@ impl Worker {
             self.config.capture_memory_limit,
             self.config.symbolize,
             meter,
-            || crate::heap::snapshot_with_comments(&comments),
+            || match since {
+                Some(first) => crate::heap::delta_with_comments(first, &comments),
+                None => crate::heap::snapshot_with_comments(&comments),
+            },
         );
         let mut profile = profile?;
         let mut said = report.comments();
@@ -743,89 +897,179 @@ impl Worker {
         Ok(bytes)
     }
 
-    fn capture_cpu(&mut self, trigger: Trigger) -> Result<PathBuf> {
-        let duration = self
-            .waiting
-            .iter()
-            .filter(|r| r.kind == Kind::Cpu)
-            .filter_map(|r| r.duration)
-            .max()
-            .unwrap_or(self.config.cpu_duration);
-        let started = SystemTime::now();
-        let (profile, report, sampled) =
-            self.cpu_profile(duration, Origin::Trigger(trigger), true)?;
-        let path = self.finish(Kind::Cpu, trigger, started, &profile)?;
-        drop(profile);
-        log_capture(
-            Kind::Cpu,
-            sampled.elapsed(),
-            Some(duration),
-            report,
-            Origin::Trigger(trigger),
-        );
-        Ok(path)
+    /// Subscribes a CPU profile of `duration` to the agent's sampler,
+    /// starting the sampler if none runs (the look-back one if `lookback`
+    /// is set: its windows begin now, so this profile has none); with
+    /// `lookback` and the look-back sampler running, the profile begins
+    /// with its windows. A sampler whose thread died is replaced.
+    fn begin_cpu(&mut self, duration: Duration, lookback: bool, origin: Origin) -> Result<CpuRun> {
+        // Before the sampler's buffers, which count towards the peak.
+        let meter = RssMeter::start();
+        let hz = self.config.cpu_hz;
+        let run = |subscription| CpuRun {
+            subscription,
+            duration,
+            origin,
+            lookback_asked: lookback,
+            meter,
+        };
+        if let Some(sampler) = &self.sampler {
+            match sampler.subscribe(hz, lookback, duration) {
+                Ok(subscription) => return Ok(run(subscription)),
+                Err(e) => {
+                    log::warn!("firewatch: CPU sampler: {e}; starting another");
+                    self.sampler = None;
+                }
+            }
+        }
+        let settings = if self.lookback_wanted {
+            lookback_settings(&self.config)
+        } else {
+            None
+        };
+        let sampler = SharedSampler::start(settings, hz)?;
+        let subscription = sampler.subscribe(hz, false, duration)?;
+        self.sampler = Some(sampler);
+        Ok(run(subscription))
     }
 
-    /// A CPU profile of `duration`, symbolized within the capture memory
-    /// limit, and when its sampling ended; with the look-back sampler
-    /// running and `include_lookback`, it begins with the last `lookback`
-    /// seconds. Meanwhile this thread keeps answering: the first heap
-    /// snapshot asked for (by a signal, a threshold or the API) and every
-    /// endpoint heap profile are taken at once; other captures are merged
-    /// into the gate (the caller holds it); endpoint CPU profiles are
-    /// refused as busy.
-    fn cpu_profile(
-        &mut self,
-        duration: Duration,
-        origin: Origin,
-        include_lookback: bool,
-    ) -> Result<(firewatch_profile::Profile, CaptureReport, Instant)> {
-        let mut meter = RssMeter::start();
-        let session = self.begin_cpu(include_lookback)?;
-        let until = Instant::now() + duration;
-        let mut heap_taken = false;
-        while Instant::now() < until {
-            if self.stop.load(Ordering::Acquire) {
-                let _ = self.end_cpu(session);
-                return Err(Error::Skipped(SkipReason::AgentStopped));
-            }
-            // Requests arriving now are merged into the gate (served after).
-            // A heap snapshot takes milliseconds: the first one asked for
-            // during the CPU profile does not wait for it (memory can run
-            // out meanwhile). Later requests, of either kind, are merged
-            // into the gate and served after, so a storm stays bounded.
-            let mut wanted = self.poll_requests();
-            wanted.extend(self.check_memory());
-            for (kind, trigger) in wanted {
-                if kind == Kind::Heap && !heap_taken {
-                    heap_taken = true;
-                    self.admit_and_capture(kind, trigger);
-                } else {
-                    let _ = self.gate.try_begin(kind, trigger);
+    /// Ends what is due: CPU profiles whose window ended (their captures
+    /// built, written or answered), endpoint requests whose client went
+    /// away (cancelled), heap deltas whose time is up; reads the CPU
+    /// profiles' memory; lets the sampler go once nothing uses it.
+    fn progress(&mut self) {
+        if let Some(endpoint) = self.endpoint_cpu.as_mut() {
+            if endpoint.job.cancelled() {
+                let want = endpoint.job.want;
+                // Dropping the subscription cancels it.
+                self.endpoint_cpu = None;
+                log::debug!(
+                    "firewatch: {want} for {}: the client went away; cancelled",
+                    Origin::Endpoint
+                );
+            } else {
+                endpoint.run.meter.read();
+                if let Some(captured) = endpoint.run.subscription.poll() {
+                    if let Some(endpoint) = self.endpoint_cpu.take() {
+                        self.finish_endpoint_cpu(endpoint, captured);
+                    }
                 }
             }
-            // The endpoint's requests: bounded by its connection limit, and
-            // a heap profile is milliseconds.
-            for _ in 0..JOBS_PER_TICK {
-                let Some(job) = self.next_job() else { break };
-                match job.want {
-                    Want::Cpu { .. } => job.answer(Err(Error::Busy)),
-                    Want::Heap | Want::Allocs => self.serve_now(job),
-                }
-            }
-            self.nap(TICK.min(until.saturating_duration_since(Instant::now())));
-            // The sampler's buffers count towards the capture's peak.
-            meter.read();
         }
-        let capture = self.end_cpu(session)?;
+        if let Some(capture) = self.capture.as_mut() {
+            capture.run.meter.read();
+            if let Some(captured) = capture.run.subscription.poll() {
+                if let Some(capture) = self.capture.take() {
+                    self.finish_capture(capture, captured);
+                }
+            }
+        }
+        let now = Instant::now();
+        let (due, waiting): (Vec<HeapDelta>, Vec<HeapDelta>) = self
+            .heap_deltas
+            .drain(..)
+            .partition(|d| d.until <= now || d.job.cancelled());
+        self.heap_deltas = waiting;
+        for delta in due {
+            if delta.job.cancelled() {
+                log::debug!(
+                    "firewatch: {} for {}: the client went away; cancelled",
+                    delta.job.want,
+                    Origin::Endpoint
+                );
+                continue;
+            }
+            self.finish_heap_delta(delta);
+        }
+        let unused = self.capture.is_none()
+            && self.endpoint_cpu.is_none()
+            && self.sampler.as_ref().is_some_and(|s| !s.has_lookback());
+        if unused {
+            // Its thread joined, its timers deleted: the process's sampler
+            // is free again.
+            self.sampler = None;
+        }
+    }
+
+    /// A trigger's CPU capture whose window ended: built, written, the
+    /// requests waiting for it answered; then what merged into the gate
+    /// meanwhile runs.
+    fn finish_capture(&mut self, capture: CaptureRun, captured: Result<CpuCapture>) {
+        let CaptureRun {
+            run,
+            trigger,
+            started,
+            guard,
+            answers_before,
+            ..
+        } = capture;
+        let duration = run.duration;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let (profile, report, sampled) = self.build_cpu(run, captured?);
+            let path = self.finish(Kind::Cpu, trigger, started, &profile)?;
+            drop(profile);
+            log_capture(
+                Kind::Cpu,
+                sampled.elapsed(),
+                Some(duration),
+                report,
+                Origin::Trigger(trigger),
+            );
+            Ok(path)
+        }))
+        .unwrap_or(Err(Error::Skipped(SkipReason::CapturePanicked)));
+        if let Err(e) = &result {
+            log::warn!("firewatch: {} capture ({trigger}) failed: {e}", Kind::Cpu);
+        }
+        self.answer_waiting(Kind::Cpu, answers_before, result);
+        drop(guard);
+        for (kind, trigger) in self.gate.take_pending() {
+            self.request(kind, trigger);
+        }
+    }
+
+    /// The endpoint's CPU profile whose window ended: built, compressed,
+    /// answered (a panic becomes a failed request).
+    fn finish_endpoint_cpu(&mut self, endpoint: EndpointRun, captured: Result<CpuCapture>) {
+        let EndpointRun { run, job } = endpoint;
+        let want = job.want;
+        let duration = run.duration;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let (profile, report, sampled) = self.build_cpu(run, captured?);
+            let bytes = self.compress(&profile)?;
+            drop(profile);
+            log_capture(
+                Kind::Cpu,
+                sampled.elapsed(),
+                Some(duration),
+                report,
+                Origin::Endpoint,
+            );
+            Ok(bytes)
+        }))
+        .unwrap_or(Err(Error::Skipped(SkipReason::CapturePanicked)));
+        if let Err(e) = &result {
+            log::warn!("firewatch: {want} for {} failed: {e}", Origin::Endpoint);
+        }
+        job.answer(result);
+    }
+
+    /// A finished CPU capture as a profile, with the comments every CPU
+    /// capture carries, symbolized within the capture memory limit; and
+    /// when its building began (its sampling had ended).
+    fn build_cpu(
+        &mut self,
+        run: CpuRun,
+        capture: CpuCapture,
+    ) -> (firewatch_profile::Profile, CaptureReport, Instant) {
         let sampled = Instant::now();
         let mut comments = vec![
-            format!("trigger: {origin}"),
+            format!("trigger: {}", run.origin),
             format!("service: {}", self.outputs.service),
             format!("captured by firewatch-agent {}", env!("CARGO_PKG_VERSION")),
         ];
-        if include_lookback && capture.lookback.is_none() {
-            match (origin, self.config.lookback) {
+        if run.lookback_asked && capture.lookback.is_none() {
+            match (run.origin, self.config.lookback) {
                 (_, Some(_)) => comments.push(
                     "firewatch: no look-back: the look-back sampler was not running (another \
                      CPU profile held the process's sampler; it is started again at each CPU \
@@ -845,43 +1089,31 @@ impl Worker {
         let (mut profile, report) = budget::capture(
             self.config.capture_memory_limit,
             self.config.symbolize,
-            meter,
+            run.meter,
             || capture.to_profile(&comments),
         );
         drop(capture);
         add_comments(&mut profile, report.comments());
-        Ok((profile, report, sampled))
+        (profile, report, sampled)
     }
 
-    /// Starts sampling for a capture: through the look-back sampler if it
-    /// runs (one that fails is dropped, and restarted at a later check),
-    /// else with a `CpuProfiler` of its own.
-    fn begin_cpu(&mut self, include_lookback: bool) -> Result<CpuSession> {
-        if let Some(sampler) = self.lookback.take() {
-            match sampler.begin(self.config.cpu_hz, include_lookback) {
-                Ok(()) => return Ok(CpuSession::Lookback(sampler)),
-                // Dropped (its thread joined) as this scope ends.
-                Err(e) => {
-                    log::warn!("firewatch: look-back sampler: {e}; restarted at the next check")
-                }
-            }
-        }
-        Ok(CpuSession::Own(CpuProfiler::start(self.config.cpu_hz)?))
-    }
-
-    /// Stops sampling for a capture and returns it (the look-back sampler
-    /// goes back to the worker).
-    fn end_cpu(&mut self, session: CpuSession) -> Result<CpuCapture> {
-        match session {
-            CpuSession::Own(profiler) => profiler.stop_raw(),
-            CpuSession::Lookback(sampler) => {
-                let capture = sampler.end();
-                if capture.is_ok() {
-                    self.lookback = Some(sampler);
-                }
-                capture
-            }
-        }
+    /// When the loop should look again: a tick from now, or sooner for a
+    /// profile's end (a CPU capture arrives a drain after its window ends:
+    /// looked for 5 ms after, then every 5 ms).
+    fn next_wake(&self) -> Duration {
+        const AFTER_END: Duration = Duration::from_millis(5);
+        let now = Instant::now();
+        let cpu_ends = self
+            .capture
+            .iter()
+            .map(|c| &c.run)
+            .chain(self.endpoint_cpu.iter().map(|e| &e.run))
+            .map(|run| run.subscription.until().saturating_duration_since(now) + AFTER_END);
+        let heap_ends = self
+            .heap_deltas
+            .iter()
+            .map(|d| d.until.saturating_duration_since(now));
+        cpu_ends.chain(heap_ends).fold(TICK, Duration::min)
     }
 
     /// The next endpoint request, if one waits.
@@ -912,65 +1144,86 @@ impl Worker {
         std::thread::sleep(duration);
     }
 
-    /// An endpoint request, between captures: served, then the captures
-    /// merged into the gate while it ran (its CPU profile held the gate).
+    /// An endpoint request: a heap or allocs profile is taken and answered
+    /// now (milliseconds); a CPU profile or a heap delta begins, and is
+    /// answered when it ends, while this thread goes on. Its client may
+    /// have gone already.
     fn serve(&mut self, job: Job) {
-        self.serve_now(job);
-        for (kind, trigger) in self.gate.take_pending() {
-            self.request(kind, trigger);
+        let want = job.want;
+        if job.cancelled() {
+            log::debug!(
+                "firewatch: {want} for {}: the client went away first",
+                Origin::Endpoint
+            );
+            return;
+        }
+        log::debug!("firewatch: {want} for {} started", Origin::Endpoint);
+        match want {
+            Want::Cpu { duration, lookback } => self.begin_endpoint_cpu(job, duration, lookback),
+            Want::HeapDelta { duration, .. } => self.begin_heap_delta(job, duration),
+            Want::Heap | Want::Allocs => {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.endpoint_heap(want, None)
+                }))
+                .unwrap_or(Err(Error::Skipped(SkipReason::CapturePanicked)));
+                answer(job, result);
+            }
         }
     }
 
-    /// Takes the profile an endpoint request wants and answers it (a panic
-    /// becomes a failed request, as for captures).
-    fn serve_now(&mut self, job: Job) {
-        let want = job.want;
-        log::debug!("firewatch: {want} for {} started", Origin::Endpoint);
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match want {
-            Want::Cpu { duration, lookback } => self.endpoint_cpu(duration, lookback),
-            Want::Heap | Want::Allocs => self.endpoint_heap(want),
+    /// An endpoint CPU profile: subscribed to the sampler beside whatever
+    /// else profiles now; with `lookback` (`lookback=1`) it begins with the
+    /// look-back windows. A second one while one runs is refused at once,
+    /// as Go refuses it.
+    fn begin_endpoint_cpu(&mut self, job: Job, duration: Duration, lookback: bool) {
+        if self.endpoint_cpu.is_some() {
+            return answer(job, Err(Error::Busy));
+        }
+        let begun = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.begin_cpu(duration, lookback, Origin::Endpoint)
         }))
         .unwrap_or(Err(Error::Skipped(SkipReason::CapturePanicked)));
-        match &result {
-            Err(Error::Busy) => {
-                log::info!(
-                    "firewatch: {want} for {}: a CPU profile is running",
-                    Origin::Endpoint
-                )
-            }
-            Err(e) => log::warn!("firewatch: {want} for {} failed: {e}", Origin::Endpoint),
-            Ok(_) => {}
+        match begun {
+            Ok(run) => self.endpoint_cpu = Some(EndpointRun { run, job }),
+            Err(e) => answer(job, Err(e)),
         }
-        job.answer(result);
     }
 
-    /// An endpoint CPU profile: its own seconds, and with `lookback`
-    /// (`lookback=1`) the look-back sampler's window before them.
-    fn endpoint_cpu(&mut self, duration: Duration, lookback: bool) -> Result<Vec<u8>> {
-        // Between captures the gate is free. Holding it makes signals and
-        // thresholds that fire during this profile merge, and run after.
-        let Some(guard) = self.gate.try_begin(Kind::Cpu, Trigger::Manual) else {
-            return Err(Error::Busy);
-        };
-        let built = self.cpu_profile(duration, Origin::Endpoint, lookback);
-        drop(guard);
-        let (profile, report, sampled) = built?;
-        let bytes = self.compress(&profile)?;
-        drop(profile);
-        log_capture(
-            Kind::Cpu,
-            sampled.elapsed(),
-            Some(duration),
-            report,
-            Origin::Endpoint,
-        );
-        Ok(bytes)
+    /// Go's `seconds` on `heap` and `allocs`: the allocator's records now;
+    /// the profile, the difference from a second snapshot `seconds` later,
+    /// is answered then.
+    fn begin_heap_delta(&mut self, job: Job, seconds: Duration) {
+        if self.heap_deltas.len() >= MAX_HEAP_DELTAS {
+            return answer(job, Err(Error::Busy));
+        }
+        let first = std::panic::catch_unwind(crate::heap::records_now)
+            .unwrap_or(Err(Error::Skipped(SkipReason::CapturePanicked)));
+        match first {
+            Ok(first) => self.heap_deltas.push(HeapDelta {
+                job,
+                first,
+                until: Instant::now() + seconds,
+            }),
+            Err(e) => answer(job, Err(e)),
+        }
     }
 
-    fn endpoint_heap(&mut self, want: Want) -> Result<Vec<u8>> {
+    fn finish_heap_delta(&mut self, delta: HeapDelta) {
+        let HeapDelta { job, first, .. } = delta;
+        let want = job.want;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.endpoint_heap(want, Some(&first))
+        }))
+        .unwrap_or(Err(Error::Skipped(SkipReason::CapturePanicked)));
+        answer(job, result);
+    }
+
+    /// An endpoint heap or allocs profile now; with `since`, the delta
+    /// from that earlier snapshot.
+    fn endpoint_heap(&mut self, want: Want, since: Option<&HeapRecords>) -> Result<Vec<u8>> {
         let clock = Instant::now();
-        let (mut profile, report) = self.heap_profile(Origin::Endpoint)?;
-        if want == Want::Allocs {
+        let (mut profile, report) = self.heap_profile(Origin::Endpoint, since)?;
+        if matches!(want, Want::Allocs | Want::HeapDelta { allocs: true, .. }) {
             // Go's `allocs` is its heap profile with this default.
             let existing = profile.string_table.iter().position(|s| s == "alloc_space");
             profile.default_sample_type =
@@ -981,6 +1234,24 @@ impl Worker {
         log_capture(Kind::Heap, clock.elapsed(), None, report, Origin::Endpoint);
         Ok(bytes)
     }
+}
+
+/// Answers an endpoint request, saying in the log why it failed.
+fn answer(job: Job, result: Result<Vec<u8>>) {
+    let want = job.want;
+    match &result {
+        Err(Error::Busy) => log::info!(
+            "firewatch: {want} for {}: {}",
+            Origin::Endpoint,
+            match want {
+                Want::Cpu { .. } => "a CPU profile is running",
+                _ => "too many heap delta profiles under way",
+            }
+        ),
+        Err(e) => log::warn!("firewatch: {want} for {} failed: {e}", Origin::Endpoint),
+        Ok(_) => {}
+    }
+    job.answer(result);
 }
 
 /// Most endpoint requests served per tick, so that the triggers' checks

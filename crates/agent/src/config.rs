@@ -87,6 +87,9 @@ pub struct Config {
     /// back, and printed as `<redacted>`, so a logged `Config` does not
     /// leak it.
     pub(crate) http_token: Option<Secret>,
+    /// Where the token was read from, at `start()`, when it came from a
+    /// file (`http_token_file`).
+    pub http_token_file: Option<PathBuf>,
     /// Serve a non-loopback `http_addr` without a token.
     pub http_allow_unauthenticated: bool,
     /// Longest CPU profile, in seconds, an endpoint request may ask for.
@@ -360,11 +363,12 @@ pub(crate) const SETTINGS: &[Setting] = &[
         forms: "`30s`, `off`",
         default: Default::Text("off"),
         meaning: "CPU profiles (signal, threshold, `capture_cpu`; the endpoint with \
-                  `lookback=1`) also cover the `d` before they began: a sampler runs at \
-                  `lookback_hz` for the agent's life and keeps the last `d` in one-second \
-                  windows (1 s to 10 min; `30s` with the CPU threshold recommended). It is the \
-                  process's one CPU sampler: `CpuProfiler::start` then fails with \
-                  `Error::Busy`. See [Look-back](#look-back) for what it costs",
+                  `lookback=1`) also cover the `d` before they began: the agent's CPU sampler \
+                  runs at `lookback_hz` for the agent's life (not only while a profile runs) and \
+                  keeps the last `d` in one-second windows (1 s to 10 min; `30s` with the CPU \
+                  threshold recommended). It is the process's one CPU sampler: \
+                  `CpuProfiler::start` then fails with `Error::Busy`. See \
+                  [Look-back](#look-back) for what it costs",
         set: |c, v| {
             c.lookback = optional(v, parse_duration, "a duration")?;
             ok()
@@ -673,14 +677,8 @@ pub(crate) const SETTINGS: &[Setting] = &[
             ok()
         },
         check: |c| match &c.http_token {
-            Some(Secret(token))
-                if token.is_empty()
-                    || token.len() > MAX_TOKEN_BYTES
-                    || !token.bytes().all(|b| b.is_ascii_graphic()) =>
-            {
-                Err("must be 1 to 1024 visible ASCII characters (no spaces)".into())
-            }
-            _ => ok(),
+            Some(Secret(token)) => check_token(token),
+            None => ok(),
         },
         show: |c| {
             if c.http_token.is_some() {
@@ -688,6 +686,30 @@ pub(crate) const SETTINGS: &[Setting] = &[
             } else {
                 "none".into()
             }
+        },
+    },
+    Setting {
+        method: "http_token_file(p)",
+        env: TOKEN_FILE_VARIABLE,
+        forms: "`/run/secrets/pprof-token`",
+        default: Default::Computed("none", |c| c.http_token_file = None),
+        meaning: "a file holding the bearer token, read once at `start()` (whitespace around \
+                  it, such as a final newline, ignored): the token need not be in the \
+                  environment, the command line or the code (a mounted secret). Not with \
+                  `http_token` as well. A file that cannot be read, or whose token is invalid, \
+                  fails `start()` from the builder, and from the environment is logged and \
+                  ignored, as any invalid value",
+        set: |c, v| {
+            let path = PathBuf::from(v);
+            c.http_token = Some(Secret(read_token_file(&path)?));
+            c.http_token_file = Some(path);
+            ok()
+        },
+        check: |_| ok(),
+        show: |c| {
+            c.http_token_file
+                .as_ref()
+                .map_or_else(|| "none".into(), |p| p.display().to_string())
         },
     },
     Setting {
@@ -709,10 +731,12 @@ pub(crate) const SETTINGS: &[Setting] = &[
         env: "FIREWATCH_HTTP_MAX_SECONDS",
         forms: "",
         default: Default::Text("60"),
-        meaning: "longest CPU profile an endpoint request may ask for (`seconds`; more gets a \
-                  400), 1–3600. A request holds the process's one CPU profiler, and signal or \
-                  threshold CPU profiles wait behind it; 60 covers `go tool pprof`'s default \
-                  30 s and scrapers, which ask for their interval less a second",
+        meaning: "longest CPU profile or heap delta an endpoint request may ask for \
+                  (`seconds`; more gets a 400), 1–3600. An endpoint CPU profile shares the \
+                  agent's sampler with signal, threshold and `capture_cpu` profiles, which run \
+                  beside it, but a second endpoint CPU profile is refused while it runs; 60 \
+                  covers `go tool pprof`'s default 30 s and scrapers, which ask for their \
+                  interval less a second",
         set: |c, v| {
             c.http_max_seconds = number(v)?;
             ok()
@@ -752,6 +776,7 @@ impl std::default::Default for Config {
             capture_memory_limit: None,
             http_addr: None,
             http_token: None,
+            http_token_file: None,
             http_allow_unauthenticated: false,
             symbolize: true,
             http_max_seconds: 0,
@@ -798,6 +823,26 @@ impl Config {
                 value: show_optional(self.http_addr),
                 reason,
             })
+    }
+
+    /// Reads the builder's `http_token_file` into the token (once, at
+    /// `start()`); an error names the setting and the file.
+    pub(crate) fn read_token_file(&mut self) -> Result<()> {
+        let Some(path) = &self.http_token_file else {
+            return Ok(());
+        };
+        let error = |reason| Error::InvalidSetting {
+            setting: "http_token_file",
+            value: path.display().to_string(),
+            reason,
+        };
+        if self.http_token.is_some() {
+            return Err(error(
+                "http_token is set too: set one of them (the token, or the file)".into(),
+            ));
+        }
+        self.http_token = Some(Secret(read_token_file(path).map_err(error)?));
+        Ok(())
     }
 
     /// Each setting on its own. The builder's values are checked so before
@@ -866,9 +911,21 @@ impl Config {
             }
         };
         for setting in SETTINGS {
-            if let Some(v) = get(setting.env) {
-                apply(self, setting, setting.env, &v);
+            let Some(v) = get(setting.env) else { continue };
+            if setting.env == TOKEN_FILE_VARIABLE && get(TOKEN_VARIABLE).is_some() {
+                // Which one was meant is unknown: the token set directly.
+                continue;
             }
+            apply(self, setting, setting.env, &v);
+        }
+        if let (Some(path), Some(_)) = (get(TOKEN_FILE_VARIABLE), get(TOKEN_VARIABLE)) {
+            let e = Error::InvalidSetting {
+                setting: TOKEN_FILE_VARIABLE,
+                value: path,
+                reason: format!("{TOKEN_VARIABLE} is set too: set one of them"),
+            };
+            log::error!("firewatch: {e}; ignored, the other settings apply");
+            ignored.push(e);
         }
         // A shorthand kept for operators: FIREWATCH_DISABLE=1.
         if let Some(v) = get("FIREWATCH_DISABLE") {
@@ -937,6 +994,36 @@ fn docs_table() -> String {
 
 /// The variable holding the endpoint's token: its value is never shown.
 const TOKEN_VARIABLE: &str = "FIREWATCH_HTTP_TOKEN";
+/// The variable naming a file that holds the endpoint's token.
+const TOKEN_FILE_VARIABLE: &str = "FIREWATCH_HTTP_TOKEN_FILE";
+
+/// Whether `token` can be a bearer token here (it is never shown).
+fn check_token(token: &str) -> std::result::Result<(), String> {
+    if token.is_empty()
+        || token.len() > MAX_TOKEN_BYTES
+        || !token.bytes().all(|b| b.is_ascii_graphic())
+    {
+        Err("must be 1 to 1024 visible ASCII characters (no spaces)".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// The token in `path`, without the whitespace around it; an error names
+/// the file, never its content. At most a few KiB are read: a token is at
+/// most 1 KiB, and a wrong path must not read a large file.
+fn read_token_file(path: &std::path::Path) -> std::result::Result<String, String> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(4 * MAX_TOKEN_BYTES as u64).read_to_end(&mut text))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = std::str::from_utf8(&text)
+        .map(str::trim)
+        .map_err(|_| format!("{} does not hold a token: not text", path.display()))?;
+    check_token(token).map_err(|reason| format!("the token in {}: {reason}", path.display()))?;
+    Ok(token.to_string())
+}
 
 /// Whether only this host can connect to `addr` (`127.0.0.0/8`, `::1`, and
 /// `::ffff:127.0.0.0/104`, which a dual-stack socket treats as IPv4's).
@@ -1315,6 +1402,67 @@ mod tests {
             ..Config::default()
         };
         assert!(!c.validate().unwrap_err().to_string().contains("a b"));
+    }
+
+    #[test]
+    fn the_token_can_come_from_a_file_read_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "  s3cret-from-a-file\n").unwrap();
+        let path = file.to_str().unwrap();
+        let (c, ignored) = with(&[("FIREWATCH_HTTP_TOKEN_FILE", path)]);
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(c.http_token, Some(Secret("s3cret-from-a-file".into())));
+        assert_eq!(c.http_token_file.as_deref(), Some(file.as_path()));
+        assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
+        // The builder's: read by `read_token_file`, before the checks.
+        let mut c = Config {
+            http_token_file: Some(file.clone()),
+            http_addr: Some("0.0.0.0:6060".parse().unwrap()),
+            ..Config::default()
+        };
+        c.read_token_file().unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.http_token, Some(Secret("s3cret-from-a-file".into())));
+        // Both ways at once: refused, naming the setting.
+        let mut both = Config {
+            http_token: Some(Secret("t0ken".into())),
+            http_token_file: Some(file.clone()),
+            ..Config::default()
+        };
+        let e = both.read_token_file().unwrap_err().to_string();
+        assert!(
+            e.contains("http_token_file") && e.contains("http_token is set too"),
+            "{e}"
+        );
+        let (c, ignored) = with(&[
+            ("FIREWATCH_HTTP_TOKEN", "t0ken"),
+            ("FIREWATCH_HTTP_TOKEN_FILE", path),
+        ]);
+        assert_eq!(c.http_token, Some(Secret("t0ken".into())));
+        assert_eq!(ignored.len(), 1);
+        assert!(ignored[0].to_string().contains("FIREWATCH_HTTP_TOKEN_FILE"));
+        // A missing file, or one whose content is no token: one line naming
+        // the file, never its content.
+        let missing = dir.path().join("missing");
+        let mut c = Config {
+            http_token_file: Some(missing.clone()),
+            ..Config::default()
+        };
+        let e = c.read_token_file().unwrap_err().to_string();
+        assert!(
+            e.contains("http_token_file") && e.contains(missing.to_str().unwrap()),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+        std::fs::write(&file, "two words\n").unwrap();
+        let (c, ignored) = with(&[("FIREWATCH_HTTP_TOKEN_FILE", path)]);
+        assert_eq!(c.http_token, None);
+        let message = ignored[0].to_string();
+        assert!(
+            message.contains(path) && !message.contains("two words"),
+            "{message}"
+        );
     }
 
     /// `docs/agent.md`'s table is this table. Run with

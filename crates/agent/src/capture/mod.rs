@@ -45,7 +45,7 @@ pub use naming::sanitize_service;
 pub use naming::CaptureName;
 pub use retention::Retention;
 pub use store::{Store, StoreOptions};
-pub use throttle::{Admission, Gate, Throttle, ThrottleConfig, Throttled};
+pub use throttle::{Admission, CaptureGuard, Gate, Throttle, ThrottleConfig, Throttled};
 
 use std::fmt;
 

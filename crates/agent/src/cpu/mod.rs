@@ -19,11 +19,14 @@
 //! exited threads, and aggregates stacks. Stopping disarms the timers and
 //! turns the stacks into a pprof profile, symbolized off the signal path.
 //!
-//! With the agent's `lookback` setting the same sampler runs for the
-//! agent's life at a low rate and keeps the last seconds in one-second
-//! windows; a capture then raises its rate and begins with those windows
-//! (`sampler::lookback`). That sampler is the process's one: a
-//! [`CpuProfiler::start`] meanwhile gets [`Error::Busy`](crate::Error::Busy).
+//! The agent takes every CPU profile (triggers, `capture_cpu`, the
+//! `/debug/pprof/profile` endpoint, look-back) through one shared sampler
+//! (`sampler::shared`): it runs while any of them does, at the highest rate
+//! asked, and each profile gets the samples of its own window. With the
+//! agent's `lookback` setting it runs for the agent's life at a low rate
+//! and keeps the last seconds in one-second windows, which a capture can
+//! begin with. That sampler is the process's one: a [`CpuProfiler::start`]
+//! meanwhile gets [`Error::Busy`](crate::Error::Busy).
 
 mod profile;
 
@@ -53,12 +56,12 @@ pub(crate) use sampler::after_fork_in_child;
 ))]
 pub(crate) use sampler::set_labels_in_handler;
 pub use sampler::CpuProfiler;
-pub(crate) use sampler::LookbackSampler;
 #[cfg(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 pub(crate) use sampler::SyntheticHistory;
+pub(crate) use sampler::{SharedSampler, Subscription};
 
 /// Deepest stack recorded; deeper stacks are cut and marked truncated.
 pub(crate) const MAX_DEPTH: usize = 128;
@@ -71,7 +74,7 @@ pub(crate) const WINDOW: usize = 32 * 1024;
 /// Threads profiled at once (slots of the sampler's thread table).
 pub(crate) const MAX_SLOTS: usize = 4096;
 
-/// What the agent's look-back sampler runs with (the `lookback`,
+/// What the agent's sampler keeps look-back windows with (the `lookback`,
 /// `lookback_hz` and `lookback_memory_limit` settings).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LookbackSettings {
@@ -88,6 +91,11 @@ pub(crate) struct LookbackSettings {
 pub struct CpuCapture {
     /// Samples per CPU-second per thread asked for.
     pub hz: u32,
+    /// The highest rate the sampler ran at during the window: above `hz`
+    /// where the agent's one sampler served another profile that asked for
+    /// more at the same time. Each sample weighs the CPU time of the period
+    /// in force when it was taken, so `cpu_ns` is right at any rate.
+    pub sampled_hz: u32,
     /// CPU time between two samples of a thread.
     pub period_ns: u64,
     /// When the profile's window started: with a [`lookback`](Self::lookback)

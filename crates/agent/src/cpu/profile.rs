@@ -54,6 +54,14 @@ impl CpuCapture {
             self.samples,
             self.cpu_ns as f64 / 1e9
         ));
+        if self.sampled_hz > self.hz {
+            spec.comments.push(format!(
+                "firewatch: sampled at up to {} Hz for part of the window (the process's one \
+                 sampler runs at the highest rate its profiles ask for); each sample weighs the \
+                 CPU time of its own period, so the totals are unchanged",
+                self.sampled_hz
+            ));
+        }
         if let Some(lookback) = &self.lookback {
             spec.comments.push(lookback.comment());
         }

@@ -34,22 +34,42 @@ impl Drop for CpuProfiler {
     }
 }
 
-/// The agent's look-back sampler; on this target there never is one.
-pub(crate) struct LookbackSampler {
+/// The agent's shared sampler; on this target there never is one.
+pub(crate) struct SharedSampler {
     never: std::convert::Infallible,
 }
 
-impl LookbackSampler {
+impl SharedSampler {
     /// Fails: "CPU profiling is not supported on this target".
-    pub(crate) fn start(_settings: LookbackSettings) -> Result<LookbackSampler> {
+    pub(crate) fn start(_lookback: Option<LookbackSettings>, _hz: u32) -> Result<SharedSampler> {
         Err(Error::Unsupported("CPU profiling"))
     }
 
-    pub(crate) fn begin(&self, _hz: u32, _include_lookback: bool) -> Result<()> {
+    pub(crate) fn has_lookback(&self) -> bool {
         match self.never {}
     }
 
-    pub(crate) fn end(&self) -> Result<CpuCapture> {
+    pub(crate) fn subscribe(
+        &self,
+        _hz: u32,
+        _include_lookback: bool,
+        _length: std::time::Duration,
+    ) -> Result<Subscription> {
+        match self.never {}
+    }
+}
+
+/// A profile of the shared sampler; on this target there never is one.
+pub(crate) struct Subscription {
+    never: std::convert::Infallible,
+}
+
+impl Subscription {
+    pub(crate) fn until(&self) -> std::time::Instant {
+        match self.never {}
+    }
+
+    pub(crate) fn poll(&mut self) -> Option<Result<CpuCapture>> {
         match self.never {}
     }
 }

@@ -22,4 +22,7 @@ mod snapshot;
 
 pub use crate::alloc::{in_use_bytes, stats, AllocatorStats, Dropped, FramePointerWalks};
 pub use snapshot::snapshot;
-pub(crate) use snapshot::{is_allocation_plumbing_frame, snapshot_with_comments};
+pub(crate) use snapshot::{
+    delta_with_comments, is_allocation_plumbing_frame, records_now, snapshot_with_comments,
+    HeapRecords,
+};

@@ -1,7 +1,7 @@
 //! From sampled allocation records to a Go-compatible heap profile.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use firewatch_profile::Profile;
 
@@ -251,8 +251,20 @@ pub fn heap_profile(
     mappings: &[Mapping],
     symbolizer: &mut Symbolizer,
 ) -> Profile {
+    let values = stack_values(records, symbolizer);
+    let spec = heap_spec(interval, time, Duration::ZERO, comments);
+    profile_of(values, &spec, mappings, symbolizer)
+}
+
+/// The shape every heap profile has, Go's.
+fn heap_spec(
+    interval: u64,
+    time: SystemTime,
+    duration: Duration,
+    comments: &[String],
+) -> ProfileSpec {
     let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
-    let spec = ProfileSpec {
+    ProfileSpec {
         sample_types: vec![
             pair("alloc_objects", "count"),
             pair("alloc_space", "bytes"),
@@ -264,12 +276,24 @@ pub fn heap_profile(
         time_nanos: time
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64),
-        duration_nanos: 0,
+        duration_nanos: duration.as_nanos() as i64,
         comments: comments.to_vec(),
         default_sample_type: Some("inuse_space".into()),
         drop_frames: Some(ALLOCATOR_FRAMES.into()),
-    };
-    let mut by_stack: HashMap<(CallerStack, u32), [f64; 4]> = HashMap::new();
+    }
+}
+
+/// A sample's identity in a heap profile: the stack it stores and the
+/// label set.
+type StackKey = (CallerStack, u32);
+
+/// The four values per (call stack, label set): records unsampled and
+/// summed, then rounded, as a profile stores them.
+fn stack_values(
+    records: &[BucketRecord],
+    symbolizer: &mut Symbolizer,
+) -> HashMap<StackKey, [i64; 4]> {
+    let mut by_stack: HashMap<StackKey, [f64; 4]> = HashMap::new();
     for r in records {
         let stack = caller_stack(&r.frames, symbolizer);
         let (alloc_objects, alloc_bytes) =
@@ -285,20 +309,93 @@ pub fn heap_profile(
             *sum += v;
         }
     }
-    let mut stacks: Vec<((CallerStack, u32), [f64; 4])> = by_stack.into_iter().collect();
+    by_stack
+        .into_iter()
+        .map(|(key, sums)| (key, sums.map(|x| x.round() as i64)))
+        .collect()
+}
+
+/// The profile of `values`, samples in stack order.
+fn profile_of(
+    values: HashMap<StackKey, [i64; 4]>,
+    spec: &ProfileSpec,
+    mappings: &[Mapping],
+    symbolizer: &mut Symbolizer,
+) -> Profile {
+    let mut stacks: Vec<(StackKey, [i64; 4])> = values.into_iter().collect();
     stacks.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let samples: Vec<RawSample> = stacks
         .into_iter()
         .map(|(((stack, inlined_plumbing), labels), v)| {
-            let mut raw = RawSample::new(stack, v.iter().map(|x| x.round() as i64).collect())
-                .with_leaf_frames_dropped(inlined_plumbing);
+            let mut raw =
+                RawSample::new(stack, v.to_vec()).with_leaf_frames_dropped(inlined_plumbing);
             for &(key, value) in crate::labels::LabelSet::from_id(labels).pairs() {
                 raw = raw.with_label(key, value);
             }
             raw
         })
         .collect();
-    build_profile(&samples, &spec, mappings, symbolizer)
+    build_profile(&samples, spec, mappings, symbolizer)
+}
+
+/// The sampling allocator's records at one moment, unsymbolized: the first
+/// half of a delta profile (`/debug/pprof/heap?seconds=N`), kept raw so
+/// that both halves are named by one symbolizer, alike.
+pub(crate) struct HeapRecords {
+    records: Vec<BucketRecord>,
+    at: SystemTime,
+    taken: std::time::Instant,
+}
+
+/// The allocator's records now. Fails as [`snapshot`] does.
+pub(crate) fn records_now() -> Result<HeapRecords> {
+    crate::unwind::in_place::prepare();
+    if !alloc::stats().active {
+        return Err(Error::Skipped(crate::SkipReason::NoSamplingAllocator));
+    }
+    Ok(HeapRecords {
+        records: alloc::bucket_records(),
+        at: SystemTime::now(),
+        taken: std::time::Instant::now(),
+    })
+}
+
+/// Go's delta heap profile (`net/http/pprof`'s `serveDeltaProfile`): a
+/// snapshot now less `first`, as pprof merges the second with the first
+/// scaled by −1: values per (stack, labels) subtracted (each snapshot's
+/// rounded first), samples whose values are all zero left out, the time
+/// the second snapshot's and the duration the time between. So
+/// `alloc_*` are what was allocated in between, `inuse_*` how memory in
+/// use changed (negative where it shrank).
+pub(crate) fn delta_with_comments(first: &HeapRecords, extra: &[String]) -> Result<Profile> {
+    let second = records_now()?;
+    let stats = alloc::stats();
+    let apart = second.taken.saturating_duration_since(first.taken);
+    let mut comments = extra.to_vec();
+    comments.push(format!(
+        "firewatch: delta profile: a heap snapshot less the one taken {:.3} s before it; \
+         alloc_* were allocated in between, inuse_* is how memory in use changed (negative \
+         where it shrank)",
+        apart.as_secs_f64()
+    ));
+    comments.extend(describe(&stats));
+    let mappings = current_mappings()?;
+    let mut symbolizer = Symbolizer::shared(&mappings);
+    let mut values = stack_values(&second.records, &mut symbolizer);
+    for (key, before) in stack_values(&first.records, &mut symbolizer) {
+        let after = values.entry(key).or_default();
+        for (a, b) in after.iter_mut().zip(before) {
+            *a -= b;
+        }
+    }
+    values.retain(|_, v| v.iter().any(|&x| x != 0));
+    let interval = second
+        .records
+        .first()
+        .map_or(stats.sample_interval, |r| r.interval);
+    let duration = second.at.duration_since(first.at).unwrap_or(apart);
+    let spec = heap_spec(interval, second.at, duration, &comments);
+    Ok(profile_of(values, &spec, &mappings, &mut symbolizer))
 }
 
 /// A stack as a profile stores it (see [`caller_stack`]) and how many

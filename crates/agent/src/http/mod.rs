@@ -11,9 +11,13 @@
 //! the agent's worker thread, which builds it exactly as it builds a file
 //! (same comments, same memory limit, same symbolization) and answers
 //! through a channel, waking the `poll` through a socket pair. So two
-//! captures never symbolize at once, a CPU profile asked for while one
-//! runs is refused at once (Go's "cpu profiling already in use"), and a
-//! heap profile asked for during a CPU profile is served during it.
+//! captures never symbolize at once. A CPU profile shares the agent's one
+//! sampler with the triggers' captures and runs beside them; a second one
+//! asked for while one runs is refused at once (Go's "cpu profiling already
+//! in use"); a heap profile is served at once, during any CPU profile. A
+//! client that closes its connection while it waits marks its job
+//! cancelled (Go cancels the request's context), and the worker stops
+//! what it was taking for it.
 //!
 //! **Why a server of our own.** The endpoint lives inside other people's
 //! services: it must not force an async runtime on them, nor a thread pool
@@ -66,6 +70,9 @@ pub(crate) enum Want {
     Heap,
     /// `/debug/pprof/allocs`: the same snapshot, `alloc_space` by default.
     Allocs,
+    /// `heap` or `allocs` with `seconds`: Go's delta profile, a snapshot
+    /// `duration` after the request less one taken when it came.
+    HeapDelta { allocs: bool, duration: Duration },
 }
 
 impl Want {
@@ -75,6 +82,9 @@ impl Want {
             Want::Cpu { .. } => "profile",
             Want::Heap => "heap",
             Want::Allocs => "allocs",
+            // Go's `filename="%s-delta"`.
+            Want::HeapDelta { allocs: false, .. } => "heap-delta",
+            Want::HeapDelta { allocs: true, .. } => "allocs-delta",
         }
     }
 }
@@ -92,16 +102,25 @@ impl fmt::Display for Want {
             } => write!(f, "CPU profile of {} s with look-back", duration.as_secs()),
             Want::Heap => f.write_str("heap profile"),
             Want::Allocs => f.write_str("allocs profile"),
+            Want::HeapDelta { allocs, duration } => write!(
+                f,
+                "{} delta profile over {} s",
+                if *allocs { "allocs" } else { "heap" },
+                duration.as_secs()
+            ),
         }
     }
 }
 
 /// A profile request on its way to the worker. It is answered exactly
 /// once: by [`Job::answer`], or, if the worker drops it unanswered (it
-/// stopped), with "the agent stopped".
+/// stopped, or the client went away), with "the agent stopped".
 pub(crate) struct Job {
     pub want: Want,
     reply: Option<ReplyTo>,
+    /// Set by the endpoint's thread when the client goes away before its
+    /// answer: the worker then cancels what it takes for it.
+    gone: Arc<AtomicBool>,
 }
 
 /// Where a job's answer goes: the endpoint thread's channel, for this
@@ -116,6 +135,11 @@ struct ReplyTo {
 type Reply = (u64, Want, Result<Vec<u8>>);
 
 impl Job {
+    /// Whether the client that asked went away (its connection closed).
+    pub fn cancelled(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
     /// Sends the result to the connection that asked (which may be gone).
     pub fn answer(mut self, result: Result<Vec<u8>>) {
         if let Some(to) = self.reply.take() {

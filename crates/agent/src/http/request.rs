@@ -190,14 +190,7 @@ pub(crate) fn route(head: &Head, rules: &Rules<'_>) -> Result<Route, Response> {
                 .filter(|&s| s > 0)
                 .map_or(default, |s| s as u64);
             if seconds > u64::from(rules.max_seconds) {
-                return Err(Response::error(
-                    Status::BAD_REQUEST,
-                    &format!(
-                        "profile duration exceeds the endpoint's limit of {} seconds \
-                         (http_max_seconds)",
-                        rules.max_seconds
-                    ),
-                ));
+                return Err(too_long(rules.max_seconds));
             }
             // `lookback=1` (Go's rule for its own flags such as `gc`:
             // `strconv.Atoi`, and on for a number above 0): begin with the
@@ -211,33 +204,66 @@ pub(crate) fn route(head: &Head, rules: &Rules<'_>) -> Result<Route, Response> {
             }))
         }
         "heap" | "allocs" => {
-            // Go serves a delta profile over `seconds`; not (yet) here.
-            if form("seconds").is_some_and(|s| !s.is_empty()) {
-                return Err(Response::error(
-                    Status::BAD_REQUEST,
-                    "\"seconds\" parameter is not supported for this profile type",
-                ));
-            }
+            let allocs = name == "allocs";
             // Go: `strconv.Atoi(debug)`, text output for anything but 0.
-            if form("debug")
+            let debug = form("debug")
                 .and_then(|d| d.parse::<i64>().ok())
                 .unwrap_or(0)
-                != 0
-            {
+                != 0;
+            // Go serves a delta profile for any `seconds` that is not empty
+            // (`serveDeltaProfile`), with its checks in its order.
+            if let Some(seconds) = form("seconds").filter(|s| !s.is_empty()) {
+                let seconds = seconds
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| {
+                        Response::error(
+                            Status::BAD_REQUEST,
+                            "invalid value for \"seconds\" - must be a positive integer",
+                        )
+                    })?;
+                if seconds > i64::from(rules.max_seconds) {
+                    return Err(too_long(rules.max_seconds));
+                }
+                if debug {
+                    return Err(Response::error(
+                        Status::BAD_REQUEST,
+                        "seconds and debug params are incompatible",
+                    ));
+                }
+                return Ok(Route::Capture(Want::HeapDelta {
+                    allocs,
+                    duration: Duration::from_secs(seconds as u64),
+                }));
+            }
+            if debug {
                 return Err(Response::error(
                     Status::BAD_REQUEST,
                     "debug (text output) is not supported: fetch the binary profile and read \
                      it with go tool pprof",
                 ));
             }
-            Ok(Route::Capture(if name == "heap" {
-                Want::Heap
-            } else {
+            Ok(Route::Capture(if allocs {
                 Want::Allocs
+            } else {
+                Want::Heap
             }))
         }
         _ => Err(Response::error(Status::NOT_FOUND, "Unknown profile")),
     }
+}
+
+/// The answer to a `seconds` over `http_max_seconds` (where Go checks
+/// its server's `WriteTimeout`).
+fn too_long(max_seconds: u32) -> Response {
+    Response::error(
+        Status::BAD_REQUEST,
+        &format!(
+            "profile duration exceeds the endpoint's limit of {max_seconds} seconds \
+             (http_max_seconds)"
+        ),
+    )
 }
 
 /// Whether `authorization` is `Bearer <token>` (the scheme in any case,
@@ -432,9 +458,41 @@ mod tests {
         );
         assert_eq!(get("/debug/pprof/heap?debug=1"), Err(Status::BAD_REQUEST));
         assert_eq!(get("/debug/pprof/allocs?debug=2"), Err(Status::BAD_REQUEST));
+        // `seconds` on heap and allocs: Go's delta profile, with Go's checks.
+        let delta = |allocs, seconds| {
+            Ok(Route::Capture(Want::HeapDelta {
+                allocs,
+                duration: Duration::from_secs(seconds),
+            }))
+        };
+        assert_eq!(get("/debug/pprof/heap?seconds=10"), delta(false, 10));
+        assert_eq!(get("/debug/pprof/allocs?seconds=%33"), delta(true, 3));
         assert_eq!(
-            get("/debug/pprof/heap?seconds=10"),
+            get("/debug/pprof/heap?seconds=&debug=0"),
+            Ok(Route::Capture(Want::Heap))
+        );
+        for invalid in ["0", "-1", "ten", "2.5", "99999999999999999999999", "+5"] {
+            let head = complete(&format!(
+                "GET /debug/pprof/heap?seconds={invalid} HTTP/1.1\r\n\r\n"
+            ));
+            let refused = route(&head, &RULES).expect_err(invalid);
+            assert_eq!(refused.status, Status::BAD_REQUEST, "{invalid}");
+            let text = String::from_utf8_lossy(&refused.encode(false)).into_owned();
+            assert!(
+                text.ends_with(
+                    "\r\n\r\ninvalid value for \"seconds\" - must be a positive integer\n"
+                ),
+                "{invalid}: {text}"
+            );
+        }
+        assert_eq!(
+            get("/debug/pprof/heap?seconds=61"),
             Err(Status::BAD_REQUEST)
+        );
+        assert_eq!(
+            get("/debug/pprof/allocs?seconds=5&debug=1"),
+            Err(Status::BAD_REQUEST),
+            "seconds and debug params are incompatible"
         );
         // A limit under Go's default makes the limit the default.
         let short = Rules {

@@ -163,6 +163,10 @@ impl Response {
             Err(e) => e,
         };
         let (status, text) = match (&error, want) {
+            (Error::Busy, Want::HeapDelta { .. }) => (
+                Status::SERVICE_UNAVAILABLE,
+                "too many heap delta profiles under way: try again when one ends".to_string(),
+            ),
             // Go's words, which scrapers and people already know.
             (Error::Busy, _) => (
                 Status::INTERNAL_SERVER_ERROR,
@@ -245,6 +249,18 @@ mod tests {
         assert!(heap.ends_with("\r\n\r\n"), "HEAD: no body: {heap:?}");
         let head = text(Response::profile_head(Want::Allocs), true);
         assert!(head.contains("filename=\"allocs\""), "{head}");
+        // Go's name for a delta: `filename="%s-delta"`.
+        let delta = |allocs| Want::HeapDelta {
+            allocs,
+            duration: Duration::from_secs(5),
+        };
+        let t = text(Response::profile(delta(false), vec![1]), true);
+        assert!(t.contains("filename=\"heap-delta\""), "{t}");
+        let t = text(Response::profile(delta(true), vec![1]), true);
+        assert!(t.contains("filename=\"allocs-delta\""), "{t}");
+        // Over the limit of deltas at once: not Go's CPU words.
+        let busy = Response::from_capture(delta(false), Err(Error::Busy));
+        assert_eq!(busy.status, Status::SERVICE_UNAVAILABLE);
         assert!(!head.contains("Content-Length"), "{head}");
     }
 

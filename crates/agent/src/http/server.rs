@@ -4,7 +4,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
@@ -70,8 +70,8 @@ struct Connection {
 enum State {
     /// Receiving the request head (at most [`MAX_HEAD_BYTES`]).
     Reading { received: Vec<u8> },
-    /// The worker takes its profile.
-    Waiting,
+    /// The worker takes its profile; `gone` tells it the client went away.
+    Waiting { gone: Arc<AtomicBool> },
     /// Sending the response.
     Writing {
         out: Vec<u8>,
@@ -241,7 +241,7 @@ impl Server {
     fn take_replies(&mut self) {
         while let Ok((id, want, result)) = self.replies.try_recv() {
             if let Some(connection) = self.connections.iter_mut().find(|c| c.id == id) {
-                if matches!(connection.state, State::Waiting) {
+                if matches!(connection.state, State::Waiting { .. }) {
                     connection.respond(Response::from_capture(want, result), false);
                 }
             }
@@ -344,19 +344,19 @@ fn refuse(stream: &TcpStream) {
 
 impl Connection {
     /// What `poll` should watch for. While the worker takes the profile,
-    /// nothing: `poll` still reports a hang-up (`POLLHUP`, `POLLERR`).
+    /// the end of the client's stream (it went away: the profile is
+    /// cancelled, as Go cancels a request whose client closed).
     fn events(&self) -> libc::c_short {
         match self.state {
-            State::Reading { .. } | State::Draining { .. } => libc::POLLIN,
+            State::Reading { .. } | State::Draining { .. } | State::Waiting { .. } => libc::POLLIN,
             State::Writing { .. } => libc::POLLOUT,
-            State::Waiting => 0,
         }
     }
 
     fn deadline(&self) -> Option<Instant> {
         match &self.state {
             State::Reading { .. } => Some(self.accepted + HEAD_TIMEOUT),
-            State::Waiting => None,
+            State::Waiting { .. } => None,
             State::Writing { progressed, .. } => Some(*progressed + WRITE_STALL_TIMEOUT),
             State::Draining { until } => Some(*until),
         }
@@ -378,6 +378,15 @@ impl Connection {
     }
 
     fn close(&mut self) {
+        if let State::Waiting { gone } = &self.state {
+            gone.store(true, Ordering::Release);
+            log::debug!(
+                "firewatch: {PREFIX} endpoint: {} from {} went away before its answer: \
+                 cancelled",
+                self.summary.as_deref().unwrap_or("(no request line)"),
+                self.peer
+            );
+        }
         self.closed = true;
         let _ = self.stream.shutdown(Shutdown::Both);
     }
@@ -389,9 +398,8 @@ impl Connection {
         let readable = revents & (libc::POLLIN | libc::POLLHUP) != 0;
         match self.state {
             State::Reading { .. } if readable => self.read_head(context),
-            // The client went away while its profile is taken: the answer
-            // will find no connection.
-            State::Waiting if revents & libc::POLLHUP != 0 => self.close(),
+            // The client may have gone away while its profile is taken.
+            State::Waiting { .. } if readable => self.watch(),
             State::Writing { .. } if revents & (libc::POLLOUT | libc::POLLHUP) != 0 => self.write(),
             State::Draining { .. } if readable => self.drain(),
             _ => {}
@@ -442,8 +450,10 @@ impl Connection {
                 self.respond(Response::profile_head(want), true)
             }
             Ok(Route::Capture(want)) => {
+                let gone = Arc::new(AtomicBool::new(false));
                 let job = Job {
                     want,
+                    gone: Arc::clone(&gone),
                     reply: Some(ReplyTo {
                         connection: self.id,
                         replies: context.replies.clone(),
@@ -453,7 +463,7 @@ impl Connection {
                 // If the worker is gone, the job, dropped with the error,
                 // answers "the agent stopped".
                 let _ = context.jobs.send(job);
-                self.state = State::Waiting;
+                self.state = State::Waiting { gone };
             }
         }
     }
@@ -499,6 +509,23 @@ impl Connection {
                     *sent += n;
                     *progressed = Instant::now();
                 }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return self.close(),
+            }
+        }
+    }
+
+    /// While its profile is taken: the client's end of stream (or a reset)
+    /// means it went away, and closing says so to the worker. Bytes it
+    /// sends meanwhile are read and dropped (one request per connection),
+    /// a bounded amount per wake-up.
+    fn watch(&mut self) {
+        let mut sink = [0u8; 2048];
+        for _ in 0..8 {
+            match (&self.stream).read(&mut sink) {
+                Ok(0) => return self.close(),
+                Ok(_) => continue,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => return self.close(),

@@ -3,8 +3,8 @@
 //! drains and unwinds it (see the parent module for how they fit).
 
 mod history;
-mod lookback;
 mod pool;
+mod shared;
 mod signal;
 mod threads;
 mod timer;
@@ -22,7 +22,7 @@ use signal::{ACTIVE, ENABLED, POOL};
 use timer::ThreadTimer;
 
 pub(crate) use history::SyntheticHistory;
-pub(crate) use lookback::LookbackSampler;
+pub(crate) use shared::{SharedSampler, Subscription};
 pub(crate) use signal::set_labels_in_handler;
 
 use super::{CapturedStack, CpuCapture, Lookback, MAX_DEPTH, MAX_HZ, MAX_SLOTS};
@@ -30,8 +30,9 @@ use crate::unwind::{CopiedStack, Ending, StackUnwinder};
 
 use crate::{Error, Result};
 
-/// Only one CPU profile runs at a time in a process (a `CpuProfiler`, or
-/// the agent's look-back sampler for as long as it lives).
+/// Only one sampler runs at a time in a process: a `CpuProfiler`, or the
+/// agent's shared sampler while any of its profiles (or its look-back)
+/// runs.
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// How often the profiler thread drains the pool and looks for new threads.
@@ -56,13 +57,26 @@ pub struct CpuProfiler {
 
 /// What the profiler thread hands back when it stops.
 struct Finished {
-    /// The samples of a `CpuProfiler`'s run (`None` for the look-back
-    /// sampler, whose captures were handed over as they ended).
-    profile: Option<Tally>,
-    threads: ThreadStats,
+    /// A `CpuProfiler`'s one profile (the shared sampler hands each of its
+    /// profiles over as it ends).
+    sub: Option<Sub>,
     /// Executable mappings without a readable unwind table.
     without_tables: usize,
     previous_handler: bool,
+}
+
+/// One profile the sampler counts samples into: a `CpuProfiler`'s whole
+/// run, or one subscriber of the agent's shared sampler (`shared.rs`),
+/// from the moment it subscribed.
+#[derive(Default)]
+struct Sub {
+    id: u64,
+    tally: Tally,
+    threads: ThreadStats,
+    /// The highest rate the sampler ran at while this profile counted:
+    /// above the rate it asked for when another profile sharing the
+    /// sampler asked for more.
+    sampled_hz: u32,
 }
 
 /// What a profile reports about the threads it followed.
@@ -135,14 +149,19 @@ impl CpuProfiler {
     /// CPU-second (clamped to 1..=4000).
     ///
     /// Fails with [`Error::Busy`] while another profile runs in the
-    /// process, including the agent's look-back sampler, which holds the
-    /// sampler for the agent's life when `lookback` is set.
+    /// process, including the agent's shared sampler: while the agent
+    /// takes a CPU profile, and for the agent's life when `lookback` is
+    /// set.
     pub fn start(hz: u32) -> Result<CpuProfiler> {
         let hz = hz.clamp(1, MAX_HZ);
         let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();
         let worker = spawn_profiler_thread(move |previous_handler, ready| {
-            let mut sampler = Sampler::new(period_for(hz), previous_handler, None);
+            let mut sampler = Sampler::new(hz, previous_handler, None);
+            sampler.subs.push(Sub {
+                sampled_hz: hz,
+                ..Sub::default()
+            });
             sampler.run(&worker_stop, ready);
             sampler.finish()
         })?;
@@ -168,14 +187,16 @@ impl CpuProfiler {
         let duration = self.started_at.elapsed();
         let used = crate::process::usage::process_cpu_clock().saturating_sub(self.cpu_at_start);
         let finished = self.join()?;
+        let sub = finished.sub.unwrap_or_default();
         Ok(Parts {
             hz: self.hz,
+            sampled_hz: self.hz,
             started: self.started,
             duration,
             used,
-            profile: finished.profile.unwrap_or_default(),
+            profile: sub.tally,
             lookback: None,
-            threads: finished.threads,
+            threads: sub.threads,
             without_tables: finished.without_tables,
             previous_handler: finished.previous_handler,
         }
@@ -198,7 +219,10 @@ impl Drop for CpuProfiler {
 
 /// Everything a [`CpuCapture`] is made of.
 struct Parts {
+    /// The rate the profile asked for.
     hz: u32,
+    /// The highest rate its samples were taken at (see [`Sub`]).
+    sampled_hz: u32,
     started: SystemTime,
     duration: Duration,
     /// The process's CPU clock over the window.
@@ -241,6 +265,7 @@ impl Parts {
         let counted = total.cpu_ns + total.dropped_ns;
         CpuCapture {
             hz: self.hz,
+            sampled_hz: self.sampled_hz.max(self.hz),
             period_ns: period_for(self.hz),
             started: self.started,
             duration: self.duration,
@@ -278,8 +303,8 @@ impl Tally {
 
 /// In a child just forked: no timer and no profiler thread came along, so
 /// no profile runs here, whatever the parent was doing (a `CpuProfiler` or
-/// the agent's look-back sampler: both are this one sampler, and the
-/// look-back sampler keeps no state of its own outside its thread). The
+/// the agent's shared sampler: both are this one sampler, and the shared
+/// sampler keeps no state of its own outside its thread). The
 /// parent's pool is left allocated (the child cannot know whether it is
 /// still needed by the copy of memory it shares nothing with; a few MiB at
 /// most).
@@ -319,18 +344,19 @@ impl ScanSchedule {
 
 /// The profiler thread's state.
 struct Sampler {
+    /// The rate every timer runs at now, and its period.
+    hz: u32,
     period_ns: u64,
     threads: HashMap<libc::pid_t, Tracked>,
     /// Per slot: the generation of its current (or last) owner and the
     /// owner, for checking a sample's `si_value`.
     owners: Vec<(u16, Option<ThreadRef>)>,
     free_slots: Vec<usize>,
-    /// The profile being taken: a `CpuProfiler`'s whole run; for the
-    /// look-back sampler, the capture in progress, if any.
-    profile: Option<Tally>,
-    /// The look-back sampler's windows of the last seconds.
+    /// The profiles being taken: a `CpuProfiler`'s whole run; for the
+    /// shared sampler, each subscriber's since it subscribed.
+    subs: Vec<Sub>,
+    /// The shared sampler's look-back windows of the last seconds.
     history: Option<History>,
-    thread_stats: ThreadStats,
     previous_handler: bool,
     pool: *mut Pool,
     unwinder: StackUnwinder,
@@ -338,14 +364,15 @@ struct Sampler {
 }
 
 impl Sampler {
-    /// A sampler at `period_ns`: a `CpuProfiler`'s, counting into one
-    /// profile, or with a `history`, the look-back sampler's.
-    fn new(period_ns: u64, previous_handler: bool, history: Option<History>) -> Sampler {
+    /// A sampler at `hz`, counting into the profiles in `subs` (none yet)
+    /// and, with a `history`, into the look-back windows.
+    fn new(hz: u32, previous_handler: bool, history: Option<History>) -> Sampler {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let pool = Box::into_raw(Pool::new(pool::slots_for(cpus)));
         POOL.store(pool, Ordering::SeqCst);
         Sampler {
-            period_ns,
+            hz,
+            period_ns: period_for(hz),
             threads: HashMap::new(),
             // Generations go on from the last profile's, so a signal of a
             // timer deleted then (queued on kernels before 6.13) is stale
@@ -355,9 +382,8 @@ impl Sampler {
                 .map(|g| (g.load(Ordering::Relaxed), None))
                 .collect(),
             free_slots: (0..MAX_SLOTS).rev().collect(),
-            profile: history.is_none().then(Tally::default),
+            subs: Vec::new(),
             history,
-            thread_stats: ThreadStats::default(),
             previous_handler,
             pool,
             unwinder: StackUnwinder::new(),
@@ -414,15 +440,17 @@ impl Sampler {
             }
             let Some(slot) = self.free_slots.pop() else {
                 // More threads than slots: counted, and said in the profile.
-                self.thread_stats.untracked = self
-                    .thread_stats
-                    .untracked
-                    .max(now.len().saturating_sub(self.threads.len()));
+                let untracked = now.len().saturating_sub(self.threads.len());
+                for sub in &mut self.subs {
+                    sub.threads.untracked = sub.threads.untracked.max(untracked);
+                }
                 break;
             };
             let thread = ThreadRef::new(threads::name(tid));
             let timer = self.arm(tid, slot, &thread);
-            self.thread_stats.threads_seen += 1;
+            for sub in &mut self.subs {
+                sub.threads.threads_seen += 1;
+            }
             self.threads.insert(
                 tid,
                 Tracked {
@@ -457,14 +485,17 @@ impl Sampler {
             Err(e) => {
                 // The thread may have exited between listing and now.
                 log::debug!("firewatch: no CPU timer for thread {tid}: {e}");
-                self.thread_stats.timer_failures += 1;
+                for sub in &mut self.subs {
+                    sub.threads.timer_failures += 1;
+                }
                 None
             }
         }
     }
 
-    /// Changes the sampling period of every tracked thread (the look-back
-    /// sampler, at the start and end of a capture). A timer's `si_value`
+    /// Changes the sampling rate of every tracked thread (the shared
+    /// sampler, when the highest rate its profiles ask for changes: a
+    /// capture begins or ends beside look-back). A timer's `si_value`
     /// cannot change, so each thread's timer is deleted, the samples taken
     /// at the old period drained, and a new timer made at the new period
     /// with a new generation. A signal an old timer had already queued
@@ -475,7 +506,8 @@ impl Sampler {
     /// an expiry the kernel had not yet noticed (it checks at a tick while
     /// the thread runs), are not sampled: about a period per busy thread,
     /// in `[firewatch: unsampled]`.
-    fn set_period(&mut self, period_ns: u64) {
+    fn set_rate(&mut self, hz: u32) {
+        let period_ns = period_for(hz);
         if period_ns == self.period_ns {
             return;
         }
@@ -485,7 +517,11 @@ impl Sampler {
         // Handlers that ran before the deletes left samples of the old
         // period: weighed with it.
         self.drain();
+        self.hz = hz;
         self.period_ns = period_ns;
+        for sub in &mut self.subs {
+            sub.sampled_hz = sub.sampled_hz.max(hz);
+        }
         let tids: Vec<(libc::pid_t, usize, ThreadRef)> = self
             .threads
             .iter()
@@ -552,7 +588,8 @@ impl Sampler {
     }
 
     /// Unwinds every sample in the pool and counts it, at the current
-    /// period, in the profile being taken and the current look-back window.
+    /// period, in every profile being taken and the current look-back
+    /// window.
     fn drain(&mut self) {
         // SAFETY: this thread owns the pool until `finish` frees it.
         let pool = unsafe { &*self.pool };
@@ -561,13 +598,13 @@ impl Sampler {
             owners,
             unwinder,
             frames,
-            profile,
+            subs,
             history,
             period_ns,
             ..
         } = self;
         let period_ns = *period_ns;
-        for tally in tallies(profile, history) {
+        for tally in tallies(subs, history) {
             tally.dropped_ns += dropped_ns;
         }
         pool.drain(|header, stack| match owner_of(owners, header) {
@@ -581,12 +618,12 @@ impl Sampler {
                     cpu_ns: u64::from(header.periods) * period_ns,
                     incomplete,
                 };
-                for tally in tallies(&mut *profile, &mut *history) {
+                for tally in tallies(&mut *subs, &mut *history) {
                     tally.add(&sample);
                 }
             }
             None => {
-                for tally in tallies(&mut *profile, &mut *history) {
+                for tally in tallies(&mut *subs, &mut *history) {
                     tally.stale += 1;
                 }
             }
@@ -614,27 +651,26 @@ impl Sampler {
         // nothing else can reach it.
         let pool = unsafe { Box::from_raw(self.pool) };
         let dropped_ns = pool.dropped_periods.load(Ordering::Relaxed) * self.period_ns;
-        if let Some(profile) = self.profile.as_mut() {
-            profile.dropped_ns += dropped_ns;
+        for sub in &mut self.subs {
+            sub.tally.dropped_ns += dropped_ns;
         }
         drop(pool);
         Finished {
-            profile: self.profile.take(),
-            threads: self.thread_stats,
+            sub: self.subs.pop(),
             without_tables: self.unwinder.without_tables,
             previous_handler: self.previous_handler,
         }
     }
 }
 
-/// Where a sample is counted: the profile being taken, and the current
+/// Where a sample is counted: every profile being taken, and the current
 /// look-back window.
 fn tallies<'a>(
-    profile: &'a mut Option<Tally>,
+    subs: &'a mut [Sub],
     history: &'a mut Option<History>,
 ) -> impl Iterator<Item = &'a mut Tally> {
-    profile
-        .iter_mut()
+    subs.iter_mut()
+        .map(|sub| &mut sub.tally)
         .chain(history.as_mut().map(History::current))
 }
 
