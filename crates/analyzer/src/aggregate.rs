@@ -351,6 +351,52 @@ impl FrameKey<'_> {
     }
 }
 
+/// The frames of every batch so far (global ids are indexes), found by
+/// key.
+#[derive(Default)]
+struct FrameTable {
+    names: Vec<String>,
+    /// Per frame: (entered inline somewhere, entered by a call somewhere).
+    inlining: Vec<(bool, bool)>,
+    keys: Vec<OwnedFrameKey>,
+    /// (the key's [`frame_hash`], id).
+    index: HashTable<(u64, u32)>,
+}
+
+impl FrameTable {
+    /// Global ids for an input's local frames (new frames get the next
+    /// ids, in order of their first use), and their inlining flags.
+    fn intern(&mut self, local: &LocalPlan) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(local.keys.len());
+        for (&(hash, ref key), &(inline, call)) in local.keys.iter().zip(&local.flags) {
+            let keys = &self.keys;
+            let found = self.index.find(hash, |&(h, id)| {
+                h == hash && hashbrown::Equivalent::equivalent(key, &keys[id as usize])
+            });
+            let id = match found {
+                Some(&(_, id)) => id,
+                None => {
+                    let id = u32::try_from(self.names.len())
+                        .expect("frames fit in u32: bounded by input size");
+                    self.names.push(bounded_name(match *key {
+                        FrameKey::Function(name) => name.to_string(),
+                        FrameKey::Object(object, _) => object_name(object),
+                    }));
+                    self.keys.push(key.to_owned());
+                    self.inlining.push((false, false));
+                    self.index.insert_unique(hash, (hash, id), |&(h, _)| h);
+                    id
+                }
+            };
+            let flags = &mut self.inlining[id as usize];
+            flags.0 |= inline;
+            flags.1 |= call;
+            ids.push(id);
+        }
+        ids
+    }
+}
+
 /// The plans of one batch of inputs, for [`Aggregator::add`].
 pub(crate) struct Batch {
     plans: Vec<Plan>,
@@ -367,10 +413,7 @@ pub(crate) struct Aggregator {
     has_base: bool,
     /// The reported sample type, and the input that chose it.
     sample_type: Option<(SampleType, PathBuf)>,
-    names: Vec<String>,
-    /// Per frame: (entered inline somewhere, entered by a call somewhere).
-    inlining: Vec<(bool, bool)>,
-    keys: hashbrown::HashMap<OwnedFrameKey, u32, rustc_hash::FxBuildHasher>,
+    frames: FrameTable,
     filter: NameFilter,
     /// `--group-by` values that have a group, in order of their group id.
     group_values: Vec<String>,
@@ -386,9 +429,7 @@ impl Aggregator {
             options: options.clone(),
             has_base,
             sample_type: None,
-            names: Vec::new(),
-            inlining: Vec::new(),
-            keys: hashbrown::HashMap::with_hasher(rustc_hash::FxBuildHasher),
+            frames: FrameTable::default(),
             filter: NameFilter {
                 focus: options.focus.clone(),
                 ignore: options.ignore.clone(),
@@ -422,31 +463,57 @@ impl Aggregator {
         }
         let (sample_type, first_path) = self.sample_type.as_ref().expect("set above");
 
-        // Most frames are functions: size the tables for them up front.
-        let functions: usize = inputs.iter().map(|i| i.view.functions().len() + 1).sum();
-        self.names
-            .reserve(functions.saturating_sub(self.names.len()));
-        self.keys.reserve(functions.saturating_sub(self.keys.len()));
-        let mut plans = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            let value_index = input
-                .view
-                .find_sample_type(&sample_type.r#type, &sample_type.unit)
-                .map_err(|reason| Error::Incompatible {
-                    path: input.path.clone(),
-                    first: first_path.clone(),
-                    reason,
-                })?;
-            plans.push(plan(
-                input,
-                value_index,
-                options.all_frames,
-                &self.filter,
-                &mut self.keys,
-                &mut self.names,
-                &mut self.inlining,
-            )?);
+        // Each input's locations are planned in parallel with frames
+        // numbered locally; the local frames then get their global ids one
+        // input after another (a probe per distinct frame); the locations'
+        // frames are renumbered in parallel again.
+        let value_indexes = inputs
+            .iter()
+            .map(|input| {
+                input
+                    .view
+                    .find_sample_type(&sample_type.r#type, &sample_type.unit)
+                    .map_err(|reason| Error::Incompatible {
+                        path: input.path.clone(),
+                        first: first_path.clone(),
+                        reason,
+                    })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let filter = &self.filter;
+        let locals: Vec<Result<LocalPlan>> = inputs
+            .par_iter()
+            .map(|input| plan_locations(input, options.all_frames, filter))
+            .collect();
+        let mut planned = Vec::with_capacity(inputs.len());
+        for local in locals {
+            let local = local?;
+            let ids = self.frames.intern(&local);
+            planned.push((local, ids));
         }
+        let mut plans: Vec<Plan> = planned
+            .into_par_iter()
+            .zip(inputs.par_iter().zip(value_indexes))
+            .map(|((local, ids), (input, value_index))| {
+                let mut frames = local.frames;
+                for frame in &mut frames {
+                    *frame = ids[*frame as usize];
+                }
+                Plan {
+                    value_index,
+                    sign: if input.base { -1 } else { 1 },
+                    frame_start: local.frame_start,
+                    frames,
+                    prune: local.prune,
+                    filter: local.filter,
+                    diff_base_label: diff_base_label(input.view),
+                    tags: None,
+                    groups: None,
+                    label_strings: None,
+                    identity: None,
+                }
+            })
+            .collect();
         if self.has_base {
             let identities: Vec<SampleIdentity> = inputs
                 .par_iter()
@@ -513,7 +580,7 @@ impl Aggregator {
             .enumerate()
             .flat_map(|(i, blocks)| blocks.iter().map(move |b| (i, b)))
             .collect();
-        let node_count = self.names.len();
+        let node_count = self.frames.names.len();
         let diff = self.has_base;
         // One partial sum per worker thread (not per rayon split: merging
         // millions of stacks is the expensive part), then the stack tables
@@ -565,8 +632,9 @@ impl Aggregator {
         let Aggregator {
             has_base,
             sample_type,
-            names,
-            inlining,
+            frames: FrameTable {
+                names, inlining, ..
+            },
             options,
             group_values,
             running,
@@ -735,15 +803,37 @@ impl Aggregate {
     }
 }
 
-fn plan<'s>(
+/// One input's locations planned with frames numbered locally: the part of
+/// planning that needs no shared state, run for every input of a batch in
+/// parallel. [`Aggregator::intern`] then gives the local frames their
+/// global ids, one hash probe per distinct frame of the input (hashes
+/// computed here), so the serial part of planning is a few thousand
+/// probes per file, not a walk of every line.
+struct LocalPlan<'s> {
+    prune: Option<Vec<LocationPrune>>,
+    filter: Option<Vec<LocationMatch>>,
+    /// Local frame `f`'s key and its hash (`frame_hash`).
+    keys: Vec<(u64, FrameKey<'s>)>,
+    /// Per local frame: (entered inline somewhere, entered by a call somewhere).
+    flags: Vec<(bool, bool)>,
+    /// Location `l`'s frames are `frames[frame_start[l]..frame_start[l+1]]`
+    /// (local ids), root first.
+    frame_start: Vec<u32>,
+    frames: Vec<u32>,
+}
+
+/// The hash frames are interned by, the same in every input.
+#[inline]
+fn frame_hash(key: &FrameKey) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(key)
+}
+
+fn plan_locations<'s>(
     input: &'s Input,
-    value_index: usize,
     all_frames: bool,
     filter: &NameFilter,
-    keys: &mut hashbrown::HashMap<OwnedFrameKey, u32, rustc_hash::FxBuildHasher>,
-    names: &mut Vec<String>,
-    inlining: &mut Vec<(bool, bool)>,
-) -> Result<Plan> {
+) -> Result<LocalPlan<'s>> {
     let view = input.view;
     let pruner = if all_frames {
         None
@@ -760,21 +850,22 @@ fn plan<'s>(
             .collect()
     });
 
-    let mut intern = |key: FrameKey<'s>, display: &dyn Fn() -> String| -> u32 {
-        if let Some(&node) = keys.get(&key) {
-            return node;
-        }
-        names.push(bounded_name(display()));
-        let node = (names.len() - 1) as u32;
-        keys.insert(key.to_owned(), node);
-        node
+    // Local ids: a function's on its first use (by function index, so a
+    // name is hashed once per input), an unsymbolized frame's by its key.
+    let mut keys: Vec<(u64, FrameKey<'s>)> = Vec::new();
+    let mut of_function = vec![u32::MAX; view.functions().len()];
+    let mut of_object: FxHashMap<FrameKey<'s>, u32> = FxHashMap::default();
+    let mut object_frame = |keys: &mut Vec<(u64, FrameKey<'s>)>, key: FrameKey<'s>| -> u32 {
+        *of_object.entry(key).or_insert_with_key(|key| {
+            keys.push((frame_hash(key), key.clone()));
+            (keys.len() - 1) as u32
+        })
     };
     let object = |loc: &firewatch_profile::LocationView| -> &'s str {
         loc.mapping
             .map_or("", |m| view.string(view.mappings()[m as usize].filename))
     };
-    // (node, entered inline) for every frame, applied once interning is done.
-    let mut entries: Vec<(u32, bool)> = Vec::new();
+    let mut flags: Vec<(bool, bool)> = Vec::new();
     let mut frame_start = Vec::with_capacity(view.locations().len() + 1);
     let mut frames = Vec::with_capacity(view.lines().len() + 16);
     frame_start.push(0u32);
@@ -782,44 +873,41 @@ fn plan<'s>(
         let lines = kept_lines(view, prune.as_deref(), l);
         let first_frame = frames.len();
         if lines.is_empty() {
-            let obj = object(loc);
-            frames.push(intern(FrameKey::Object(obj, 0), &|| object_name(obj)));
+            frames.push(object_frame(&mut keys, FrameKey::Object(object(loc), 0)));
         }
         // Callers first: the last line is the out-of-line function.
         for line in lines.iter().rev() {
             let function = &view.functions()[line.function as usize];
             let name = view.string(function.name);
-            let node = if name.is_empty() {
-                let obj = object(loc);
-                intern(FrameKey::Object(obj, function.start_line), &|| {
-                    object_name(obj)
-                })
+            let frame = if name.is_empty() {
+                object_frame(
+                    &mut keys,
+                    FrameKey::Object(object(loc), function.start_line),
+                )
             } else {
-                intern(FrameKey::Function(name), &|| name.to_string())
+                let local = &mut of_function[line.function as usize];
+                if *local == u32::MAX {
+                    let key = FrameKey::Function(name);
+                    keys.push((frame_hash(&key), key));
+                    *local = (keys.len() - 1) as u32;
+                }
+                *local
             };
-            frames.push(node);
+            frames.push(frame);
         }
         // Inlined frames are entered through an inline edge; the location's
         // outermost frame through a call.
-        for (k, &node) in frames[first_frame..].iter().enumerate() {
-            if k == 0 {
-                entries.push((node, false));
-            } else if frames[first_frame + k - 1] != node {
-                entries.push((node, true));
+        flags.resize(keys.len(), (false, false));
+        for k in first_frame..frames.len() {
+            let frame = frames[k] as usize;
+            if k == first_frame {
+                flags[frame].1 = true;
+            } else if frames[k - 1] as usize != frame {
+                flags[frame].0 = true;
             }
         }
         frame_start
             .push(u32::try_from(frames.len()).expect("frames fit in u32: bounded by input size"));
-    }
-
-    inlining.resize(names.len(), (false, false));
-    for (node, inline) in entries {
-        let flags = &mut inlining[node as usize];
-        if inline {
-            flags.0 = true;
-        } else {
-            flags.1 = true;
-        }
     }
 
     // Focus and ignore see the lines pruning left, as in pprof, which
@@ -833,19 +921,13 @@ fn plan<'s>(
             })
             .collect()
     });
-
-    Ok(Plan {
-        value_index,
-        sign: if input.base { -1 } else { 1 },
-        frame_start,
-        frames,
+    Ok(LocalPlan {
         prune,
         filter,
-        diff_base_label: diff_base_label(view),
-        tags: None,
-        groups: None,
-        label_strings: None,
-        identity: None,
+        keys,
+        flags,
+        frame_start,
+        frames,
     })
 }
 

@@ -264,15 +264,21 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
     let mut kept_blocks = None;
     let mut done = 0;
     let mut symbolizer = crate::symbols::Symbolizer::new(&request.symbols)?;
-    for range in batches {
-        let batch = &sources[range];
-        // Read every input in parallel, convert those in another format to
-        // pprof, then decode each (in parallel too).
-        let data: Vec<ProfileData> = batch
+    // Read every input of a batch in parallel (the next batch's while this
+    // one's samples are added: that pass is one thread for a batch of small
+    // files), convert those in another format to pprof, then decode each
+    // (in parallel too).
+    let read = |range: &std::ops::Range<usize>| -> Result<Vec<ProfileData>> {
+        Ok(sources[range.clone()]
             .par_iter()
             .map(|(s, _)| ProfileData::open_with(&s.path, request.max_decompressed, request.mmap))
-            .collect::<Result<_, _>>()?;
-        timings.mark("read and inflate");
+            .collect::<Result<_, _>>()?)
+    };
+    let mut next = batches.first().map(read).transpose()?;
+    timings.mark("read and inflate");
+    for (k, range) in batches.iter().enumerate() {
+        let batch = &sources[range.clone()];
+        let data = next.take().expect("each batch is read before its turn");
         let formats: Vec<InputFormat> = batch
             .par_iter()
             .zip(&data)
@@ -341,7 +347,11 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
             .collect();
         drop(data);
         let block_refs: Vec<&[SampleBlock]> = blocks.iter().map(Vec::as_slice).collect();
-        aggregator.add(planned, &block_refs);
+        let ((), read_next) = rayon::join(
+            || aggregator.add(planned, &block_refs),
+            || batches.get(k + 1).map(read).transpose(),
+        );
+        next = read_next?;
         drop(block_refs);
         if options.label_hot_paths {
             kept_blocks = Some(blocks);
