@@ -37,6 +37,11 @@ const HOT: &str = "hot_function_for_the_lookback_test";
 /// Consecutive checks over the threshold before it fires: long enough a
 /// burn before the trigger that missing it shows.
 const CHECKS: u32 = 10;
+/// The CPU threshold, in % of one core: low, so that the burner trips it on
+/// a machine loaded well beyond its cores (CI, and a 2-core machine at
+/// load 10 gives a thread ~20% of a core; at 50% it never fired there),
+/// and still far above what the idle test process uses.
+const THRESHOLD_PERCENT: u32 = 10;
 const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 const CAPTURE: Duration = Duration::from_secs(1);
 /// The longest look-back: however long a loaded machine takes to trip the
@@ -218,7 +223,7 @@ fn run(lookback: bool) -> Run {
         .output_dir(dir.path())
         .signal(None)
         .rss_threshold_percent(None)
-        .cpu_threshold_percent(50)
+        .cpu_threshold_percent(THRESHOLD_PERCENT)
         .cpu_threshold_checks(CHECKS)
         .check_interval(CHECK_INTERVAL)
         .cpu_duration(CAPTURE)
