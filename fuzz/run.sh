@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the profile decoder and the analyzer with
-# cargo-fuzz (libFuzzer, AddressSanitizer, debug assertions and overflow
-# checks on), on the nightly toolchain.
+# Coverage-guided fuzzing of the profile decoder, the analyzer and its
+# readers of Node.js's formats with cargo-fuzz (libFuzzer, AddressSanitizer,
+# debug assertions and overflow checks on), on the nightly toolchain.
 #
 # Usage: fuzz/run.sh [seconds-per-target] [target...]
 #   seconds-per-target  default 60 (CI-sized); every target in fuzz_targets/
-#                       unless targets are named.
+#                       (decode, analyze, heapsnapshot, node) unless targets
+#                       are named.
 # Environment:
 #   FUZZ_MAX_LEN        -max_len in bytes (default 1048576 = 1 MiB)
 #   FUZZ_SANITIZER      address (default) or none (faster, catches less)
@@ -59,8 +60,12 @@ if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1 && ! com
 fi
 
 build_flags=(--sanitizer "$sanitizer" --debug-assertions)
-echo "== build: cargo +nightly fuzz build ${build_flags[*]}"
-cargo +nightly fuzz build "${build_flags[@]}"
+# Only the targets run are built, one at a time (the build of one does not
+# depend on the others compiling).
+for target in "${targets[@]}"; do
+    echo "== build: cargo +nightly fuzz build ${build_flags[*]} $target"
+    cargo +nightly fuzz build "${build_flags[@]}" "$target"
+done
 
 echo "== seed"
 ./seed.sh "${targets[@]}"
@@ -72,13 +77,16 @@ for target in "${targets[@]}"; do
     mkdir -p "artifacts/$target" "corpus/$target"
     before="$(find "artifacts/$target" -type f | sort)"
     log="logs/$target.log"
+    # The target's own dictionary (heapsnapshot.dict, node.dict), else pprof's.
+    dict="pprof.dict"
+    if [ -f "$target.dict" ]; then dict="$target.dict"; fi
     # shellcheck disable=SC2206
     libfuzzer_flags=(
         -max_total_time="$seconds"
         -max_len="$max_len"
         -rss_limit_mb=2048
         -timeout=10
-        -dict=pprof.dict
+        -dict="$dict"
         -print_final_stats=1
         ${FUZZ_ARGS:-}
     )

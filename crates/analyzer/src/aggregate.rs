@@ -620,8 +620,12 @@ impl Aggregator {
                 partial
             })
             .collect();
-        let partials = self.running.take().into_iter().chain(partials).collect();
-        self.running = Some(Partial::merge_all(partials));
+        let partials: Vec<Partial> = self.running.take().into_iter().chain(partials).collect();
+        // Nothing to merge when no input so far had a sample block (a
+        // profile without samples): `finish` starts from an empty partial.
+        if !partials.is_empty() {
+            self.running = Some(Partial::merge_all(partials));
+        }
         if let Some(kept) = &mut self.kept_plans {
             kept.extend(plans);
         }

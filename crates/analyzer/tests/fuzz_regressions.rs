@@ -1,8 +1,8 @@
 //! Inputs the fuzzers (and review while fuzzing) found, kept under
-//! `fuzz/regressions/` (made by `fuzz/regressions/analyze/gen.py`, our
-//! own files) and run through the real binary. Test builds check integer
-//! overflow, so each of these panicked before its fix; sums now wrap as
-//! Go's int64 does in pprof.
+//! `fuzz/regressions/` (made by `fuzz/regressions/analyze/gen.py`, or by
+//! hand for `node/`: our own files) and run through the real binary. Test
+//! builds check integer overflow, so each of the overflows panicked before
+//! its fix; sums now wrap as Go's int64 does in pprof.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,6 +10,14 @@ use std::process::Command;
 fn regression(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../fuzz/regressions/analyze")
+        .join(name);
+    assert!(path.exists(), "{} missing", path.display());
+    path.to_str().unwrap().to_string()
+}
+
+fn node_regression(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/regressions/node")
         .join(name);
     assert!(path.exists(), "{} missing", path.display());
     path.to_str().unwrap().to_string()
@@ -74,4 +82,25 @@ fn differential_folded_line_past_i64_max() {
         "--flamegraph",
         svg.to_str().unwrap(),
     ]);
+}
+
+/// Profiles without a sample: a pprof one (a sample type and its strings,
+/// nothing else) and Node profiles whose nodes carry nothing. With no
+/// sample block to sum, the aggregation merged an empty list of partial
+/// sums and panicked ("at least one partial"), alone or with a base.
+/// Found by the `node` fuzz target (a `.heapprofile` whose samples all
+/// name nodes outside its tree).
+#[test]
+fn profiles_without_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("no-samples.pb");
+    std::fs::write(&pb, b"\x0a\x04\x08\x01\x10\x02\x32\x00\x32\x01a\x32\x01b").unwrap();
+    for p in [
+        pb.to_str().unwrap().to_string(),
+        node_regression("no-samples.cpuprofile"),
+        node_regression("no-samples.heapprofile"),
+    ] {
+        analyze_ok(&[&p]);
+        analyze_ok(&[&p, "--base", &p]);
+    }
 }
