@@ -97,22 +97,6 @@ fn hot_function_for_the_lookback_test(stop: &AtomicBool, record: &Mutex<Record>)
     }
 }
 
-/// The burner's CPU clock at wall time `at`, interpolated between records.
-fn cpu_at(record: &Record, at: SystemTime) -> Duration {
-    let after = record.partition_point(|&(wall, _)| wall <= at);
-    if after == 0 {
-        return record[0].1;
-    }
-    if after == record.len() {
-        return record[after - 1].1;
-    }
-    let ((w0, c0), (w1, c1)) = (record[after - 1], record[after]);
-    let span = w1.duration_since(w0).unwrap_or_default().as_secs_f64();
-    let into = at.duration_since(w0).unwrap_or_default().as_secs_f64();
-    let share = if span > 0.0 { into / span } else { 0.0 };
-    c0 + (c1 - c0).mul_f64(share.clamp(0.0, 1.0))
-}
-
 /// The hot function's CPU in `profile` (every sample whose stack holds it),
 /// in total and in samples labelled `firewatch_window=lookback`.
 fn hot_cpu(profile: &Profile) -> (Duration, Duration) {
@@ -252,12 +236,12 @@ fn run(lookback: bool) -> Run {
     Run {
         t,
         start,
-        burned: cpu_at(&record, end) - record[0].1,
-        burned_in_window: cpu_at(&record, end) - cpu_at(&record, start.max(t)),
+        burned: common::cpu_at(&record, end) - record[0].1,
+        burned_in_window: common::cpu_at(&record, end) - common::cpu_at(&record, start.max(t)),
         hot,
         hot_lookback,
-        before_capture: cpu_at(&record, end - CAPTURE) - record[0].1,
-        before_trigger: cpu_at(&record, t + CHECK_INTERVAL * (CHECKS - 1)) - record[0].1,
+        before_capture: common::cpu_at(&record, end - CAPTURE) - record[0].1,
+        before_trigger: common::cpu_at(&record, t + CHECK_INTERVAL * (CHECKS - 1)) - record[0].1,
         profile,
     }
 }

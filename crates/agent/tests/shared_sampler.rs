@@ -123,22 +123,6 @@ impl Drop for Burner {
     }
 }
 
-/// The thread's CPU clock at wall time `at`, interpolated between records.
-fn cpu_at(record: &Record, at: SystemTime) -> Duration {
-    let after = record.partition_point(|&(wall, _)| wall <= at);
-    if after == 0 {
-        return record[0].1;
-    }
-    if after == record.len() {
-        return record[after - 1].1;
-    }
-    let ((w0, c0), (w1, c1)) = (record[after - 1], record[after]);
-    let span = w1.duration_since(w0).unwrap_or_default().as_secs_f64();
-    let into = at.duration_since(w0).unwrap_or_default().as_secs_f64();
-    let share = if span > 0.0 { into / span } else { 0.0 };
-    c0 + (c1 - c0).mul_f64(share.clamp(0.0, 1.0))
-}
-
 /// A profile's window, `[time_nanos, time_nanos + duration_nanos]`.
 fn window(profile: &Profile) -> (SystemTime, SystemTime) {
     let start = UNIX_EPOCH + Duration::from_nanos(profile.time_nanos as u64);
@@ -172,7 +156,7 @@ fn comments(profile: &Profile) -> Vec<&str> {
 fn check_against_clocks(what: &str, profile: &Profile, burners: &[(String, Record)]) {
     let (start, end) = window(profile);
     for (name, record) in burners {
-        let clock = cpu_at(record, end) - cpu_at(record, start);
+        let clock = common::cpu_at(record, end) - common::cpu_at(record, start);
         let sampled = thread_cpu_in(profile, name);
         let error = sampled.abs_diff(clock);
         eprintln!(

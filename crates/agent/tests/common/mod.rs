@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each test file uses part of this module
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 fn clock(id: libc::clockid_t) -> Duration {
     let mut t = libc::timespec {
@@ -44,4 +44,21 @@ pub fn burn_cpu_until(cpu: Duration, mut stop: impl FnMut() -> bool) -> u64 {
 /// Spins until the calling thread has used `cpu` more CPU time.
 pub fn burn_cpu(cpu: Duration) -> u64 {
     burn_cpu_until(cpu, || false)
+}
+
+/// A thread's CPU clock at wall time `at`, interpolated between its
+/// records of (wall time, CPU clock), taken in order.
+pub fn cpu_at(record: &[(SystemTime, Duration)], at: SystemTime) -> Duration {
+    let after = record.partition_point(|&(wall, _)| wall <= at);
+    if after == 0 {
+        return record[0].1;
+    }
+    if after == record.len() {
+        return record[after - 1].1;
+    }
+    let ((w0, c0), (w1, c1)) = (record[after - 1], record[after]);
+    let span = w1.duration_since(w0).unwrap_or_default().as_secs_f64();
+    let into = at.duration_since(w0).unwrap_or_default().as_secs_f64();
+    let share = if span > 0.0 { into / span } else { 0.0 };
+    c0 + (c1 - c0).mul_f64(share.clamp(0.0, 1.0))
 }
