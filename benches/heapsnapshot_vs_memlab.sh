@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side wall time and peak RSS of firewatch's heap snapshot analysis and memlab's
+# Side-by-side wall time, CPU time and peak RSS of firewatch's heap snapshot analysis and memlab's
 # full heap load, on the same snapshot, same machine, same run; plus firewatch's parsing
 # with 1 and 2 threads.
 #
@@ -52,15 +52,19 @@ nodes=$(head -c 4096 "$snap" | grep -o '"node_count":[0-9]*' | cut -d: -f2)
 # median of a list of numbers
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-# Runs "$@" REPEAT times; prints "median_wall median_rss_kb".
+# Runs "$@" REPEAT times; prints "median_wall median_rss_kb median_cpu" (CPU: user +
+# system seconds, steadier than wall time when other work shares the machine).
 measure() {
-    local walls=() rsss=() out
+    local walls=() rsss=() cpus=() out wall rss user sys
     for _ in $(seq "$REPEAT"); do
-        out=$("$TIME" -f '%e %M' "$@" 2>&1 >/dev/null | tail -1)
-        walls+=("${out% *}")
-        rsss+=("${out#* }")
+        out=$("$TIME" -f '%e %M %U %S' "$@" 2>&1 >/dev/null | tail -1)
+        read -r wall rss user sys <<<"$out"
+        walls+=("$wall")
+        rsss+=("$rss")
+        cpus+=("$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')")
     done
-    printf '%s %s\n' "$(printf '%s\n' "${walls[@]}" | median)" "$(printf '%s\n' "${rsss[@]}" | median)"
+    printf '%s %s %s\n' "$(printf '%s\n' "${walls[@]}" | median)" "$(printf '%s\n' "${rsss[@]}" | median)" \
+        "$(printf '%s\n' "${cpus[@]}" | median)"
 }
 
 # Median parse time (s) with $1 threads.
@@ -72,11 +76,11 @@ parse_time() {
 }
 
 log "memlab ($REPEAT runs)"
-read -r ml_wall ml_rss < <(measure node --max-old-space-size=8192 "$memlab_dir/memlab_heap.js" --load-only "$snap")
+read -r ml_wall ml_rss ml_cpu < <(measure node --max-old-space-size=8192 "$memlab_dir/memlab_heap.js" --load-only "$snap")
 log "firewatch ($REPEAT runs)"
-read -r fw_wall fw_rss < <(measure "$fw" analyze --top 20 "$snap")
+read -r fw_wall fw_rss fw_cpu < <(measure "$fw" analyze --top 20 "$snap")
 log "firewatch --threads 1 ($REPEAT runs)"
-read -r fw1_wall fw1_rss < <(measure "$fw" analyze --threads 1 --top 20 "$snap")
+read -r fw1_wall fw1_rss fw1_cpu < <(measure "$fw" analyze --threads 1 --top 20 "$snap")
 log "parse only, 1 and 2 threads"
 p1=$(parse_time 1)
 p2=$(parse_time 2)
@@ -84,11 +88,11 @@ p2=$(parse_time 2)
 cat <<EOF
 Input: \`$snap\`, $bytes bytes, $nodes nodes ($(node --version)); $(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg); median of $REPEAT.
 
-| tool | wall s | peak RSS MB |
-|---|---:|---:|
-| memlab full heap load | $ml_wall | $((ml_rss / 1024)) |
-| firewatch analyze (2 threads) | $fw_wall | $((fw_rss / 1024)) |
-| firewatch analyze --threads 1 | $fw1_wall | $((fw1_rss / 1024)) |
+| tool | wall s | CPU s | peak RSS MB |
+|---|---:|---:|---:|
+| memlab full heap load | $ml_wall | $ml_cpu | $((ml_rss / 1024)) |
+| firewatch analyze (2 threads) | $fw_wall | $fw_cpu | $((fw_rss / 1024)) |
+| firewatch analyze --threads 1 | $fw1_wall | $fw1_cpu | $((fw1_rss / 1024)) |
 
 - firewatch is $(awk -v a="$ml_wall" -v b="$fw_wall" 'BEGIN {printf "%.1f", a / b}')× faster than memlab and uses $(awk -v a="$fw_rss" -v b="$ml_rss" 'BEGIN {printf "%.2f", a / b}') of its peak memory.
 - Parsing: $p1 s with 1 thread, $p2 s with 2: $(awk -v a="$p1" -v b="$p2" 'BEGIN {printf "%.2f", a / b}')×.

@@ -20,25 +20,56 @@ pub(crate) struct Analyzed {
     /// The edge by which the breadth-first walk from the root first reached
     /// each node (`NONE` for the root and unreachable nodes).
     pub path_edge: Vec<u32>,
+    /// Objects, self size and retained size per class (DevTools' rule,
+    /// see [`class_summary`]).
+    class_totals: Vec<[u64; 3]>,
+    /// The index of the `synthetic` node type, or `NONE`.
+    synthetic: u32,
+    /// Every duplicated string, in the report's order.
+    duplicates: Vec<DuplicateString>,
+    /// Every collection and its number of entries, in node order.
+    collections: Vec<(u32, u64)>,
 }
 
 impl Analyzed {
+    /// Works out everything but the rows' order in one go: the dominators
+    /// (a chain of serial steps) on one thread, while the rest, which does
+    /// not depend on them, runs beside it.
     pub fn new(snapshot: Snapshot) -> Analyzed {
-        let ((dominators, path_edge), (class, classes)) = rayon::join(
-            || {
-                rayon::join(
-                    || super::dominators::compute(&snapshot),
-                    || shortest_paths(&snapshot),
-                )
-            },
-            || classes(&snapshot),
-        );
+        let s = &snapshot;
+        let (dominators, tree, (class, classes), (path_edge, (counts, duplicates))) =
+            super::dominators::compute(
+                s,
+                || classes(s),
+                |(class, classes)| {
+                    rayon::join(
+                        || shortest_paths(s),
+                        || {
+                            rayon::join(
+                                || class_counts(s, class, classes),
+                                || duplicated_strings_of(s),
+                            )
+                        },
+                    )
+                },
+            );
+        let retained = class_retained(tree, &class, classes.len());
+        let (counts, collections) = counts;
+        let class_totals = counts
+            .into_iter()
+            .zip(retained)
+            .map(|((count, size), retained)| [count, size, retained])
+            .collect();
         Analyzed {
+            synthetic: snapshot.node_type_index("synthetic").unwrap_or(NONE),
             snapshot,
             dominators,
             class,
             classes,
             path_edge,
+            class_totals,
+            duplicates,
+            collections,
         }
     }
 
@@ -53,7 +84,7 @@ impl Analyzed {
     /// How a path names a node: its class, or its own name for a
     /// synthetic node (`(GC roots)`, `(Global handles)`).
     pub fn label(&self, node: usize) -> &str {
-        if self.snapshot.node_type_name(node) == "synthetic" {
+        if self.snapshot.node_type[node] == self.synthetic {
             self.snapshot.name(node)
         } else {
             self.class_name(node)
@@ -151,10 +182,14 @@ fn shortest_paths(s: &Snapshot) -> Vec<u32> {
     let shortcut = s.edge_type_index("shortcut").unwrap_or(NONE);
     let mut parent = vec![NONE; s.node_count()];
     let mut seen = vec![false; s.node_count()];
-    let mut queue = std::collections::VecDeque::new();
+    // Each node enters the queue once: a vector read from the front,
+    // allocated once.
+    let mut queue: Vec<u32> = Vec::with_capacity(s.node_count());
     seen[0] = true;
-    queue.push_back(0u32);
-    while let Some(v) = queue.pop_front() {
+    queue.push(0);
+    let mut next = 0;
+    while let Some(&v) = queue.get(next) {
+        next += 1;
         for e in s.edges(v as usize) {
             let t = s.edge_type[e];
             let to = s.edge_to[e] as usize;
@@ -163,7 +198,7 @@ fn shortest_paths(s: &Snapshot) -> Vec<u32> {
             }
             seen[to] = true;
             parent[to] = e as u32;
-            queue.push_back(to as u32);
+            queue.push(to as u32);
         }
     }
     parent
@@ -191,52 +226,90 @@ pub(crate) struct ClassRow {
     pub retained_percent: f64,
 }
 
+/// Objects and their self size per class; and, since the class tells
+/// whether a node is a collection, every collection and its entries.
+#[allow(clippy::type_complexity)]
+fn class_counts(
+    s: &Snapshot,
+    class: &[u32],
+    classes: &[String],
+) -> (Vec<(u64, u64)>, Vec<(u32, u64)>) {
+    let mut counts = vec![(0u64, 0u64); classes.len()];
+    for (i, &c) in class.iter().enumerate() {
+        let e = &mut counts[c as usize];
+        e.0 += 1;
+        e.1 += u64::from(s.self_size[i]);
+    }
+    (counts, collection_sizes(s, class, classes))
+}
+
+/// Each class's retained size: the retained sizes of its objects not
+/// dominated by another object of the class, found by a depth-first walk
+/// of the dominator tree that keeps, per class, how many nodes of it are
+/// open on the current branch. The tree is walked by search number, where
+/// a node's children are mostly near it, in the tree's own buffers.
+fn class_retained(tree: super::dominators::Tree, class: &[u32], k: usize) -> Vec<u64> {
+    use rayon::prelude::*;
+    let super::dominators::Tree {
+        order: mut cls,
+        idom: mut next,
+        retained: tree_retained,
+        spare: mut first,
+    } = tree;
+    let n = cls.len();
+    let mut retained = vec![0u64; k];
+    if n == 0 {
+        return retained;
+    }
+    // The class of each number, where its node was.
+    cls.par_iter_mut().for_each(|v| *v = class[*v as usize]);
+    // Children as linked lists: the first child of each number, the next
+    // sibling of each (where its dominator was, read just before).
+    first.fill(NONE);
+    for w in (1..n).rev() {
+        let d = next[w] as usize;
+        next[w] = first[d];
+        first[d] = w as u32;
+    }
+    let mut open = vec![0u32; k];
+    // (node, next child); entering counts the node, leaving uncounts.
+    let mut stack: Vec<(u32, u32)> = vec![(0, first[0])];
+    open[cls[0] as usize] += 1;
+    while let Some(top) = stack.last_mut() {
+        let (v, child) = *top;
+        if child != NONE {
+            top.1 = next[child as usize];
+            let c = cls[child as usize] as usize;
+            if open[c] == 0 {
+                retained[c] += tree_retained[child as usize];
+            }
+            open[c] += 1;
+            stack.push((child, first[child as usize]));
+        } else {
+            open[cls[v as usize] as usize] -= 1;
+            stack.pop();
+        }
+    }
+    retained
+}
+
 /// The summary by constructor, sorted by retained size. A class's retained
 /// size counts its objects not dominated by another object of the same
 /// class (DevTools' rule, so that a linked list is not counted once per
 /// link).
 pub(crate) fn class_summary(a: &Analyzed) -> Vec<ClassRow> {
-    let s = &a.snapshot;
-    let n = s.node_count();
-    let k = a.classes.len();
-    let (mut count, mut shallow, mut retained) = (vec![0u64; k], vec![0u64; k], vec![0u64; k]);
-    for i in 0..n {
-        let c = a.class[i] as usize;
-        count[c] += 1;
-        shallow[c] += u64::from(s.self_size[i]);
-    }
-    // Dominator tree children (CSR), then a depth-first walk that keeps,
-    // per class, how many nodes of it are open on the current branch.
-    let (start, children) = super::dominators::children(&a.dominators.idom);
-    let mut open = vec![0u32; k];
-    // (node, next child index); entering counts the node, leaving uncounts.
-    let mut stack: Vec<(u32, u32)> = vec![(0, start[0])];
-    open[a.class[0] as usize] += 1;
-    while let Some(top) = stack.last_mut() {
-        let (v, next) = *top;
-        if next < start[v as usize + 1] {
-            top.1 += 1;
-            let child = children[next as usize];
-            let c = a.class[child as usize] as usize;
-            if open[c] == 0 {
-                retained[c] += a.dominators.retained[child as usize];
-            }
-            open[c] += 1;
-            stack.push((child, start[child as usize]));
-        } else {
-            open[a.class[v as usize] as usize] -= 1;
-            stack.pop();
-        }
-    }
     let total = a.total_size().max(1) as f64;
-    let mut rows: Vec<ClassRow> = (0..k)
-        .filter(|&c| count[c] > 0)
-        .map(|c| ClassRow {
+    let mut rows: Vec<ClassRow> = a
+        .class_totals
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t[0] > 0)
+        .map(|(c, &[count, self_size, retained])| ClassRow {
             name: a.classes[c].clone(),
-            count: count[c],
-            self_size: shallow[c],
-            retained_size: retained[c],
-            retained_percent: retained[c] as f64 * 100.0 / total,
+            count,
+            self_size,
+            retained_size: retained,
+            retained_percent: retained as f64 * 100.0 / total,
         })
         .collect();
     rows.sort_by(|x, y| {
@@ -282,7 +355,7 @@ impl Analyzed {
     /// synthetic node (`(GC roots)` and its groups), which retain
     /// everything by construction.
     pub fn is_object(&self, node: usize) -> bool {
-        node != 0 && self.snapshot.node_type_name(node) != "synthetic"
+        node != 0 && self.snapshot.node_type[node] != self.synthetic
     }
 }
 
@@ -294,20 +367,37 @@ pub(crate) const MAX_PATHS: usize = 1000;
 /// The `limit` largest objects by retained size (ties by id), the first
 /// [`MAX_PATHS`] with their retaining path.
 pub(crate) fn top_objects(a: &Analyzed, limit: usize) -> Vec<ObjectRow> {
-    let mut nodes: Vec<u32> = (0..a.snapshot.node_count() as u32)
-        .filter(|&i| a.is_object(i as usize))
-        .collect();
-    let key = |&i: &u32| {
+    // Largest first, then by id; the node breaks ties between equal ids.
+    let key = |i: u32| {
         (
             std::cmp::Reverse(a.dominators.retained[i as usize]),
             a.snapshot.node_id[i as usize],
+            i,
         )
     };
-    if limit < nodes.len() {
-        nodes.select_nth_unstable_by_key(limit, key);
-        nodes.truncate(limit);
-    }
-    nodes.sort_unstable_by_key(key);
+    let objects = (0..a.snapshot.node_count() as u32).filter(|&i| a.is_object(i as usize));
+    let mut nodes: Vec<u32> = if limit <= a.snapshot.node_count() / 64 {
+        // A few rows: the best `limit` so far in a heap whose top is the
+        // worst of them, most nodes rejected by one comparison.
+        let mut heap = std::collections::BinaryHeap::with_capacity(limit + 1);
+        for i in objects {
+            if heap.len() < limit {
+                heap.push(key(i));
+            } else if heap.peek().is_some_and(|worst| key(i) < *worst) {
+                heap.pop();
+                heap.push(key(i));
+            }
+        }
+        heap.into_iter().map(|(_, _, i)| i).collect()
+    } else {
+        let mut nodes: Vec<u32> = objects.collect();
+        if limit < nodes.len() {
+            nodes.select_nth_unstable_by_key(limit, |&i| key(i));
+            nodes.truncate(limit);
+        }
+        nodes
+    };
+    nodes.sort_unstable_by_key(|&i| key(i));
     nodes
         .into_iter()
         .enumerate()
@@ -328,8 +418,7 @@ pub(crate) struct DuplicateString {
 /// Strings (flat `string` nodes) with the same value more than once; V8's
 /// snapshot writer stores each distinct value once in `strings`, so equal
 /// names are equal values.
-pub(crate) fn duplicated_strings(a: &Analyzed, limit: usize) -> Vec<DuplicateString> {
-    let s = &a.snapshot;
+fn duplicated_strings_of(s: &Snapshot) -> Vec<DuplicateString> {
     let Some(string) = s.node_type_index("string") else {
         return Vec::new();
     };
@@ -357,8 +446,12 @@ pub(crate) fn duplicated_strings(a: &Analyzed, limit: usize) -> Vec<DuplicateStr
         })
         .collect();
     rows.sort_by(|x, y| y.wasted.cmp(&x.wasted).then_with(|| x.value.cmp(&y.value)));
-    rows.truncate(limit);
     rows
+}
+
+/// The `limit` strings that waste the most.
+pub(crate) fn duplicated_strings(a: &Analyzed, limit: usize) -> Vec<DuplicateString> {
+    a.duplicates.iter().take(limit).cloned().collect()
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -376,12 +469,16 @@ pub(crate) struct CollectionRow {
 
 const COLLECTIONS: [&str; 5] = ["Array", "Map", "Set", "WeakMap", "WeakSet"];
 
-/// The largest arrays, Maps and Sets by retained size.
-pub(crate) fn largest_collections(a: &Analyzed, limit: usize) -> Vec<CollectionRow> {
-    let s = &a.snapshot;
+/// Every Array, Map, Set, WeakMap and WeakSet object and its entries, in
+/// node order: an object's class is its name unless it is detached.
+fn collection_sizes(s: &Snapshot, class: &[u32], classes: &[String]) -> Vec<(u32, u64)> {
     let Some(object) = s.node_type_index("object") else {
         return Vec::new();
     };
+    let collection: Vec<bool> = classes
+        .iter()
+        .map(|c| COLLECTIONS.contains(&c.as_str()))
+        .collect();
     let element = s.edge_type_index("element").unwrap_or(NONE);
     let internal = s.edge_type_index("internal").unwrap_or(NONE);
     // Slots of a backing store: element edges, or internal edges named by
@@ -398,8 +495,15 @@ pub(crate) fn largest_collections(a: &Analyzed, limit: usize) -> Vec<CollectionR
             })
             .count() as u64
     };
-    let mut rows: Vec<CollectionRow> = (0..s.node_count())
-        .filter(|&i| s.node_type[i] == object && COLLECTIONS.contains(&s.name(i)))
+    (0..s.node_count())
+        .filter(|&i| {
+            s.node_type[i] == object
+                && if s.is_detached(i) {
+                    COLLECTIONS.contains(&s.name(i))
+                } else {
+                    collection[class[i] as usize]
+                }
+        })
         .map(|i| {
             let mut elements = elements_of(i);
             for e in s.edges(i) {
@@ -415,6 +519,19 @@ pub(crate) fn largest_collections(a: &Analyzed, limit: usize) -> Vec<CollectionR
             if matches!(s.name(i), "Map" | "WeakMap") {
                 elements /= 2;
             }
+            (i as u32, elements)
+        })
+        .collect()
+}
+
+/// The largest arrays, Maps and Sets by retained size.
+pub(crate) fn largest_collections(a: &Analyzed, limit: usize) -> Vec<CollectionRow> {
+    let s = &a.snapshot;
+    let mut rows: Vec<CollectionRow> = a
+        .collections
+        .iter()
+        .map(|&(i, elements)| {
+            let i = i as usize;
             CollectionRow {
                 id: s.node_id[i],
                 class: s.name(i).to_string(),

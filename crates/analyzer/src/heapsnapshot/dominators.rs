@@ -21,7 +21,15 @@
 //!    nodes it immediately dominates, added in reverse DFS order.
 //!
 //! The steps and their order are memlab's so that the numbers match it
-//! exactly, including for nodes unreachable from the root.
+//! exactly, including for nodes unreachable from the root. The
+//! computation differs in form only: the arrays are indexed by search
+//! (preorder) number, so that the main loops read them in order, and the
+//! immediate dominators come from the semidominators by the semi-NCA rule
+//! (Georgiadis, Tarjan and Werneck's; the same tree as Lengauer and
+//! Tarjan's steps 3 and 4, with fewer passes over memory). The test
+//! `random_graphs_with_unreachable_parts_equal_memlab`
+//! (`tests/node_heapsnapshot.rs`) holds the result to memlab itself on
+//! random graphs with unreachable parts.
 
 use super::parse::Snapshot;
 
@@ -31,7 +39,21 @@ pub(crate) struct Dominators {
     pub retained: Vec<u64>,
 }
 
+/// The dominator tree by search (preorder) number, where the class
+/// summary walks it.
+pub(crate) struct Tree {
+    /// The node of each number.
+    pub order: Vec<u32>,
+    /// Each number's immediate dominator's number (the root's is 0).
+    pub idom: Vec<u32>,
+    /// Each number's retained size.
+    pub retained: Vec<u64>,
+    /// A buffer of a number per node, free for the walk's use.
+    pub spare: Vec<u32>,
+}
+
 const ROOT: usize = 0;
+const NONE: u32 = u32::MAX;
 
 /// What the edge rules need to know about a snapshot's types.
 struct Kinds {
@@ -53,260 +75,410 @@ impl Kinds {
     }
 }
 
-/// Rule 1: the page-owned flag per node.
-fn page_owned(s: &Snapshot, k: &Kinds) -> Vec<bool> {
-    let mut flag = vec![false; s.node_count()];
-    let mut stack: Vec<u32> = Vec::new();
-    for e in s.edges(ROOT) {
-        let (t, to) = (s.edge_type[e], s.edge_to[e]);
-        if t == k.shortcut
-            || (t == k.element
-                && s.node_type[to as usize] == k.synthetic
-                && s.name(to as usize) == "(Document DOM trees)")
-        {
-            continue;
-        }
-        stack.push(to);
-        flag[to as usize] = true;
+/// A set of node ordinals, a bit each: the searches test a node or two
+/// per edge, and at a bit a node the set stays in the cache.
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Bits {
+        Bits(vec![0; n.div_ceil(64)])
     }
-    while let Some(v) = stack.pop() {
-        for e in s.edges(v as usize) {
-            let to = s.edge_to[e];
-            if flag[to as usize] || s.edge_type[e] == k.weak {
+
+    #[inline(always)]
+    fn get(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    #[inline(always)]
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+}
+
+/// Rules 1 and 2: the page-owned flags, and whether an edge is essential
+/// (decided where an edge is read rather than stored for each edge).
+struct Rules<'a> {
+    s: &'a Snapshot,
+    k: Kinds,
+    page_owned: Bits,
+}
+
+/// What rule 2 needs to know about an edge's source.
+#[derive(Clone, Copy)]
+struct Source {
+    from: usize,
+    root: bool,
+    /// Not page-owned (and not the root): its edges into page-owned
+    /// nodes do not count.
+    foreign: bool,
+}
+
+impl<'a> Rules<'a> {
+    fn new(s: &'a Snapshot) -> Rules<'a> {
+        let k = Kinds::of(s);
+        let mut flag = Bits::new(s.node_count());
+        let mut stack: Vec<u32> = Vec::new();
+        for e in s.edges(ROOT) {
+            let (t, to) = (s.edge_type[e], s.edge_to[e]);
+            if t == k.shortcut
+                || (t == k.element
+                    && s.node_type[to as usize] == k.synthetic
+                    && s.name(to as usize) == "(Document DOM trees)")
+            {
                 continue;
             }
             stack.push(to);
-            flag[to as usize] = true;
+            flag.set(to as usize);
         }
-    }
-    flag
-}
-
-/// Rule 2 for every edge: whether it counts for domination.
-fn essential_edges(s: &Snapshot, k: &Kinds, flag: &[bool]) -> Vec<bool> {
-    use rayon::prelude::*;
-    let mut out = vec![false; s.edge_count()];
-    // Ranges of nodes with about the same number of edges each.
-    let pieces = rayon::current_num_threads() * 8;
-    let per = s.edge_count() / pieces + 1;
-    let mut bounds = vec![0usize];
-    for (i, &f) in s.first_edge.iter().enumerate() {
-        if f as usize >= bounds.len() * per && i > *bounds.last().unwrap_or(&0) {
-            bounds.push(i);
-        }
-    }
-    if *bounds.last().unwrap_or(&0) != s.node_count() {
-        bounds.push(s.node_count());
-    }
-    let mut slices = Vec::with_capacity(bounds.len());
-    let mut rest: &mut [bool] = &mut out;
-    for w in bounds.windows(2) {
-        let (head, tail) = rest.split_at_mut((s.first_edge[w[1]] - s.first_edge[w[0]]) as usize);
-        slices.push((w[0]..w[1], head));
-        rest = tail;
-    }
-    slices.into_par_iter().for_each(|(nodes, out)| {
-        let base = s.first_edge[nodes.start] as usize;
-        for from in nodes {
-            for e in s.edges(from) {
-                let (t, to) = (s.edge_type[e], s.edge_to[e] as usize);
-                out[e - base] = from != to
-                    && t != k.weak
-                    && (t != k.shortcut || from == ROOT)
-                    && !(from != ROOT && flag[to] && !flag[from]);
-            }
-        }
-    });
-    out
-}
-
-pub(crate) fn compute(s: &Snapshot) -> Dominators {
-    let k = Kinds::of(s);
-    let n_nodes = s.node_count();
-    let flag = page_owned(s, &k);
-    // Rule 2 decided once per edge, in parallel over ranges of nodes.
-    let is_essential = essential_edges(s, &k, &flag);
-    drop(flag);
-    let essential = |_from: usize, e: usize| is_essential[e];
-
-    // Essential predecessors (reverse CSR), and whether a node has any
-    // retainer other than weak and shortcut edges: built while the first
-    // search runs, which needs neither.
-    let build_preds = || {
-        let mut pred_start = vec![0u32; n_nodes + 1];
-        let mut strong = vec![false; n_nodes];
-        for (e, (&t, &to)) in s.edge_type.iter().zip(&s.edge_to).enumerate() {
-            let to = to as usize;
-            if t != k.weak && t != k.shortcut {
-                strong[to] = true;
-            }
-            if is_essential[e] {
-                pred_start[to + 1] += 1;
-            }
-        }
-        for i in 0..n_nodes {
-            pred_start[i + 1] += pred_start[i];
-        }
-        let mut fill = pred_start.clone();
-        let mut preds = vec![0u32; pred_start[n_nodes] as usize];
-        for from in 0..n_nodes {
-            for e in s.edges(from) {
-                if is_essential[e] {
-                    let to = s.edge_to[e] as usize;
-                    preds[fill[to] as usize] = from as u32;
-                    fill[to] += 1;
+        while let Some(v) = stack.pop() {
+            for e in s.edges(v as usize) {
+                let to = s.edge_to[e];
+                if flag.get(to as usize) || s.edge_type[e] == k.weak {
+                    continue;
                 }
+                stack.push(to);
+                flag.set(to as usize);
             }
         }
-        drop(fill);
-        (pred_start, preds, strong)
-    };
+        Rules {
+            s,
+            k,
+            page_owned: flag,
+        }
+    }
 
-    // Vertices are ordinals + 1; 0 is "none".
-    let len = n_nodes + 1;
-    let mut parent = vec![0u32; len];
-    let mut semi = vec![0u32; len];
-    let mut vertex = vec![0u32; len];
-    let mut label = vec![0u32; len];
-    let mut next_edge: Vec<u32> = s.first_edge[..n_nodes].to_vec();
-    let mut n = 0u32;
-    let r = ROOT as u32 + 1;
+    #[inline(always)]
+    fn source(&self, from: usize) -> Source {
+        let root = from == ROOT;
+        Source {
+            from,
+            root,
+            foreign: !root && !self.page_owned.get(from),
+        }
+    }
 
-    let mut dfs = |start: u32,
-                   parent: &mut [u32],
-                   semi: &mut [u32],
-                   vertex: &mut [u32],
-                   label: &mut [u32],
-                   n: &mut u32| {
-        let mut v = start;
-        while v != 0 {
-            if semi[v as usize] == 0 {
-                *n += 1;
-                semi[v as usize] = *n;
-                vertex[*n as usize] = v;
-                label[v as usize] = v;
-            }
-            let mut v_next = parent[v as usize];
-            let from = v as usize - 1;
-            let end = s.first_edge[from + 1];
-            while next_edge[from] < end {
-                let e = next_edge[from] as usize;
-                let to = s.edge_to[e] as usize;
-                if essential(from, e) && semi[to + 1] == 0 {
-                    parent[to + 1] = v;
-                    v_next = to as u32 + 1;
+    /// Rule 2 for edge `e` of `src`, which goes to `to`.
+    #[inline(always)]
+    fn essential(&self, src: Source, e: usize, to: usize) -> bool {
+        let t = self.s.edge_type[e];
+        src.from != to
+            && t != self.k.weak
+            && (t != self.k.shortcut || src.root)
+            && !(src.foreign && self.page_owned.get(to))
+    }
+}
+
+/// Rule 3's search, in memlab's order: `order` lists the nodes by search
+/// (preorder) number, `pre` is each node's number and `parent` each
+/// number's parent's number.
+struct Search {
+    order: Vec<u32>,
+    pre: Vec<u32>,
+    parent: Vec<u32>,
+    seen: Bits,
+}
+
+impl Search {
+    fn number(&mut self, v: usize, parent: u32) -> u32 {
+        let n = self.order.len() as u32;
+        self.seen.set(v);
+        self.pre[v] = n;
+        self.order.push(v as u32);
+        self.parent.push(parent);
+        n
+    }
+
+    /// Depth-first from `start` (numbered here, under `parent`) over
+    /// essential edges to nodes not yet numbered, each node's edges in the
+    /// file's order; iterative, with a stack of (node, its number, next
+    /// edge).
+    fn dfs(&mut self, rules: &Rules, start: usize, parent: u32) {
+        let s = rules.s;
+        let n = self.number(start, parent);
+        let mut stack: Vec<(u32, u32, u32)> = vec![(start as u32, n, s.first_edge[start])];
+        while let Some(top) = stack.last_mut() {
+            let (v, pv, mut e) = *top;
+            let src = rules.source(v as usize);
+            let end = s.first_edge[v as usize + 1];
+            let mut next = NONE;
+            while e < end {
+                let to = s.edge_to[e as usize];
+                e += 1;
+                if !self.seen.get(to as usize) && rules.essential(src, e as usize - 1, to as usize)
+                {
+                    next = to;
                     break;
                 }
-                next_edge[from] += 1;
             }
-            v = v_next;
-        }
-    };
-    let ((pred_start, preds, strong), ()) = rayon::join(build_preds, || {
-        dfs(r, &mut parent, &mut semi, &mut vertex, &mut label, &mut n)
-    });
-    if (n as usize) < n_nodes {
-        for v in 1..=n_nodes as u32 {
-            if semi[v as usize] == 0 && !strong[v as usize - 1] {
-                parent[v as usize] = r;
-                dfs(v, &mut parent, &mut semi, &mut vertex, &mut label, &mut n);
-            }
-        }
-    }
-    drop(next_edge);
-    drop(strong);
-    if (n as usize) < n_nodes {
-        for v in 1..=n_nodes as u32 {
-            if semi[v as usize] == 0 {
-                parent[v as usize] = r;
-                n += 1;
-                semi[v as usize] = n;
-                vertex[n as usize] = v;
-                label[v as usize] = v;
-            }
-        }
-    }
-
-    let mut ancestor = vec![0u32; len];
-    let mut dom = vec![0u32; len];
-    let mut bucket_head = vec![0u32; len];
-    let mut bucket_next = vec![0u32; len];
-    let mut path: Vec<u32> = Vec::new();
-    let mut evaluate = |v: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32]| -> u32 {
-        if ancestor[v as usize] == 0 {
-            return v;
-        }
-        // Compress the path to v, iteratively.
-        let mut x = v;
-        while ancestor[ancestor[x as usize] as usize] != 0 {
-            path.push(x);
-            x = ancestor[x as usize];
-        }
-        while let Some(w) = path.pop() {
-            let a = ancestor[w as usize] as usize;
-            if semi[label[a] as usize] < semi[label[w as usize] as usize] {
-                label[w as usize] = label[a];
-            }
-            ancestor[w as usize] = ancestor[a];
-        }
-        label[v as usize]
-    };
-    for i in (2..=n as usize).rev() {
-        let w = vertex[i];
-        let w_ord = w as usize - 1;
-        let ps = &preds[pred_start[w_ord] as usize..pred_start[w_ord + 1] as usize];
-        if ps.is_empty() {
-            semi[w as usize] = semi[r as usize];
-        }
-        for &p in ps {
-            let u = evaluate(p + 1, &mut ancestor, &mut label, &semi);
-            if semi[u as usize] < semi[w as usize] {
-                semi[w as usize] = semi[u as usize];
-            }
-        }
-        let sd = vertex[semi[w as usize] as usize] as usize;
-        bucket_next[w as usize] = bucket_head[sd];
-        bucket_head[sd] = w;
-        let pw = parent[w as usize];
-        ancestor[w as usize] = pw;
-        let mut v = std::mem::take(&mut bucket_head[pw as usize]);
-        while v != 0 {
-            let u = evaluate(v, &mut ancestor, &mut label, &semi);
-            dom[v as usize] = if semi[u as usize] < semi[v as usize] {
-                u
+            top.2 = e;
+            if next == NONE {
+                stack.pop();
             } else {
-                pw
-            };
-            v = bucket_next[v as usize];
+                let n = self.number(next as usize, pv);
+                stack.push((next, n, s.first_edge[next as usize]));
+            }
         }
     }
-    drop((
-        preds,
-        pred_start,
-        ancestor,
-        label,
-        bucket_head,
-        bucket_next,
-        parent,
-    ));
-    dom[0] = r;
-    dom[r as usize] = r;
-    for i in 2..=n as usize {
-        let w = vertex[i] as usize;
-        if dom[w] != vertex[semi[w] as usize] {
-            dom[w] = dom[dom[w] as usize];
+}
+
+/// The retainers of each node by the edges that may be essential,
+/// `preds[start[v]..start[v + 1]]` (node ordinals): rule 2 but for the
+/// page-owned part, which needs rule 1's flags and is checked where the
+/// lists are read, so that the lists are built while the flags are.
+/// Also which nodes have a retainer other than weak and shortcut edges.
+fn retainers(s: &Snapshot) -> (Vec<u32>, Vec<u32>, Bits) {
+    let k = Kinds::of(s);
+    let n = s.node_count();
+    let may_count = |from: usize, e: usize, to: usize| {
+        let t = s.edge_type[e];
+        from != to && t != k.weak && (t != k.shortcut || from == ROOT)
+    };
+    let mut start = vec![0u32; n + 1];
+    let mut strong = Bits::new(n);
+    for from in 0..n {
+        for e in s.edges(from) {
+            let (t, to) = (s.edge_type[e], s.edge_to[e] as usize);
+            if t != k.weak && t != k.shortcut {
+                strong.set(to);
+            }
+            start[to] += u32::from(may_count(from, e, to));
         }
+    }
+    // Each list's end; filling moves it back to the list's start.
+    let mut sum = 0u32;
+    for c in start.iter_mut() {
+        sum += *c;
+        *c = sum;
+    }
+    let mut preds = vec![0u32; sum as usize];
+    for from in (0..n).rev() {
+        for e in s.edges(from) {
+            let to = s.edge_to[e] as usize;
+            if may_count(from, e, to) {
+                start[to] -= 1;
+                preds[start[to] as usize] = from as u32;
+            }
+        }
+    }
+    (start, preds, strong)
+}
+
+/// The dominators, and on the side `first` and `last` (given `first`'s
+/// result): the search and the semidominator pass are serial, and the
+/// work that does not depend on them fills the other threads. The
+/// retainer lists are built while the page-owned nodes are flagged and
+/// the search runs, then `first`; `last` runs while the dominators are
+/// worked out from the search.
+pub(crate) fn compute<A, B>(
+    s: &Snapshot,
+    first: impl FnOnce() -> A + Send,
+    last: impl FnOnce(&A) -> B + Send,
+) -> (Dominators, Tree, A, B)
+where
+    A: Send + Sync,
+    B: Send,
+{
+    let n_nodes = s.node_count();
+    let (((rules, mut search), a), (start, preds, strong)) = rayon::join(
+        || {
+            rayon::join(
+                || {
+                    let rules = Rules::new(s);
+                    let mut search = Search {
+                        order: Vec::with_capacity(n_nodes),
+                        pre: vec![0; n_nodes],
+                        parent: Vec::with_capacity(n_nodes),
+                        seen: Bits::new(n_nodes),
+                    };
+                    search.dfs(&rules, ROOT, 0);
+                    (rules, search)
+                },
+                first,
+            )
+        },
+        || retainers(s),
+    );
+    // Nodes the search missed: first those with only weak or shortcut
+    // retainers, each searched from, then the rest, numbered alone; all
+    // under the root.
+    if search.order.len() < n_nodes {
+        for v in 0..n_nodes {
+            if !search.seen.get(v) && !strong.get(v) {
+                search.dfs(&rules, v, 0);
+            }
+        }
+        for v in 0..n_nodes {
+            if !search.seen.get(v) {
+                search.number(v, 0);
+            }
+        }
+    }
+    drop(strong);
+    let Search {
+        order, pre, parent, ..
+    } = search;
+    let page_owned = rules.page_owned;
+    let ((dominators, tree), b) = rayon::join(
+        || from_search(s, &page_owned, order, pre, parent, start, preds),
+        || last(&a),
+    );
+    (dominators, tree, a, b)
+}
+
+/// The dominators from the search and the retainers. Buffers whose
+/// contents are no longer needed are reused rather than freed and
+/// allocated again: new memory costs a page fault per page, a large part
+/// of this pass otherwise.
+fn from_search(
+    s: &Snapshot,
+    page_owned: &Bits,
+    order: Vec<u32>,
+    pre: Vec<u32>,
+    parent: Vec<u32>,
+    start: Vec<u32>,
+    preds: Vec<u32>,
+) -> (Dominators, Tree) {
+    use rayon::prelude::*;
+    let n = order.len();
+    // Whether rule 2's page-owned part can apply at all: some node other
+    // than the root is not page-owned.
+    let owned_count: u32 = page_owned.0.iter().map(|w| w.count_ones()).sum();
+    let any_foreign = (owned_count as usize) < n - usize::from(!page_owned.get(ROOT));
+    // Semidominators, by decreasing number (Lengauer and Tarjan's step 2,
+    // path compression without balancing). A retainer numbered before `w`
+    // is its own candidate; one numbered after is already linked, and
+    // `eval` gives the least semidominator on its path in the forest (see
+    // `link` for `links`).
+    let mut semi = vec![0u32; n];
+    let mut links = vec![0u64; n];
+    let mut path: Vec<u32> = Vec::new();
+    for w in (1..n).rev() {
+        let v = order[w] as usize;
+        // Edges from nodes not page-owned into page-owned ones do not count
+        // (rule 2, the part left out of the lists).
+        let owned = any_foreign && page_owned.get(v);
+        let mut sd = w as u32;
+        let mut retained = false;
+        for &p in &preds[start[v] as usize..start[v + 1] as usize] {
+            if owned && p as usize != ROOT && !page_owned.get(p as usize) {
+                continue;
+            }
+            retained = true;
+            let p = pre[p as usize];
+            let candidate = if (p as usize) < w {
+                p
+            } else {
+                eval(&mut links, &mut path, p)
+            };
+            sd = sd.min(candidate);
+        }
+        // No essential retainer: retained by the root.
+        if !retained {
+            sd = 0;
+        }
+        semi[w] = sd;
+        links[w] = link::new(parent[w], sd);
+    }
+    drop((preds, path));
+    // Immediate dominators (semi-NCA): the nearest common ancestor, in
+    // the dominator tree so far, of the parent and the semidominator:
+    // climbing from the parent, the first node numbered at most the
+    // semidominator.
+    let mut idom_pre = start;
+    idom_pre.truncate(n);
+    idom_pre[0] = 0;
+    for w in 1..n {
+        let mut x = parent[w];
+        while x > semi[w] {
+            x = idom_pre[x as usize];
+        }
+        idom_pre[w] = x;
     }
     drop(semi);
 
-    let idom: Vec<u32> = (0..n_nodes).map(|o| dom[o + 1] - 1).collect();
-    drop(dom);
-    let mut retained: Vec<u64> = s.self_size.iter().map(|&v| u64::from(v)).collect();
-    for i in (2..=n as usize).rev() {
-        let o = vertex[i] as usize - 1;
-        retained[idom[o] as usize] += retained[o];
+    // Retained sizes, each node's added to its dominator's after its own
+    // is complete: by decreasing number.
+    let mut retained_pre = links;
+    retained_pre
+        .par_iter_mut()
+        .zip(order.par_iter())
+        .for_each(|(r, &v)| *r = u64::from(s.self_size[v as usize]));
+    for w in (1..n).rev() {
+        retained_pre[idom_pre[w] as usize] += retained_pre[w];
     }
-    Dominators { idom, retained }
+    let mut idom = parent;
+    let (_, retained) = rayon::join(
+        || {
+            idom.par_iter_mut()
+                .zip(pre.par_iter())
+                .for_each(|(d, &w)| *d = order[idom_pre[w as usize] as usize])
+        },
+        || pre.par_iter().map(|&w| retained_pre[w as usize]).collect(),
+    );
+    (
+        Dominators { idom, retained },
+        Tree {
+            order,
+            idom: idom_pre,
+            retained: retained_pre,
+            spare: pre,
+        },
+    )
+}
+
+/// A node's link in the forest of Lengauer and Tarjan's step 2, one
+/// word so that a step up a path reads one place: its ancestor plus one
+/// (0 while unlinked) in the low half, the least semidominator on the
+/// path up to that ancestor in the high half.
+mod link {
+    #[inline(always)]
+    pub fn new(ancestor: u32, best: u32) -> u64 {
+        (u64::from(ancestor) + 1) | (u64::from(best) << 32)
+    }
+
+    /// The ancestor, if linked.
+    #[inline(always)]
+    pub fn ancestor(link: u64) -> Option<u32> {
+        (link as u32).checked_sub(1)
+    }
+
+    #[inline(always)]
+    pub fn best(link: u64) -> u32 {
+        (link >> 32) as u32
+    }
+
+    /// The same ancestor, another least semidominator.
+    #[inline(always)]
+    pub fn with_best(link: u64, best: u32) -> u64 {
+        (link & 0xffff_ffff) | (u64::from(best) << 32)
+    }
+}
+
+/// The least semidominator on `v`'s path in the forest (`v` linked),
+/// compressing the path on the way: each node on it then links to the
+/// last node before the tree's root, with the least semidominator of the
+/// part it skips.
+#[inline]
+fn eval(links: &mut [u64], path: &mut Vec<u32>, v: u32) -> u32 {
+    let mut x = v;
+    while let Some(a) = link::ancestor(links[x as usize]) {
+        if link::ancestor(links[a as usize]).is_none() {
+            break;
+        }
+        path.push(x);
+        x = a;
+    }
+    while let Some(w) = path.pop() {
+        let own = links[w as usize];
+        let Some(a) = link::ancestor(own) else {
+            continue;
+        };
+        let above = links[a as usize];
+        // w now skips a: a's ancestor, and the least of both parts.
+        let best = link::best(own).min(link::best(above));
+        links[w as usize] = link::with_best(above, best);
+    }
+    link::best(links[v as usize])
 }
 
 /// The dominator tree as lists of children: node `v`'s are
@@ -431,7 +603,7 @@ mod tests {
                 edges.swap(i, rng.next(i as u64 + 1) as usize);
             }
             let s = parse(snapshot(n, &edges).as_bytes()).unwrap();
-            let d = compute(&s);
+            let d = compute(&s, || (), |_| ()).0;
             let expected = naive_idom(n, &edges);
             let got: Vec<usize> = d.idom.iter().map(|&v| v as usize).collect();
             assert_eq!(got, expected, "round {round}: {n} nodes, edges {edges:?}");
@@ -460,7 +632,7 @@ mod tests {
         let mut edges: Vec<(usize, u32, usize)> = (1..n).map(|v| (v - 1, 0, v)).collect();
         edges.push((n - 1, 0, 1));
         let s = parse(snapshot(n, &edges).as_bytes()).unwrap();
-        let d = compute(&s);
+        let d = compute(&s, || (), |_| ()).0;
         assert_eq!(d.idom[n - 1] as usize, n - 2);
         let total: u64 = (0..n as u64).map(|i| 10 + i).sum();
         assert_eq!(d.retained[0], total);

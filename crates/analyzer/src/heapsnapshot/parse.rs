@@ -61,11 +61,6 @@ impl Strings {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.text[start..self.ends[i]]
     }
-
-    fn push(&mut self, s: &str) {
-        self.text.push_str(s);
-        self.ends.push(self.text.len());
-    }
 }
 
 impl Snapshot {
@@ -339,7 +334,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Snapshot, E> {
         strings,
         detached: Vec::new(),
     };
-    validate(&mut snapshot, &edge_count, node_layout.fields)?;
+    validate(&mut snapshot, edge_count, node_layout.fields)?;
     if let Some(states) = detachedness {
         snapshot.detached = propagate_detachedness(&snapshot, states, edge_layout.fields);
     }
@@ -471,27 +466,77 @@ fn integer_array(bytes: &[u8], pos: usize, section: &'static str) -> Result<Rang
 }
 
 /// The string table at the start of `bytes` (which is at `base` in the
-/// file), and its length in bytes.
+/// file), and its length in bytes. A string without escapes is copied as
+/// it is, the text checked to be UTF-8 once at the end; the others go to
+/// the JSON reader.
 fn read_strings(bytes: &[u8], base: usize) -> Result<(Strings, usize), E> {
-    let mut reader = Reader::new(bytes);
-    let err = |e: crate::input::node::json::JsonError| {
-        E::Json(format!("in `strings` (from byte {base}): {}", hint(e)))
-    };
-    reader.begin_array().map_err(err)?;
-    let mut table = Strings::default();
-    // V8 writes `strings` last: the rest of the file is about its size.
-    table.text.reserve(bytes.len());
-    table.ends.reserve(bytes.len() / 16);
-    let mut first = true;
-    while reader.next_element(&mut first).map_err(err)? {
-        let s = reader.string().map_err(err)?;
-        table.push(&s);
+    let err =
+        |at: usize, what: &str| E::Json(format!("in `strings` at byte {}: {what}", base + at));
+    let end_of_file = |at: usize| err(at, "unexpected end of the file (the file is truncated)");
+    let mut pos = skip_space(bytes, 0);
+    match bytes.get(pos) {
+        Some(b'[') => pos = skip_space(bytes, pos + 1),
+        Some(_) => return Err(err(pos, "expected an array")),
+        None => return Err(end_of_file(pos)),
     }
-    Ok((table, reader.position()))
+    // V8 writes `strings` last: the rest of the file is about its size.
+    let mut text: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut ends: Vec<usize> = Vec::with_capacity(bytes.len() / 16);
+    let done = |text: Vec<u8>, ends: Vec<usize>, len: usize| match String::from_utf8(text) {
+        Ok(text) => Ok((Strings { text, ends }, len)),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            Err(err(
+                len,
+                &format!(
+                    "string {} is not valid UTF-8",
+                    ends.partition_point(|&end| end <= at)
+                ),
+            ))
+        }
+    };
+    if bytes.get(pos) == Some(&b']') {
+        return done(text, ends, pos + 1);
+    }
+    loop {
+        match bytes.get(pos) {
+            Some(b'"') => {}
+            Some(_) => return Err(err(pos, "expected a string")),
+            None => return Err(end_of_file(pos)),
+        }
+        let body = pos + 1;
+        // The first quote, backslash or control character.
+        let end = bytes[body..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            .map(|i| body + i);
+        match end {
+            Some(end) if bytes[end] == b'"' => {
+                text.extend_from_slice(&bytes[body..end]);
+                pos = end + 1;
+            }
+            _ => {
+                let mut reader = Reader::new(&bytes[pos..]);
+                let s = reader.string().map_err(|e| err(pos, &hint(e)))?;
+                text.extend_from_slice(s.as_bytes());
+                pos += reader.position();
+            }
+        }
+        ends.push(text.len());
+        pos = skip_space(bytes, pos);
+        match bytes.get(pos) {
+            Some(b',') => pos = skip_space(bytes, pos + 1),
+            Some(b']') => return done(text, ends, pos + 1),
+            Some(_) => return Err(err(pos, "expected `,` or `]`")),
+            None => return Err(end_of_file(pos)),
+        }
+    }
 }
 
 /// Chunks of at least this many bytes are tokenized in parallel.
 const MIN_CHUNK: usize = 256 * 1024;
+
+const NO_COLUMN: usize = usize::MAX;
 
 /// Tokenizes the unsigned integers of `bytes[span]` (records of `fields`
 /// values) into one column per `wanted` field.
@@ -548,7 +593,16 @@ fn parse_records(
     bounds.push((text.len(), records));
     bounds.dedup_by_key(|b| b.1);
     // Columns at their final size, split per chunk.
-    let mut columns: Vec<Vec<u32>> = wanted.iter().map(|_| vec![0u32; records]).collect();
+    // One spare element each: `edge_count` becomes `first_edge` in place,
+    // one longer.
+    let mut columns: Vec<Vec<u32>> = wanted
+        .iter()
+        .map(|_| {
+            let mut column = vec![0u32; records + 1];
+            column.truncate(records);
+            column
+        })
+        .collect();
     let mut slices: Vec<Vec<&mut [u32]>> = (0..bounds.len() - 1).map(|_| Vec::new()).collect();
     for column in columns.iter_mut() {
         let mut rest: &mut [u32] = column;
@@ -559,25 +613,33 @@ fn parse_records(
         }
     }
     // Which column each field goes to.
-    let mut slot = vec![usize::MAX; fields];
+    let mut slot = vec![NO_COLUMN; fields];
     for (c, &f) in wanted.iter().enumerate() {
         slot[f] = c;
     }
-    bounds
-        .par_windows(2)
-        .zip(slices.into_par_iter())
-        .try_for_each(|(w, mut out)| {
-            let last = w[1].0 == text.len();
-            tokenize(
-                &text[w[0].0..w[1].0],
-                base + w[0].0,
-                last,
-                fields,
-                &slot,
-                &mut out,
-                section,
-            )
-        })?;
+    let mut chunks: Vec<Chunk> = bounds
+        .windows(2)
+        .zip(slices)
+        .map(|(w, out)| {
+            let records = w[1].1 - w[0].1;
+            Chunk {
+                text: &text[w[0].0..w[1].0],
+                base: base + w[0].0,
+                at: 0,
+                // The last chunk's last value has no comma after it.
+                full: if w[1].0 == text.len() {
+                    records.saturating_sub(1)
+                } else {
+                    records
+                },
+                records,
+                out,
+            }
+        })
+        .collect();
+    chunks
+        .par_iter_mut()
+        .try_for_each(|chunk| tokenize(chunk, &slot, section))?;
     Ok(columns)
 }
 
@@ -593,98 +655,165 @@ fn count_commas(bytes: &[u8]) -> usize {
     count + blocks.remainder().iter().filter(|&&b| b == b',').count()
 }
 
-/// Parses `chunk` (whole records; it ends with a comma unless `last`).
-/// One pass, one branch per digit: the values are only digits, commas and
-/// white space.
-fn tokenize(
-    chunk: &[u8],
+/// A chunk of whole records and the rows it fills.
+struct Chunk<'t, 'o> {
+    text: &'t [u8],
+    /// Where `text` starts in the file, for messages.
     base: usize,
-    last: bool,
-    fields: usize,
-    slot: &[usize],
-    out: &mut [&mut [u32]],
-    section: &'static str,
-) -> Result<(), E> {
-    let records = out.first().map_or(0, |c| c.len());
-    let bad =
-        |i: usize, what: &str| E::Json(format!("in `{section}` at byte {}: {what}", base + i));
-    let (mut field, mut record) = (0usize, 0usize);
-    let mut value = 0u64;
-    // Digits of the current value; whether white space ended it.
-    let (mut digits, mut ended) = (0u32, false);
-    /// Stores one value; false when there are more values than counted.
+    /// The next byte to read.
+    at: usize,
+    /// Records whose every value has a comma after it: all but the last
+    /// chunk's last.
+    full: usize,
+    records: usize,
+    out: Vec<&'o mut [u32]>,
+}
+
+impl Chunk<'_, '_> {
+    fn error(&self, (at, what): (usize, &str), section: &str) -> E {
+        E::Json(format!("in `{section}` at byte {}: {what}", self.base + at))
+    }
+
+    /// Reads the value at `self.at`, followed by a comma unless `last`.
     #[inline(always)]
-    fn put(
-        out: &mut [&mut [u32]],
-        slot: &[usize],
-        (field, record): (&mut usize, &mut usize),
-        value: u32,
-    ) -> bool {
-        let c = slot[*field];
-        if c != usize::MAX {
-            match out[c].get_mut(*record) {
-                Some(v) => *v = value,
-                None => return false,
+    fn next(&mut self, last: bool, section: &str) -> Result<u32, E> {
+        if !last {
+            if let Some((v, next)) = fast_value(self.text, self.at) {
+                self.at = next;
+                return Ok(v);
             }
         }
-        *field += 1;
-        if *field == slot.len() {
-            *field = 0;
-            *record += 1;
-        }
-        true
-    }
-    let mut emit = |value: u64, at: usize, field: &mut usize, record: &mut usize| {
-        if value > u64::from(u32::MAX) {
-            return Err(bad(at, "a number larger than 4294967295"));
-        }
-        if !put(out, slot, (field, record), value as u32) {
-            return Err(bad(at, "more values than counted"));
-        }
-        Ok(())
-    };
-    for (i, &b) in chunk.iter().enumerate() {
-        let d = b.wrapping_sub(b'0');
-        if d < 10 {
-            if ended {
-                return Err(bad(i, "expected `,` between integers"));
+        match value(self.text, self.at, last) {
+            Ok((v, next)) => {
+                self.at = next;
+                Ok(v)
             }
-            value = value * 10 + u64::from(d);
-            digits += 1;
-            if digits > 10 {
-                return Err(bad(i, "a number larger than 4294967295"));
-            }
-            continue;
-        }
-        match b {
-            b',' => {
-                if digits == 0 {
-                    return Err(bad(i, "expected a non-negative integer"));
-                }
-                emit(value, i, &mut field, &mut record)?;
-                (value, digits, ended) = (0, 0, false);
-            }
-            b' ' | b'\n' | b'\r' | b'\t' => ended = digits > 0,
-            _ => return Err(bad(i, "expected a non-negative integer")),
+            Err(e) => Err(self.error(e, section)),
         }
     }
-    if last {
-        if digits == 0 {
-            return Err(bad(chunk.len(), "expected a number"));
+}
+
+/// Parses a chunk into its rows: `slot[f]` is the column of field `f`, or
+/// [`NO_COLUMN`].
+fn tokenize(chunk: &mut Chunk, slot: &[usize], section: &str) -> Result<(), E> {
+    for record in 0..chunk.records {
+        let final_record = record >= chunk.full;
+        for (f, &c) in slot.iter().enumerate() {
+            let v = chunk.next(final_record && f + 1 == slot.len(), section)?;
+            if c != NO_COLUMN {
+                chunk.out[c][record] = v;
+            }
         }
-        emit(value, chunk.len(), &mut field, &mut record)?;
-    } else if digits != 0 {
-        return Err(bad(chunk.len(), "expected `,`"));
     }
-    if field != 0 || record != records || fields != slot.len() {
-        return Err(bad(chunk.len(), "fewer values than counted"));
+    if chunk.at != chunk.text.len() {
+        return Err(chunk.error((chunk.at, "more values than counted"), section));
     }
     Ok(())
 }
 
+/// The value of 1 to 8 digits at `chunk[i..]` and the position after the
+/// comma (or newline and comma) that follows it, from one 16-byte load
+/// and a few word operations, without a branch that depends on the
+/// digits: where the first non-digit is, what the digits before it are
+/// worth, and whether a separator follows. `None` for anything else
+/// (white space first, 9 digits or more, fewer than 16 bytes left, an
+/// error), which [`value`] then reads byte by byte.
+#[inline(always)]
+fn fast_value(chunk: &[u8], i: usize) -> Option<(u32, usize)> {
+    let bytes: [u8; 16] = chunk.get(i..i.wrapping_add(16))?.try_into().ok()?;
+    let x = u128::from_le_bytes(bytes);
+    // Digits become 0..=9; a byte is not a digit when it is above 9 after
+    // the XOR. Adding 0x76 sets bit 7 of bytes 10..=0x89 and the OR
+    // catches those above; a carry only reaches bytes after a non-digit.
+    let t = x as u64 ^ 0x3030_3030_3030_3030;
+    let non_digit = (t.wrapping_add(0x7676_7676_7676_7676) | t) & 0x8080_8080_8080_8080;
+    let n = non_digit.trailing_zeros() / 8; // 8 when all are digits
+                                            // The two bytes after the digits.
+    let after = (x >> (8 * n)) as u16;
+    let comma = after as u8 == b',';
+    let newline_comma = after == u16::from_le_bytes([b'\n', b',']);
+    if n == 0 || !(comma || newline_comma) {
+        return None;
+    }
+    let next = i + n as usize + 1 + usize::from(newline_comma);
+    // The n digits at the top of the word, zeros before them: an 8-digit
+    // number, combined by pairs, quads, then halves.
+    let v = t << (64 - 8 * n);
+    let v = (v & 0x0f0f_0f0f_0f0f_0f0f).wrapping_mul(10 * 256 + 1) >> 8;
+    let v = (v & 0x00ff_00ff_00ff_00ff).wrapping_mul(100 * 65536 + 1) >> 16;
+    let v = (v & 0x0000_ffff_0000_ffff).wrapping_mul(10000 * (1 << 32) + 1) >> 32;
+    Some((v as u32, next))
+}
+
+/// Reads the value at `chunk[i..]`, white space around it allowed, and
+/// the comma after it (none after the `last` one, which must end the
+/// chunk): the value and the position after them. An error is the byte
+/// it is at and what was wrong.
+fn value(chunk: &[u8], i: usize, last: bool) -> Result<(u32, usize), (usize, &'static str)> {
+    const LARGE: &str = "a number larger than 4294967295";
+    let space = |at: &mut usize| {
+        while matches!(chunk.get(*at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            *at += 1;
+        }
+    };
+    let mut at = i;
+    space(&mut at);
+    let start = at;
+    let mut value = 0u64;
+    while let Some(d) = chunk
+        .get(at)
+        .map(|b| b.wrapping_sub(b'0'))
+        .filter(|&d| d < 10)
+    {
+        if at - start == 10 {
+            return Err((at, LARGE));
+        }
+        value = value * 10 + u64::from(d);
+        at += 1;
+    }
+    if at == start {
+        return Err(match chunk.get(at) {
+            None => (at, "expected a number"),
+            Some(_) => (at, "expected a non-negative integer"),
+        });
+    }
+    if value > u64::from(u32::MAX) {
+        return Err((at, LARGE));
+    }
+    space(&mut at);
+    match chunk.get(at) {
+        None if last => {}
+        None => return Err((at, "expected `,`")),
+        Some(b',') if !last => at += 1,
+        Some(b',') => return Err((at, "more values than counted")),
+        Some(b'0'..=b'9') => return Err((at, "expected `,` between integers")),
+        Some(_) => return Err((at, "expected a non-negative integer")),
+    }
+    Ok((value as u32, at))
+}
+
+/// `x / d` for any 32-bit `x` (`d` ≥ 1), as a multiplication by
+/// ⌈2^64 / d⌉ (Lemire, Kaser and Kurz, "Faster remainder by direct
+/// computation", 2019): a division per edge would cost more than the rest
+/// of the edge's check.
+fn divider(d: u32) -> impl Fn(u32) -> u32 {
+    let inverse = if d > 1 {
+        u64::MAX / u64::from(d) + 1
+    } else {
+        0
+    };
+    move |x| {
+        if d > 1 {
+            ((u128::from(x) * u128::from(inverse)) >> 64) as u32
+        } else {
+            x
+        }
+    }
+}
+
 /// Checks types, names and edges, and turns edge counts into `first_edge`
 /// and `to_node` offsets into node ordinals.
-fn validate(s: &mut Snapshot, edge_count: &[u32], node_fields: usize) -> Result<(), E> {
+fn validate(s: &mut Snapshot, edge_count: Vec<u32>, node_fields: usize) -> Result<(), E> {
     let nodes = s.node_count();
     if nodes == 0 {
         return Err(E::Shape(
@@ -713,11 +842,13 @@ fn validate(s: &mut Snapshot, edge_count: &[u32], node_fields: usize) -> Result<
             )
         }));
     }
-    let mut first_edge = Vec::with_capacity(nodes + 1);
+    // Each node's count becomes its first edge, in place.
+    let mut first_edge = edge_count;
     let mut sum = 0u64;
-    for &c in edge_count {
-        first_edge.push(sum as u32);
-        sum += u64::from(c);
+    for c in first_edge.iter_mut() {
+        let count = *c;
+        *c = sum as u32;
+        sum += u64::from(count);
         if sum > u64::from(u32::MAX) {
             break;
         }
@@ -734,6 +865,7 @@ fn validate(s: &mut Snapshot, edge_count: &[u32], node_fields: usize) -> Result<
     let is_index: Vec<bool> = (0..edge_types).map(|t| s.edge_name_is_index(t)).collect();
     let limit = (nodes * node_fields) as u64;
     let fields = node_fields as u32;
+    let divide = divider(fields);
     // Checks each edge and turns its target offset into an ordinal.
     let bad = s
         .edge_to
@@ -741,14 +873,15 @@ fn validate(s: &mut Snapshot, edge_count: &[u32], node_fields: usize) -> Result<
         .zip(s.edge_type.par_iter().zip(s.edge_name.par_iter()))
         .enumerate()
         .find_map_any(|(i, (to, (&t, &n)))| {
+            let q = divide(*to);
             let ok = t < edge_types
                 && (is_index[t as usize] || u64::from(n) < strings)
                 && u64::from(*to) < limit
-                && *to % fields == 0;
+                && q * fields == *to;
             if !ok {
                 return Some(i);
             }
-            *to /= fields;
+            *to = q;
             None
         });
     let Some(i) = bad else {
@@ -850,6 +983,92 @@ mod tests {
         }
         let all: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
         assert_eq!(count_commas(&all), 16);
+    }
+
+    #[test]
+    fn strings_with_and_without_escapes() {
+        let text = doc("2,1,1,0,0,0, 1,2,3,10,0,0, 1,3,5,20,0,0", "");
+        let with = |strings: &str| text.replace(r#"["","root","A","x\n"]"#, strings);
+        let s = parse(with(r#"[ "", "r\u00f6ot" ,"\"A\"",  "é\\"]"#).as_bytes()).unwrap();
+        assert_eq!((s.name(0), s.name(1), s.name(2)), ("röot", "\"A\"", "é\\"));
+        for (bad, what) in [
+            ("[\"\",\"r\noot\",\"A\",\"x\"]", "control character"),
+            (r#"["","root" "A","x"]"#, "expected `,` or `]`"),
+            (r#"["","root",7,"x"]"#, "expected a string"),
+        ] {
+            let err = parse(with(bad).as_bytes()).err().unwrap().to_string();
+            assert!(err.contains(what), "{err} (wanted {what})");
+        }
+        let mut bytes = with(r#"["","ro?t","A","x"]"#).into_bytes();
+        let at = bytes.windows(4).position(|w| w == b"ro?t").unwrap() + 2;
+        bytes[at] = 0xff;
+        let err = parse(&bytes).err().unwrap().to_string();
+        assert!(err.contains("string 1 is not valid UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn division_by_multiplication_is_exact() {
+        let mut x = 0x2545_f491u32;
+        for d in 1..=64u32 {
+            let divide = divider(d);
+            let edges = [
+                0,
+                1,
+                d - 1,
+                d,
+                d + 1,
+                u32::MAX - 1,
+                u32::MAX,
+                u32::MAX / d * d,
+            ];
+            for v in edges.into_iter().chain((0..20_000).map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x
+            })) {
+                assert_eq!(divide(v), v / d, "{v} / {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_of_every_width_and_separator() {
+        // Values of 1 to 10 digits, within the fast reader's word and
+        // beyond it, after commas as V8 writes them (`\n,` ending a record)
+        // and with other white space, which the byte-by-byte reader takes.
+        let mut x = 0x9e37_79b9u32;
+        let (mut ids, mut sizes) = (Vec::new(), Vec::new());
+        let mut nodes = String::new();
+        let separators = [",", ",", ",", "\n,", " , ", ",\n", "\t,\r\n"];
+        for i in 0..6000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let (id, size) = if i % 1000 == 999 {
+                (u32::MAX, 0)
+            } else {
+                (x >> (x % 32), u32::MAX - (x >> (x % 29)))
+            };
+            let sep = if i == 5999 {
+                ""
+            } else {
+                separators[(x as usize / 7) % separators.len()]
+            };
+            nodes.push_str(&format!("1,2,{id},{size},0,{i}{sep}"));
+            ids.push(id);
+            sizes.push(size);
+        }
+        let s = parse(doc(&nodes, "").as_bytes()).unwrap();
+        assert_eq!(s.node_id, ids);
+        assert_eq!(s.self_size, sizes);
+        for bad in [
+            "1,2,3,4,0,0,\n1 2,3,4,0,0",
+            "1,2,3,4,0,4294967296",
+            "1,2,3,4,0,12345678901",
+        ] {
+            assert!(parse(doc(bad, "").as_bytes()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

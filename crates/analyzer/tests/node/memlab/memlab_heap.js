@@ -14,6 +14,8 @@
 // Usage: node memlab_heap.js FILE.heapsnapshot
 //        node memlab_heap.js --load-only FILE.heapsnapshot   (load and analyze, print the
 //        node count only: what benches/heapsnapshot_vs_memlab.sh times)
+//        node memlab_heap.js --each FILE.heapsnapshot...   (one line per file, in order:
+//        the object above plus "file"; one process for many small snapshots)
 'use strict';
 const path = require('path');
 const core = require(path.join(__dirname, 'node_modules', '@memlab', 'core'));
@@ -32,16 +34,13 @@ function className(node) {
   }
 }
 
-(async function main() {
-  const loadOnly = process.argv[2] === '--load-only';
-  const file = process.argv[loadOnly ? 3 : 2];
-  core.config.muteConsole = true;
+async function load(file) {
   const heap = await core.utils.getSnapshotFromFile(file, { buildNodeIdIndex: true });
   core.analysis.preparePathFinder(heap);
-  if (loadOnly) {
-    process.stdout.write(JSON.stringify({ node_count: heap.nodes.length }));
-    return;
-  }
+  return heap;
+}
+
+function summary(heap) {
   let total = 0;
   const retained = {};
   const objects = [];
@@ -58,16 +57,30 @@ function className(node) {
     row.self_size += node.self_size;
   });
   objects.sort((a, b) => b[1] - a[1] || a[0] - b[0]);
-  process.stdout.write(
-    JSON.stringify({
-      node_count: heap.nodes.length,
-      total_size: total,
-      root_retained_size: heap.nodes.get(0).retainedSize,
-      retained,
-      top: objects.slice(0, 200),
-      constructors,
-    }),
-  );
+  return {
+    node_count: heap.nodes.length,
+    total_size: total,
+    root_retained_size: heap.nodes.get(0).retainedSize,
+    retained,
+    top: objects.slice(0, 200),
+    constructors,
+  };
+}
+
+(async function main() {
+  core.config.muteConsole = true;
+  const mode = process.argv[2];
+  if (mode === '--load-only') {
+    const heap = await load(process.argv[3]);
+    process.stdout.write(JSON.stringify({ node_count: heap.nodes.length }));
+  } else if (mode === '--each') {
+    for (const file of process.argv.slice(3)) {
+      const heap = await load(file);
+      process.stdout.write(JSON.stringify({ file, ...summary(heap) }) + '\n');
+    }
+  } else {
+    process.stdout.write(JSON.stringify(summary(await load(mode))));
+  }
 })().catch((e) => {
   console.error(e);
   process.exit(1);
