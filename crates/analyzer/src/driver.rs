@@ -54,7 +54,9 @@ pub struct Request {
     pub flamegraph: Option<PathBuf>,
     /// Also write folded stacks here.
     pub folded: Option<PathBuf>,
-    /// Refuse inputs that decompress to more than this many bytes.
+    /// Refuse gzip inputs that inflate to more than this many bytes, and
+    /// standard input or pipes longer than this: what the input does not
+    /// state in advance. A raw regular file is read whatever its size.
     pub max_decompressed: u64,
     /// Whether input files may be memory-mapped: [`MmapChoice::never`]
     /// unless the caller vouches that they do not change while read (the

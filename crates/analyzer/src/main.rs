@@ -102,7 +102,9 @@ struct AnalyzeArgs {
     /// Worker threads (default, or 0: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// Refuse inputs that decompress to more than this (suffixes K, M, G accepted).
+    /// Refuse gzip inputs that inflate to more than this, and standard input
+    /// or pipes longer than this; a plain file on disk is read whatever its
+    /// size (suffixes K, M, G accepted).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_DECOMPRESSED, value_parser = size_in_bytes)]
     max_decompressed_size: u64,
     /// Read input files instead of memory-mapping them (for files that may

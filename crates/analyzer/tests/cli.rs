@@ -365,6 +365,65 @@ fn decompression_is_capped() {
 }
 
 #[test]
+fn the_cap_bounds_inflation_and_stdin_not_a_plain_file() {
+    // encoded-cpu.pb.gz (1,124 bytes) inflates to 1,742: under a cap
+    // between the two, the raw profile on disk is read (mapped or not: its
+    // size is the filesystem's to state), while the smaller gzip file and
+    // the same raw bytes on standard input are refused.
+    const CAP: usize = 1200;
+    let gz = std::fs::read(fixture("encoded-cpu.pb.gz")).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
+    assert!(
+        gz.len() < CAP && raw.len() > CAP,
+        "{} {}",
+        gz.len(),
+        raw.len()
+    );
+    let path = tmp("over-cap.pb");
+    std::fs::write(&path, &raw).unwrap();
+    let cap = CAP.to_string();
+    for mmap in [&[][..], &["--no-mmap"]] {
+        let args = [
+            &["--max-decompressed-size", &cap][..],
+            mmap,
+            &[path.to_str().unwrap()],
+        ];
+        // 326 samples of 10 ms (examples/fixtures.rs).
+        assert_eq!(json(&args.concat())["total"], 326 * MS);
+    }
+    let refused = |out: Output, name: &str| {
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err,
+            format!(
+                "firewatch: {name}: decompressed data exceeds the limit of {CAP} bytes\n\
+                 firewatch: raise the limit with --max-decompressed-size\n"
+            )
+        );
+    };
+    let gz_path = fixture("encoded-cpu.pb.gz");
+    let out = firewatch(&[
+        "analyze",
+        "--max-decompressed-size",
+        &cap,
+        gz_path.to_str().unwrap(),
+    ]);
+    refused(out, gz_path.to_str().unwrap());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_firewatch"))
+        .args(["analyze", "--max-decompressed-size", &cap, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The child may stop reading at the cap: a broken pipe here is fine.
+    let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), &raw);
+    refused(child.wait_with_output().unwrap(), "-");
+}
+
+#[test]
 fn mapped_and_read_inputs_give_the_same_report() {
     // A raw (uncompressed) profile: the one case where mapping changes how
     // the bytes are held (gzip is inflated into memory either way).

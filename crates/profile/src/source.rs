@@ -1,7 +1,9 @@
 //! Getting profile bytes: files are read (or, by an explicit `unsafe`
 //! choice, memory-mapped), gzip is detected by its magic number and inflated
 //! under a size cap, so a gzip bomb is an error rather than an out-of-memory
-//! kill.
+//! kill. The cap bounds only what the input itself does not state: inflated
+//! output, and standard input or a pipe read to its end. A regular file's
+//! size is the filesystem's to state, so a raw one is held whatever its size.
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -24,12 +26,10 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
 }
 
 /// Inflates gzip input (all members, as Go's reader does) under `limit`;
-/// returns other input unchanged.
+/// returns other input unchanged, whatever its size (it is already held:
+/// the cap bounds what inflation would add).
 pub fn decompress(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>> {
     if !is_gzip(bytes) {
-        if bytes.len() as u64 > limit {
-            return Err(Error::TooLarge { limit });
-        }
         return Ok(Cow::Borrowed(bytes));
     }
     // The trailer's ISIZE (size mod 2^32 of the last member) is a good first
@@ -44,11 +44,11 @@ pub fn decompress(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>> {
     Ok(Cow::Owned(out))
 }
 
-/// Reads all of `input`, or fails once it passes `limit` bytes (gzip
-/// never inflates to less than about its compressed size, so a file over
-/// the cap is too large either way).
-fn read_capped(input: impl Read, size_hint: u64, limit: u64) -> Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(size_hint.min(limit) as usize);
+/// Reads all of a stream of unstated length, or fails once it passes
+/// `limit` bytes (gzip never inflates to less than about its compressed
+/// size, so a stream over the cap is too large either way).
+fn read_capped(input: impl Read, limit: u64) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
     input
         .take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
@@ -117,7 +117,9 @@ pub struct ProfileData {
 
 impl ProfileData {
     /// Reads (`-`: standard input) and decompresses a profile. Errors name
-    /// the file.
+    /// the file. `max_decompressed` caps gzip's inflated output and what is
+    /// read from standard input or a pipe; a raw regular file is read (or
+    /// mapped) whole, as its size is known before reading.
     pub fn open(path: impl AsRef<Path>, max_decompressed: u64) -> Result<ProfileData> {
         Self::open_with(path, max_decompressed, MmapChoice::never())
     }
@@ -134,13 +136,18 @@ impl ProfileData {
 
     fn open_inner(path: &Path, limit: u64, mmap: MmapChoice) -> Result<ProfileData> {
         if path.as_os_str() == "-" {
-            let bytes = read_capped(std::io::stdin(), 0, limit)?;
+            let bytes = read_capped(std::io::stdin(), limit)?;
             return Self::from_bytes(path, bytes, limit);
         }
         let file = File::open(path).map_err(Error::Io)?;
         let meta = file.metadata().map_err(Error::Io)?;
+        if !meta.is_file() {
+            // A pipe or device (`<(zcat …)`, /dev/stdin): no stated size.
+            let bytes = read_capped(&file, limit)?;
+            return Self::from_bytes(path, bytes, limit);
+        }
         #[cfg(feature = "mmap")]
-        if mmap.maps() && meta.is_file() && meta.len() > 0 {
+        if mmap.maps() && meta.len() > 0 {
             // SAFETY: the caller chose `MmapChoice::auto`, whose contract is
             // that nobody truncates or rewrites the file while this data
             // lives; the map itself is read-only and private.
@@ -158,12 +165,15 @@ impl ProfileData {
         }
         #[cfg(not(feature = "mmap"))]
         let _ = mmap;
-        let size = if meta.is_file() { meta.len() } else { 0 };
-        let bytes = read_capped(&file, size, limit)?;
+        // std sizes the buffer from the file's length, and a failed
+        // reservation is an error, not an abort.
+        let mut bytes = Vec::new();
+        (&file).read_to_end(&mut bytes).map_err(Error::Io)?;
         Self::from_bytes(path, bytes, limit)
     }
 
-    /// Wraps bytes already in memory (gzip or raw).
+    /// Wraps bytes already in memory (gzip, inflated under `limit`, or raw,
+    /// kept whatever their size).
     pub fn from_bytes(path: impl Into<PathBuf>, bytes: Vec<u8>, limit: u64) -> Result<ProfileData> {
         let path = path.into();
         let storage = match decompress(&bytes, limit).map_err(|e| e.in_file(&path))? {
