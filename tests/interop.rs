@@ -29,8 +29,21 @@ fn a_pprof_rs_profile_decodes_and_names_its_functions() {
         .frequency(250)
         .build()
         .unwrap();
-    spin_for_pprof_rs(Duration::from_millis(600));
-    let report = guard.report().build().unwrap();
+    // Spin until pprof-rs has samples (under load its timer signals can
+    // come late: seen once with none after 600 ms of CPU at load 6). The
+    // deadline only catches a profiler that never samples.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let report = loop {
+        spin_for_pprof_rs(Duration::from_millis(600));
+        let report = guard.report().build().unwrap();
+        if report.data.values().sum::<isize>() >= 20 {
+            break report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pprof-rs took no samples in 2 minutes of spinning"
+        );
+    };
     drop(guard);
     let bytes = report.pprof().unwrap().write_to_bytes().unwrap();
 
