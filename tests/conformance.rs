@@ -347,7 +347,8 @@ fn directories_of_many_profiles_merge_as_go_tool_pprof_merges_them() {
             })
             .collect()
     };
-    // 75 profiles: three batches of at most 32.
+    // 75 profiles and 40 bases: batches of 16, each read and decoded while
+    // the one before is added.
     let now = write("now", 0..75);
     let before = write("before", 100..140);
     let now_dir = dir.path().join("now");

@@ -316,12 +316,10 @@ pub fn prepare(inputs: &[Input], options: &Options) -> Result<Prepared> {
 /// The second step of [`aggregate`]: the sample pass, in parallel.
 /// `blocks[i]` are the sample blocks of the `i`th input given to [`prepare`].
 pub fn aggregate_samples(prepared: Prepared, blocks: &[&[SampleBlock]]) -> Aggregate {
-    let Prepared {
-        mut aggregator,
-        batch,
-    } = prepared;
-    aggregator.add(batch, blocks);
-    aggregator.finish()
+    let Prepared { aggregator, batch } = prepared;
+    let mut sums = aggregator.sums();
+    sums.add(batch, blocks);
+    aggregator.finish(sums)
 }
 
 /// Frame identity at function granularity, owned: it outlives the batch of
@@ -400,6 +398,8 @@ impl FrameTable {
 /// The plans of one batch of inputs, for [`Aggregator::add`].
 pub(crate) struct Batch {
     plans: Vec<Plan>,
+    /// Frames known once this batch was planned.
+    node_count: usize,
 }
 
 /// Aggregation over batches of inputs: each batch is planned
@@ -417,7 +417,17 @@ pub(crate) struct Aggregator {
     filter: NameFilter,
     /// `--group-by` values that have a group, in order of their group id.
     group_values: Vec<String>,
+}
+
+/// The running sums of the batches added so far ([`Sums::add`]), apart
+/// from the [`Aggregator`] that plans them, so that the next batch can be
+/// planned while one is added.
+pub(crate) struct Sums {
     running: Option<Partial>,
+    /// A base is among the inputs.
+    has_base: bool,
+    /// Flat and cum added sample by sample (see [`Partial::new`]).
+    per_sample_sums: bool,
     /// With [`Options::label_hot_paths`]: every batch's plans.
     kept_plans: Option<Vec<Plan>>,
 }
@@ -436,8 +446,18 @@ impl Aggregator {
                 ..NameFilter::default()
             },
             group_values: Vec::new(),
+        }
+    }
+
+    /// Empty sums for the batches this aggregator plans.
+    pub(crate) fn sums(&self) -> Sums {
+        Sums {
             running: None,
-            kept_plans: options.label_hot_paths.then(Vec::new),
+            has_base: self.has_base,
+            // Flat and cum are linear in the stacks' values: without groups
+            // they are summed once over the distinct stacks, at the end.
+            per_sample_sums: self.options.group_by.is_some(),
+            kept_plans: self.options.label_hot_paths.then(Vec::new),
         }
     }
 
@@ -567,72 +587,19 @@ impl Aggregator {
                 plan.label_strings = Some(strings);
             }
         }
-        Ok(Batch { plans })
+        Ok(Batch {
+            plans,
+            node_count: self.frames.names.len(),
+        })
     }
 
-    /// The sample pass over a planned batch, in parallel; `blocks[i]` are
-    /// the sample blocks of the batch's `i`th input. Its sums join the
-    /// running ones.
-    pub(crate) fn add(&mut self, batch: Batch, blocks: &[&[SampleBlock]]) {
-        let plans = batch.plans;
-        let tasks: Vec<(usize, &SampleBlock)> = blocks
-            .iter()
-            .enumerate()
-            .flat_map(|(i, blocks)| blocks.iter().map(move |b| (i, b)))
-            .collect();
-        let node_count = self.frames.names.len();
-        let diff = self.has_base;
-        // One partial sum per worker thread (not per rayon split: merging
-        // millions of stacks is the expensive part), then the stack tables
-        // are merged shard by shard in parallel.
-        // Small profiles get one worker: a second one would only duplicate
-        // the stack tables it then has to merge.
-        let samples: usize = tasks.iter().map(|(_, b)| b.len()).sum();
-        let workers = rayon::current_num_threads()
-            .min(samples / SAMPLES_PER_WORKER)
-            .clamp(1, tasks.len().max(1));
-        let per_worker = tasks.len().div_ceil(workers).max(1);
-        let use_cache =
-            plans.iter().all(|p| p.groups.is_none()) && repeats(&tasks) >= CACHE_WORTH_REPEATS;
-        let partials: Vec<Partial> = tasks
-            .par_chunks(per_worker)
-            .map(|group| {
-                let mut partial = Partial::new(node_count, diff);
-                // Room for every sample being a distinct stack, twice an
-                // even share per shard (hash skew); inlined lines add frames.
-                let samples: usize = group.iter().map(|(_, b)| b.len()).sum();
-                let refs: usize = group.iter().map(|(_, b)| b.location_count()).sum();
-                let (per_shard_stacks, per_shard_frames) =
-                    (samples * 2 / SHARDS, refs * 3 / SHARDS);
-                partial.stacks = (0..SHARDS)
-                    .map(|_| StackTable::with_capacity(per_shard_stacks, per_shard_frames))
-                    .collect();
-                // Groups need their own flat and cum per sample; otherwise,
-                // where stacks repeat, samples are matched to their stacks
-                // by their locations.
-                if use_cache {
-                    partial.location_stacks = Some(HashTable::with_capacity(samples / 2));
-                }
-                for &(i, block) in group {
-                    partial.add_block(i, &plans[i], block);
-                }
-                partial.sum_functions();
-                partial
-            })
-            .collect();
-        let partials: Vec<Partial> = self.running.take().into_iter().chain(partials).collect();
-        // Nothing to merge when no input so far had a sample block (a
-        // profile without samples): `finish` starts from an empty partial.
-        if !partials.is_empty() {
-            self.running = Some(Partial::merge_all(partials));
-        }
-        if let Some(kept) = &mut self.kept_plans {
-            kept.extend(plans);
-        }
-    }
-
-    /// The totals of every batch added.
-    pub(crate) fn finish(self) -> Aggregate {
+    /// The totals of every batch added to `sums`.
+    pub(crate) fn finish(self, sums: Sums) -> Aggregate {
+        let Sums {
+            running,
+            kept_plans,
+            ..
+        } = sums;
         let Aggregator {
             has_base,
             sample_type,
@@ -641,12 +608,13 @@ impl Aggregator {
             },
             options,
             group_values,
-            running,
-            kept_plans,
             ..
         } = self;
         let (sample_type, _) = sample_type.expect("a batch was planned");
-        let mut partial = running.unwrap_or_else(|| Partial::new(0, false));
+        let mut partial = running.unwrap_or_else(|| Partial::new(0, false, true));
+        if !partial.per_sample_sums {
+            partial.sum_stacks(names.len());
+        }
         // pprof merges a base into the profile sample by sample, so
         // identical samples (same locations and labels) cancel before it
         // sums |values|: do the same. Sums wrap like Go's int64 (pprof's),
@@ -695,6 +663,90 @@ impl Aggregator {
             group_by: options.group_by,
             groups,
             plans: kept_plans,
+        }
+    }
+}
+
+impl Sums {
+    /// The sample pass over a planned batch, in parallel; `blocks[i]` are
+    /// the sample blocks of the batch's `i`th input. Its sums join the
+    /// running ones.
+    pub(crate) fn add(&mut self, batch: Batch, blocks: &[&[SampleBlock]]) {
+        let Batch { plans, node_count } = batch;
+        let tasks: Vec<(usize, &SampleBlock)> = blocks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, blocks)| blocks.iter().map(move |b| (i, b)))
+            .collect();
+        let (diff, per_sample_sums) = (self.has_base, self.per_sample_sums);
+        // One partial sum per worker thread (not per rayon split: merging
+        // millions of stacks is the expensive part), then the stack tables
+        // are merged shard by shard in parallel.
+        // Small profiles get one worker: a second one would only duplicate
+        // the stack tables it then has to merge.
+        let samples: usize = tasks.iter().map(|(_, b)| b.len()).sum();
+        let workers = rayon::current_num_threads()
+            .min(samples / SAMPLES_PER_WORKER)
+            .clamp(1, tasks.len().max(1));
+        let per_worker = tasks.len().div_ceil(workers).max(1);
+        let use_cache =
+            plans.iter().all(|p| p.groups.is_none()) && repeats(&tasks) >= CACHE_WORTH_REPEATS;
+        if workers == 1 {
+            // One worker (a batch of small profiles, as a fleet's are): add
+            // into the running sums, where most of its stacks already are,
+            // rather than into new tables merged with them afterwards.
+            let mut partial = self
+                .running
+                .take()
+                .unwrap_or_else(|| Partial::new(node_count, diff, per_sample_sums));
+            partial.grow(node_count);
+            if use_cache {
+                partial.location_stacks = Some(HashTable::with_capacity(samples / 2));
+            }
+            for &(i, block) in &tasks {
+                partial.add_block(i, &plans[i], block);
+            }
+            partial.location_stacks = None;
+            self.running = Some(partial);
+            if let Some(kept) = &mut self.kept_plans {
+                kept.extend(plans);
+            }
+            return;
+        }
+        let partials: Vec<Partial> = tasks
+            .par_chunks(per_worker)
+            .map(|group| {
+                let mut partial = Partial::new(node_count, diff, per_sample_sums);
+                // Room for every sample being a distinct stack, twice an
+                // even share per shard (hash skew); inlined lines add frames.
+                let samples: usize = group.iter().map(|(_, b)| b.len()).sum();
+                let refs: usize = group.iter().map(|(_, b)| b.location_count()).sum();
+                let (per_shard_stacks, per_shard_frames) =
+                    (samples * 2 / SHARDS, refs * 3 / SHARDS);
+                partial.stacks = (0..SHARDS)
+                    .map(|_| StackTable::with_capacity(per_shard_stacks, per_shard_frames))
+                    .collect();
+                // Groups need their own flat and cum per sample; otherwise,
+                // where stacks repeat, samples are matched to their stacks
+                // by their locations.
+                if use_cache {
+                    partial.location_stacks = Some(HashTable::with_capacity(samples / 2));
+                }
+                for &(i, block) in group {
+                    partial.add_block(i, &plans[i], block);
+                }
+                partial.location_stacks = None;
+                partial
+            })
+            .collect();
+        let partials: Vec<Partial> = self.running.take().into_iter().chain(partials).collect();
+        // Nothing to merge when no input so far had a sample block (a
+        // profile without samples): `finish` starts from an empty partial.
+        if !partials.is_empty() {
+            self.running = Some(Partial::merge_all(partials));
+        }
+        if let Some(kept) = &mut self.kept_plans {
+            kept.extend(plans);
         }
     }
 }
@@ -997,12 +1049,19 @@ fn fill_stack(scratch: &mut Vec<u32>, plan: &Plan, locations: &[u32]) {
             plan.frame_start[l as usize] as usize,
             plan.frame_start[l as usize + 1] as usize,
         );
-        scratch.extend_from_slice(&plan.frames[start..end]);
+        // Most locations are one frame: no call to copy a slice.
+        if end == start + 1 {
+            scratch.push(plan.frames[start]);
+        } else {
+            scratch.extend_from_slice(&plan.frames[start..end]);
+        }
     }
 }
 
 /// One worker's share of the sums.
 struct Partial {
+    /// Per function; empty until [`Partial::sum_stacks`] unless
+    /// `per_sample_sums`.
     flat: Vec<i64>,
     cum: Vec<i64>,
     /// `seen[n] == sample_serial` when node `n` already got this sample's cum.
@@ -1026,8 +1085,10 @@ struct Partial {
     groups: Vec<GroupPartial>,
     /// Without groups: each distinct (input, base or not, locations) seen
     /// by this worker, by [`hash_locations`], with its stack entry (shard
-    /// << 32 | index); flat and cum wait for [`Partial::sum_functions`].
+    /// << 32 | index); flat and cum wait for [`Partial::sum_stacks`].
     location_stacks: Option<HashTable<(u128, u64)>>,
+    /// Whether flat and cum are added sample by sample (see [`Partial::new`]).
+    per_sample_sums: bool,
 }
 
 /// Samples drawn to estimate how often stacks repeat ([`repeats`]).
@@ -1146,11 +1207,16 @@ fn add_into(into: &mut Vec<i64>, from: &[i64]) {
 }
 
 impl Partial {
-    fn new(nodes: usize, diff: bool) -> Partial {
+    /// `per_sample_sums`: flat and cum are added sample by sample (for
+    /// `--group-by`, whose groups need their own); otherwise they wait for
+    /// [`Partial::sum_stacks`] over the merged stacks.
+    fn new(nodes: usize, diff: bool, per_sample_sums: bool) -> Partial {
+        let nodes = if per_sample_sums { nodes } else { 0 };
         Partial {
             flat: vec![0; nodes],
             cum: vec![0; nodes],
             seen: vec![0; nodes],
+            per_sample_sums,
             sample_serial: 0,
             stacks: (0..SHARDS).map(|_| StackTable::default()).collect(),
             scratch: Vec::with_capacity(256),
@@ -1242,45 +1308,83 @@ impl Partial {
         }
     }
 
-    /// With the location-stack cache, flat and cum were left for the end:
-    /// each distinct stack adds its value to its leaf's flat and, once per
-    /// function, to the cum of the functions on it (the same sums the
-    /// per-sample path makes, since they are linear in the values).
-    fn sum_functions(&mut self) {
-        if self.location_stacks.take().is_none() {
-            return;
+    /// Makes room for `nodes` functions (a later batch may know more).
+    fn grow(&mut self, nodes: usize) {
+        if self.per_sample_sums && self.flat.len() < nodes {
+            self.flat.resize(nodes, 0);
+            self.cum.resize(nodes, 0);
+            self.seen.resize(nodes, 0);
         }
-        for table in &self.stacks {
-            for entry in table.entries() {
-                if entry.value == 0 {
-                    continue;
-                }
-                self.sample_serial = self.sample_serial.wrapping_add(1);
-                if self.sample_serial == 0 {
-                    self.seen.fill(0);
-                    self.sample_serial = 1;
-                }
-                let frames = table.frames(entry);
-                for &node in frames {
-                    let seen = &mut self.seen[node as usize];
-                    if *seen != self.sample_serial {
-                        *seen = self.sample_serial;
-                        let cum = &mut self.cum[node as usize];
-                        *cum = cum.wrapping_add(entry.value);
+    }
+
+    /// Flat and cum of `nodes` functions from the distinct stacks: each
+    /// stack adds its value to its leaf's flat and, once per function, to
+    /// the cum of the functions on it: the sums the per-sample path makes,
+    /// since they are linear in the values. Shards are summed in parallel,
+    /// a set of sums per thread.
+    fn sum_stacks(&mut self, nodes: usize) {
+        let threads = rayon::current_num_threads().max(1);
+        let per_thread = self.stacks.len().div_ceil(threads).max(1);
+        let sums = self
+            .stacks
+            .par_chunks(per_thread)
+            .map(|tables| {
+                let (mut flat, mut cum) = (vec![0i64; nodes], vec![0i64; nodes]);
+                let mut seen = vec![0u32; nodes];
+                let mut serial = 0u32;
+                for table in tables {
+                    for entry in table.entries() {
+                        if entry.value == 0 {
+                            continue;
+                        }
+                        serial = serial.wrapping_add(1);
+                        if serial == 0 {
+                            seen.fill(0);
+                            serial = 1;
+                        }
+                        let frames = table.frames(entry);
+                        for &node in frames {
+                            let seen = &mut seen[node as usize];
+                            if *seen != serial {
+                                *seen = serial;
+                                let cum = &mut cum[node as usize];
+                                *cum = cum.wrapping_add(entry.value);
+                            }
+                        }
+                        if let Some(&leaf) = frames.last() {
+                            let flat = &mut flat[leaf as usize];
+                            *flat = flat.wrapping_add(entry.value);
+                        }
                     }
                 }
-                if let Some(&leaf) = frames.last() {
-                    let flat = &mut self.flat[leaf as usize];
-                    *flat = flat.wrapping_add(entry.value);
-                }
-            }
-        }
+                (flat, cum)
+            })
+            .reduce(
+                || (Vec::new(), Vec::new()),
+                |(mut flat, mut cum), (f, c)| {
+                    add_into(&mut flat, &f);
+                    add_into(&mut cum, &c);
+                    (flat, cum)
+                },
+            );
+        (self.flat, self.cum) = sums;
+        self.flat.resize(nodes, 0);
+        self.cum.resize(nodes, 0);
     }
 
     /// Adds the stack in `scratch` (filled by the caller): `value` (net)
     /// and `base_value` (the base's part, positive).
     #[inline]
     fn add_stack(&mut self, value: i64, base_value: i64, group: Option<usize>) {
+        if self.per_sample_sums {
+            self.add_sums(value, group);
+        }
+        let hash = hash_stack(&self.scratch);
+        self.stacks[shard_of(hash)].add(&self.scratch, hash, value, base_value);
+    }
+
+    /// Flat and cum of the stack in `scratch`, sample by sample.
+    fn add_sums(&mut self, value: i64, group: Option<usize>) {
         self.sample_serial = self.sample_serial.wrapping_add(1);
         if self.sample_serial == 0 {
             self.seen.fill(0);
@@ -1304,8 +1408,6 @@ impl Partial {
                 *flat = flat.wrapping_add(value);
             }
         }
-        let hash = hash_stack(&self.scratch);
-        self.stacks[shard_of(hash)].add(&self.scratch, hash, value, base_value);
     }
 
     /// The groups that kept samples, largest |total| first.

@@ -255,7 +255,13 @@ fn decode_strings<'a>(data: &'a [u8], spans: &[Span]) -> Vec<Cow<'a, str>> {
     // (copying only those strings) rather than rejected.
     // An indexed collect writes each string straight into its slot.
     parallel::map_items(spans, 4096, |span| {
-        String::from_utf8_lossy(&data[span.range()])
+        let bytes = &data[span.range()];
+        // `from_utf8` checks ASCII a word at a time; the lossy reader goes
+        // byte by byte, so it only sees the strings that need it.
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(bytes),
+        }
     })
 }
 

@@ -58,13 +58,26 @@ impl<'a> Reader<'a> {
 
     #[inline]
     pub fn varint(&mut self, field: &'static str) -> Result<u64> {
-        // Fast path: one byte (most ids, indexes and small values).
+        // Fast paths: one byte (most indexes and small values) and two
+        // (ids below 16,384: most location and function ids).
         if let Some(&b) = self.buf.get(self.pos) {
             if b < 0x80 {
                 self.pos += 1;
                 return Ok(b as u64);
             }
+            if let Some(&c) = self.buf.get(self.pos + 1) {
+                if c < 0x80 {
+                    self.pos += 2;
+                    return Ok(u64::from(b & 0x7f) | u64::from(c) << 7);
+                }
+            }
         }
+        self.long_varint(field)
+    }
+
+    /// A varint of any length, checked: the rest of [`Reader::varint`].
+    #[inline(never)]
+    fn long_varint(&mut self, field: &'static str) -> Result<u64> {
         let mut value: u64 = 0;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.pos) else {
