@@ -20,6 +20,14 @@ use firewatch_profile::DEFAULT_MAX_DECOMPRESSED;
 use indicatif::{ProgressBar, ProgressStyle};
 use regex::Regex;
 
+#[cfg(target_os = "linux")]
+#[path = "cli/huge_pages.rs"]
+mod huge_pages;
+
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: huge_pages::HugePageAllocator = huge_pages::HugePageAllocator;
+
 #[derive(Parser)]
 #[command(
     name = "firewatch",
