@@ -625,7 +625,6 @@ fn parse_records(
             Chunk {
                 text: &text[w[0].0..w[1].0],
                 base: base + w[0].0,
-                at: 0,
                 // The last chunk's last value has no comma after it.
                 full: if w[1].0 == text.len() {
                     records.saturating_sub(1)
@@ -660,8 +659,6 @@ struct Chunk<'t, 'o> {
     text: &'t [u8],
     /// Where `text` starts in the file, for messages.
     base: usize,
-    /// The next byte to read.
-    at: usize,
     /// Records whose every value has a comma after it: all but the last
     /// chunk's last.
     full: usize,
@@ -673,82 +670,206 @@ impl Chunk<'_, '_> {
     fn error(&self, (at, what): (usize, &str), section: &str) -> E {
         E::Json(format!("in `{section}` at byte {}: {what}", self.base + at))
     }
-
-    /// Reads the value at `self.at`, followed by a comma unless `last`.
-    #[inline(always)]
-    fn next(&mut self, last: bool, section: &str) -> Result<u32, E> {
-        if !last {
-            if let Some((v, next)) = fast_value(self.text, self.at) {
-                self.at = next;
-                return Ok(v);
-            }
-        }
-        match value(self.text, self.at, last) {
-            Ok((v, next)) => {
-                self.at = next;
-                Ok(v)
-            }
-            Err(e) => Err(self.error(e, section)),
-        }
-    }
 }
 
+/// Values read before they are copied to their columns: a few kilobytes,
+/// so the rows stay in the L1 cache between the two.
+const BATCH_VALUES: usize = 2048;
+
 /// Parses a chunk into its rows: `slot[f]` is the column of field `f`, or
-/// [`NO_COLUMN`].
+/// [`NO_COLUMN`]. Values are read in file order into a small row buffer,
+/// then each wanted field is copied to its column: the reading loop has no
+/// per-field work, and where a value ends comes from [`Commas`], not from
+/// the previous value's digits, so consecutive values are decoded
+/// independently (the processor overlaps them) instead of as one chain of
+/// dependent loads.
 fn tokenize(chunk: &mut Chunk, slot: &[usize], section: &str) -> Result<(), E> {
-    for record in 0..chunk.records {
-        let final_record = record >= chunk.full;
+    let text = chunk.text;
+    let fields = slot.len();
+    let per_batch = (BATCH_VALUES / fields).max(1);
+    let mut rows = vec![0u32; per_batch.min(chunk.records) * fields];
+    let mut commas = Commas::new(text);
+    let mut at = 0usize;
+    let mut record = 0usize;
+    while record < chunk.records {
+        let n = (chunk.records - record).min(per_batch);
+        let values = &mut rows[..n * fields];
+        // The last chunk's last value has no comma after it.
+        let ends_array = record + n > chunk.full;
+        let (before_comma, last) = values.split_at_mut(values.len() - usize::from(ends_array));
+        at = read_values(text, at, &mut commas, before_comma)
+            .map_err(|e| chunk.error(e, section))?;
+        if let Some(v) = last.first_mut() {
+            let (x, next) = value(text, at, true).map_err(|e| chunk.error(e, section))?;
+            *v = x;
+            at = next;
+        }
         for (f, &c) in slot.iter().enumerate() {
-            let v = chunk.next(final_record && f + 1 == slot.len(), section)?;
             if c != NO_COLUMN {
-                chunk.out[c][record] = v;
+                let column = &mut chunk.out[c][record..record + n];
+                for (to, row) in column.iter_mut().zip(values.chunks_exact(fields)) {
+                    *to = row[f];
+                }
             }
         }
+        record += n;
     }
-    if chunk.at != chunk.text.len() {
-        return Err(chunk.error((chunk.at, "more values than counted"), section));
+    if at != text.len() {
+        return Err(chunk.error((at, "more values than counted"), section));
     }
     Ok(())
 }
 
-/// The value of 1 to 8 digits at `chunk[i..]` and the position after the
-/// comma (or newline and comma) that follows it, from one 16-byte load
-/// and a few word operations, without a branch that depends on the
-/// digits: where the first non-digit is, what the digits before it are
-/// worth, and whether a separator follows. `None` for anything else
-/// (white space first, 9 digits or more, fewer than 16 bytes left, an
-/// error), which [`value`] then reads byte by byte.
+/// Reads `out.len()` values, each followed by a comma, from `text[at..]`:
+/// the position after the last comma. Kept out of line, with the comma
+/// mask in locals, so that its few live values stay in registers.
+#[inline(never)]
+fn read_values(
+    text: &[u8],
+    mut at: usize,
+    commas: &mut Commas,
+    out: &mut [u32],
+) -> Result<usize, (usize, &'static str)> {
+    let Commas {
+        mut block,
+        mut mask,
+    } = *commas;
+    for v in out {
+        if mask == 0 {
+            (block, mask) = next_commas(text, block);
+        }
+        // No comma left (which the count rules out) fails `digits`.
+        let end = if mask == 0 {
+            usize::MAX
+        } else {
+            block + mask.trailing_zeros() as usize
+        };
+        mask &= mask.wrapping_sub(1);
+        match digits(text, at, end) {
+            Some(x) => {
+                *v = x;
+                at = end + 1;
+            }
+            None => {
+                let (x, next) = value(text, at, false)?;
+                *v = x;
+                at = next;
+            }
+        }
+    }
+    *commas = Commas { block, mask };
+    Ok(at)
+}
+
+/// Where the commas of a text are, found 64 bytes at a time as a bit mask.
+#[derive(Clone, Copy)]
+struct Commas {
+    /// Where the block of `mask` starts.
+    block: usize,
+    /// The commas of the block not yet read, one bit per byte.
+    mask: u64,
+}
+
+impl Commas {
+    fn new(text: &[u8]) -> Self {
+        Commas {
+            block: 0,
+            mask: comma_mask(text),
+        }
+    }
+}
+
+/// The next block after `block` with a comma, and its mask (0 when there
+/// is none).
+#[inline(never)]
+fn next_commas(text: &[u8], mut block: usize) -> (usize, u64) {
+    while block < text.len() {
+        block += 64;
+        let mask = comma_mask(text.get(block..).unwrap_or_default());
+        if mask != 0 {
+            return (block, mask);
+        }
+    }
+    (block, 0)
+}
+
+/// A bit for each comma among the first 64 bytes of `bytes`.
 #[inline(always)]
-fn fast_value(chunk: &[u8], i: usize) -> Option<(u32, usize)> {
-    let bytes: [u8; 16] = chunk.get(i..i.wrapping_add(16))?.try_into().ok()?;
-    let x = u128::from_le_bytes(bytes);
+fn comma_mask(bytes: &[u8]) -> u64 {
+    match bytes.first_chunk::<64>() {
+        Some(block) => block_commas(block),
+        None => tail_commas(bytes),
+    }
+}
+
+/// The same for fewer than 64 bytes, at the end of a text.
+#[cold]
+fn tail_commas(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .take(64)
+        .enumerate()
+        .fold(0, |m, (i, &b)| m | u64::from(b == b',') << i)
+}
+
+/// The commas of a block, eight bytes per word operation: a byte is a
+/// comma when its XOR with `,` is zero, which sets its high bit in `zero`
+/// (exactly: `& 0x7f` then `+ 0x7f` cannot carry into the next byte), and
+/// a multiplication gathers the eight high bits into the top byte.
+#[inline(always)]
+fn block_commas(block: &[u8; 64]) -> u64 {
+    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut mask = 0u64;
+    for (k, word) in block.chunks_exact(8).enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let y = u64::from_le_bytes(w) ^ 0x2c2c_2c2c_2c2c_2c2c;
+        let zero = !(((y & LOW) + LOW) | y) & !LOW;
+        let bits = (zero >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        mask |= bits << (8 * k);
+    }
+    mask
+}
+
+/// The value of the 1 to 8 digits at `text[start..end]`, `end` being the
+/// comma after them (a newline may come between, as V8 writes the end of
+/// a record), from one 8-byte load and a few word operations: where the
+/// first non-digit is, and what the digits before it are worth. `None`
+/// for anything else (white space first, 9 digits or more, fewer than 8
+/// bytes left, an error), which [`value`] then reads byte by byte.
+#[inline(always)]
+fn digits(text: &[u8], start: usize, end: usize) -> Option<u32> {
+    let word: [u8; 8] = text.get(start..start.wrapping_add(8))?.try_into().ok()?;
+    let x = u64::from_le_bytes(word);
     // Digits become 0..=9; a byte is not a digit when it is above 9 after
     // the XOR. Adding 0x76 sets bit 7 of bytes 10..=0x89 and the OR
     // catches those above; a carry only reaches bytes after a non-digit.
-    let t = x as u64 ^ 0x3030_3030_3030_3030;
+    let t = x ^ 0x3030_3030_3030_3030;
     let non_digit = (t.wrapping_add(0x7676_7676_7676_7676) | t) & 0x8080_8080_8080_8080;
-    let n = non_digit.trailing_zeros() / 8; // 8 when all are digits
-                                            // The two bytes after the digits.
-    let after = (x >> (8 * n)) as u16;
-    let comma = after as u8 == b',';
-    let newline_comma = after == u16::from_le_bytes([b'\n', b',']);
-    if n == 0 || !(comma || newline_comma) {
+    let n = (non_digit.trailing_zeros() / 8) as usize; // 8 when all are digits
+    let len = end.wrapping_sub(start);
+    // The byte after the digits, if within the word: the comma, or a
+    // newline right before it.
+    let newline = (x >> ((8 * n) & 63)) as u8 == b'\n';
+    if (n == 0) | (len.wrapping_sub(n) > usize::from(newline)) {
         return None;
     }
-    let next = i + n as usize + 1 + usize::from(newline_comma);
     // The n digits at the top of the word, zeros before them: an 8-digit
-    // number, combined by pairs, quads, then halves.
+    // number, combined by pairs, quads, then halves. (No mask is needed
+    // first: the shift drops every byte but the digits' 0..=9.)
     let v = t << (64 - 8 * n);
-    let v = (v & 0x0f0f_0f0f_0f0f_0f0f).wrapping_mul(10 * 256 + 1) >> 8;
+    let v = v.wrapping_mul(10 * 256 + 1) >> 8;
     let v = (v & 0x00ff_00ff_00ff_00ff).wrapping_mul(100 * 65536 + 1) >> 16;
     let v = (v & 0x0000_ffff_0000_ffff).wrapping_mul(10000 * (1 << 32) + 1) >> 32;
-    Some((v as u32, next))
+    Some(v as u32)
 }
 
 /// Reads the value at `chunk[i..]`, white space around it allowed, and
 /// the comma after it (none after the `last` one, which must end the
 /// chunk): the value and the position after them. An error is the byte
 /// it is at and what was wrong.
+#[cold]
+#[inline(never)]
 fn value(chunk: &[u8], i: usize, last: bool) -> Result<(u32, usize), (usize, &'static str)> {
     const LARGE: &str = "a number larger than 4294967295";
     let space = |at: &mut usize| {
@@ -983,6 +1104,47 @@ mod tests {
         }
         let all: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
         assert_eq!(count_commas(&all), 16);
+    }
+
+    #[test]
+    fn comma_masks_match_a_byte_scan() {
+        // Random bytes, a third of them commas, cut at every length
+        // around a few blocks (for the tails); the bytes that differ from
+        // a comma only in bit 7 or bit 0 are among them.
+        let mut x = 0x2545_f491u32;
+        let text: Vec<u8> = (0..300)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                match x % 6 {
+                    0 | 1 => b',',
+                    2 => b',' ^ 0x80,
+                    3 => b',' ^ 1,
+                    _ => (x >> 8) as u8,
+                }
+            })
+            .collect();
+        for len in 0..text.len() {
+            let text = &text[..len];
+            let expected: Vec<usize> = (0..len).filter(|&i| text[i] == b',').collect();
+            let mut found = Vec::new();
+            let Commas {
+                mut block,
+                mut mask,
+            } = Commas::new(text);
+            loop {
+                if mask == 0 {
+                    (block, mask) = next_commas(text, block);
+                    if mask == 0 {
+                        break;
+                    }
+                }
+                found.push(block + mask.trailing_zeros() as usize);
+                mask &= mask - 1;
+            }
+            assert_eq!(found, expected, "{len} bytes");
+        }
     }
 
     #[test]
