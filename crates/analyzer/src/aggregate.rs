@@ -13,10 +13,11 @@
 //! per location once ([`prepare`]) and per sample in the parallel pass.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use firewatch_profile::{
-    prune_start, FramePruner, LocationMatch, LocationPrune, NameFilter, ProfileView, SampleBlock,
-    SampleIndex,
+    prune_start, FramePruner, LocationMatch, LocationPrune, NameFilter, ProfileData, ProfileView,
+    SampleBlock, SampleDecoder, SampleIndex,
 };
 use rayon::prelude::*;
 use regex::Regex;
@@ -318,8 +319,59 @@ pub fn prepare(inputs: &[Input], options: &Options) -> Result<Prepared> {
 pub fn aggregate_samples(prepared: Prepared, blocks: &[&[SampleBlock]]) -> Aggregate {
     let Prepared { aggregator, batch } = prepared;
     let mut sums = aggregator.sums();
-    sums.add(batch, blocks);
+    let sources: Vec<SampleSource> = blocks.iter().map(|b| SampleSource::Blocks(b)).collect();
+    sums.add(batch, &sources)
+        .expect("decoded samples are added without errors");
     aggregator.finish(sums)
+}
+
+/// The samples of one input for [`Sums::add`]: decoded already, or
+/// decoded a chunk at a time as they are added (a block per worker,
+/// reused), so that a large profile's samples are never all decoded at
+/// once.
+pub(crate) enum SampleSource<'d> {
+    Blocks(&'d [SampleBlock]),
+    Chunks {
+        data: &'d ProfileData,
+        decoder: &'d SampleDecoder,
+    },
+}
+
+/// A piece of the sample pass: a decoded block, or a chunk to decode, of
+/// input `.0`.
+#[derive(Clone, Copy)]
+enum Task<'d> {
+    Block(usize, &'d SampleBlock),
+    Chunk(usize, &'d ProfileData, &'d SampleDecoder, usize),
+}
+
+impl Task<'_> {
+    fn len(&self) -> usize {
+        match *self {
+            Task::Block(_, block) => block.len(),
+            Task::Chunk(_, _, decoder, k) => decoder.chunk_len(k),
+        }
+    }
+
+    /// Adds the task's samples to `partial`, decoding them into `scratch`
+    /// first if need be.
+    fn add_to(
+        &self,
+        partial: &mut Partial,
+        plans: &[Plan],
+        scratch: &mut SampleBlock,
+    ) -> std::result::Result<(), firewatch_profile::Error> {
+        match *self {
+            Task::Block(i, block) => partial.add_block(i, &plans[i], block),
+            Task::Chunk(i, data, decoder, k) => {
+                decoder
+                    .decode_chunk(data.bytes(), k, scratch)
+                    .map_err(|e| e.in_file(data.path()))?;
+                partial.add_block(i, &plans[i], scratch);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Frame identity at function granularity, owned: it outlives the batch of
@@ -671,12 +723,21 @@ impl Sums {
     /// The sample pass over a planned batch, in parallel; `blocks[i]` are
     /// the sample blocks of the batch's `i`th input. Its sums join the
     /// running ones.
-    pub(crate) fn add(&mut self, batch: Batch, blocks: &[&[SampleBlock]]) {
+    pub(crate) fn add(&mut self, batch: Batch, inputs: &[SampleSource]) -> Result<()> {
         let Batch { plans, node_count } = batch;
-        let tasks: Vec<(usize, &SampleBlock)> = blocks
+        let tasks: Vec<Task> = inputs
             .iter()
             .enumerate()
-            .flat_map(|(i, blocks)| blocks.iter().map(move |b| (i, b)))
+            .flat_map(|(i, source)| -> Box<dyn Iterator<Item = Task>> {
+                match *source {
+                    SampleSource::Blocks(blocks) => {
+                        Box::new(blocks.iter().map(move |b| Task::Block(i, b)))
+                    }
+                    SampleSource::Chunks { data, decoder } => Box::new(
+                        (0..decoder.chunk_count()).map(move |k| Task::Chunk(i, data, decoder, k)),
+                    ),
+                }
+            })
             .collect();
         let (diff, per_sample_sums) = (self.has_base, self.per_sample_sums);
         // One partial sum per worker thread (not per rayon split: merging
@@ -684,13 +745,12 @@ impl Sums {
         // are merged shard by shard in parallel.
         // Small profiles get one worker: a second one would only duplicate
         // the stack tables it then has to merge.
-        let samples: usize = tasks.iter().map(|(_, b)| b.len()).sum();
+        let samples: usize = tasks.iter().map(Task::len).sum();
         let workers = rayon::current_num_threads()
             .min(samples / SAMPLES_PER_WORKER)
             .clamp(1, tasks.len().max(1));
-        let per_worker = tasks.len().div_ceil(workers).max(1);
         let use_cache =
-            plans.iter().all(|p| p.groups.is_none()) && repeats(&tasks) >= CACHE_WORTH_REPEATS;
+            plans.iter().all(|p| p.groups.is_none()) && repeats(inputs)? >= CACHE_WORTH_REPEATS;
         if workers == 1 {
             // One worker (a batch of small profiles, as a fleet's are): add
             // into the running sums, where most of its stacks already are,
@@ -703,26 +763,46 @@ impl Sums {
             if use_cache {
                 partial.location_stacks = Some(HashTable::with_capacity(samples / 2));
             }
-            for &(i, block) in &tasks {
-                partial.add_block(i, &plans[i], block);
-            }
-            partial.location_stacks = None;
+            let mut scratch = SampleBlock::default();
+            let added = tasks
+                .iter()
+                .try_for_each(|task| task.add_to(&mut partial, &plans, &mut scratch));
+            partial.fold_location_stacks();
             self.running = Some(partial);
+            added?;
             if let Some(kept) = &mut self.kept_plans {
                 kept.extend(plans);
             }
-            return;
+            return Ok(());
         }
-        let partials: Vec<Partial> = tasks
-            .par_chunks(per_worker)
-            .map(|group| {
+        // Workers take the next block as they finish one, so that one
+        // slowed down (by another process, or by blocks of more distinct
+        // stacks) does not leave the other idle at the end.
+        let next_task = AtomicUsize::new(0);
+        // A chunk that does not decode stops every worker; the first such
+        // chunk in input order is then found again, so that the error does
+        // not depend on which worker met which.
+        let failed = AtomicBool::new(false);
+        let refs: usize = tasks
+            .iter()
+            .map(|t| match t {
+                Task::Block(_, b) => b.location_count(),
+                // A guess: a location reference takes two or three bytes,
+                // and samples most of a profile's.
+                Task::Chunk(_, data, decoder, k) => {
+                    data.bytes().len() / 3 * decoder.chunk_len(*k) / decoder.sample_count().max(1)
+                }
+            })
+            .sum();
+        let partials: Vec<Partial> = (0..workers)
+            .into_par_iter()
+            .map(|_| {
                 let mut partial = Partial::new(node_count, diff, per_sample_sums);
-                // Room for every sample being a distinct stack, twice an
-                // even share per shard (hash skew); inlined lines add frames.
-                let samples: usize = group.iter().map(|(_, b)| b.len()).sum();
-                let refs: usize = group.iter().map(|(_, b)| b.location_count()).sum();
+                // Room for every sample of an even share being a distinct
+                // stack, twice over per shard (hash skew, uneven shares);
+                // inlined lines add frames. Tables grow past it if need be.
                 let (per_shard_stacks, per_shard_frames) =
-                    (samples * 2 / SHARDS, refs * 3 / SHARDS);
+                    (samples * 2 / workers / SHARDS, refs * 3 / workers / SHARDS);
                 partial.stacks = (0..SHARDS)
                     .map(|_| StackTable::with_capacity(per_shard_stacks, per_shard_frames))
                     .collect();
@@ -730,15 +810,32 @@ impl Sums {
                 // where stacks repeat, samples are matched to their stacks
                 // by their locations.
                 if use_cache {
-                    partial.location_stacks = Some(HashTable::with_capacity(samples / 2));
+                    partial.location_stacks = Some(HashTable::with_capacity(samples / workers / 2));
                 }
-                for &(i, block) in group {
-                    partial.add_block(i, &plans[i], block);
+                let mut scratch = SampleBlock::default();
+                while let Some(task) = tasks.get(next_task.fetch_add(1, Ordering::Relaxed)) {
+                    if failed.load(Ordering::Relaxed)
+                        || task.add_to(&mut partial, &plans, &mut scratch).is_err()
+                    {
+                        failed.store(true, Ordering::Relaxed);
+                        break;
+                    }
                 }
-                partial.location_stacks = None;
+                partial.fold_location_stacks();
                 partial
             })
             .collect();
+        if failed.into_inner() {
+            let mut scratch = SampleBlock::default();
+            for task in &tasks {
+                if let Task::Chunk(_, data, decoder, k) = *task {
+                    decoder
+                        .decode_chunk(data.bytes(), k, &mut scratch)
+                        .map_err(|e| e.in_file(data.path()))?;
+                }
+            }
+            unreachable!("a chunk that failed to decode fails again");
+        }
         let partials: Vec<Partial> = self.running.take().into_iter().chain(partials).collect();
         // Nothing to merge when no input so far had a sample block (a
         // profile without samples): `finish` starts from an empty partial.
@@ -748,6 +845,7 @@ impl Sums {
         if let Some(kept) = &mut self.kept_plans {
             kept.extend(plans);
         }
+        Ok(())
     }
 }
 
@@ -1084,12 +1182,37 @@ struct Partial {
     /// Per `--group-by` group; a group's tables are allocated at its first sample.
     groups: Vec<GroupPartial>,
     /// Without groups: each distinct (input, base or not, locations) seen
-    /// by this worker, by [`hash_locations`], with its stack entry (shard
-    /// << 32 | index); flat and cum wait for [`Partial::sum_stacks`].
-    location_stacks: Option<HashTable<(u128, u64)>>,
+    /// by this worker, by [`hash_locations`], with its stack entry and the
+    /// values added to it so far (folded into the stack tables by
+    /// [`Partial::fold_location_stacks`]); flat and cum wait for
+    /// [`Partial::sum_stacks`].
+    location_stacks: Option<HashTable<LocationStack>>,
     /// Whether flat and cum are added sample by sample (see [`Partial::new`]).
     per_sample_sums: bool,
 }
+
+/// A distinct location stack of one worker ([`Partial::location_stacks`]).
+struct LocationStack {
+    /// [`hash_locations`] of its input, side and locations.
+    key: u128,
+    /// Its entry in the stack tables: shard << 32 | index.
+    at: u64,
+    /// The values of its samples so far (net, and the base's part).
+    value: i64,
+    base: i64,
+}
+
+/// A sample waiting for its location-stack lookup.
+struct Pending<'b> {
+    key: u128,
+    value: i64,
+    base_value: i64,
+    locations: &'b [u32],
+}
+
+/// Samples looked up together: enough for the lookups' cache misses to
+/// overlap, few enough to stay in L1.
+const PENDING_RUN: usize = 32;
 
 /// Samples drawn to estimate how often stacks repeat ([`repeats`]).
 const REPEAT_PROBES: usize = 1 << 14;
@@ -1102,38 +1225,69 @@ const CACHE_WORTH_REPEATS: f64 = 1.5;
 /// Roughly how many samples `tasks` hold per distinct location stack,
 /// from the collisions among [`REPEAT_PROBES`] samples drawn at an even
 /// stride: m draws from N equally likely stacks collide about m²/2N times.
-fn repeats(tasks: &[(usize, &SampleBlock)]) -> f64 {
-    let samples: usize = tasks.iter().map(|(_, b)| b.len()).sum();
+fn repeats(inputs: &[SampleSource]) -> Result<f64> {
+    let counts: Vec<usize> = inputs
+        .iter()
+        .map(|source| match source {
+            SampleSource::Blocks(blocks) => blocks.iter().map(SampleBlock::len).sum(),
+            SampleSource::Chunks { decoder, .. } => decoder.sample_count(),
+        })
+        .collect();
+    let samples: usize = counts.iter().sum();
     if samples == 0 {
-        return 0.0;
+        return Ok(0.0);
     }
     let stride = (samples / REPEAT_PROBES).max(1);
     let mut seen: FxHashMap<u128, ()> = FxHashMap::default();
-    let (mut drawn, mut collisions, mut next) = (0usize, 0usize, 0usize);
-    let mut offset = 0;
-    for &(input, block) in tasks {
-        while next < offset + block.len() {
-            let sample = block.get(next - offset);
-            drawn += 1;
-            if seen
-                .insert(hash_locations(input, false, sample.locations), ())
-                .is_some()
-            {
-                collisions += 1;
-            }
-            next += stride;
+    let (mut drawn, mut collisions) = (0usize, 0usize);
+    let mut draw = |input: usize, locations: &[u32]| {
+        drawn += 1;
+        if seen
+            .insert(hash_locations(input, false, locations), ())
+            .is_some()
+        {
+            collisions += 1;
         }
-        offset += block.len();
+    };
+    // Sample `next` of all is drawn, then every `stride`th after it.
+    let (mut next, mut offset) = (0usize, 0usize);
+    let mut probe = SampleBlock::default();
+    for (input, (source, &count)) in inputs.iter().zip(&counts).enumerate() {
+        let end = offset + count;
+        match source {
+            SampleSource::Blocks(blocks) => {
+                let mut block_start = offset;
+                for block in blocks.iter() {
+                    while next < block_start + block.len() {
+                        draw(input, block.get(next - block_start).locations);
+                        next += stride;
+                    }
+                    block_start += block.len();
+                }
+            }
+            SampleSource::Chunks { data, decoder } => {
+                let first = next - offset;
+                decoder
+                    .decode_some(data.bytes(), (first..count).step_by(stride), &mut probe)
+                    .map_err(|e| e.in_file(data.path()))?;
+                for sample in probe.iter() {
+                    draw(input, sample.locations);
+                }
+                next += (count - first.min(count)).div_ceil(stride) * stride;
+            }
+        }
+        offset = end;
+        next = next.max(offset);
     }
     if stride == 1 {
         // Every sample drawn: the exact ratio.
-        return drawn as f64 / (drawn - collisions).max(1) as f64;
+        return Ok(drawn as f64 / (drawn - collisions).max(1) as f64);
     }
     let distinct = (drawn * drawn) as f64 / (2.0 * collisions.max(1) as f64);
     if collisions == 0 {
-        return 1.0;
+        return Ok(1.0);
     }
-    samples as f64 / distinct.max(1.0)
+    Ok(samples as f64 / distinct.max(1.0))
 }
 
 /// A 128-bit hash of a sample's input, side (base or not) and locations:
@@ -1234,6 +1388,11 @@ impl Partial {
 
     /// Adds a block of input `input`'s samples (`plan` is its plan).
     fn add_block(&mut self, input: usize, plan: &Plan, block: &SampleBlock) {
+        let mut pending = Vec::with_capacity(if self.location_stacks.is_some() {
+            PENDING_RUN
+        } else {
+            0
+        });
         for sample in block.iter() {
             let value = sample.values[plan.value_index].wrapping_mul(plan.sign);
             if value == 0 {
@@ -1271,24 +1430,20 @@ impl Partial {
             let base = plan.sign < 0 || diff_base;
             // The base's part of the stack's value, positive.
             let base_value = if base { -value } else { 0 };
-            if let Some(cache) = &mut self.location_stacks {
-                // Most samples repeat a stack seen before: find its entry by
-                // its locations, without building its frames.
-                let key = hash_locations(input, base, locations);
-                let found = cache.find(key as u64, |(k, _)| *k == key);
-                let (shard, entry) = match found {
-                    Some(&(_, at)) => ((at >> 32) as usize, at as u32),
-                    None => {
-                        fill_stack(&mut self.scratch, plan, locations);
-                        let hash = hash_stack(&self.scratch);
-                        let shard = shard_of(hash);
-                        let entry = self.stacks[shard].add(&self.scratch, hash, 0, 0);
-                        let at = (shard as u64) << 32 | u64::from(entry);
-                        cache.insert_unique(key as u64, (key, at), |(k, _)| *k as u64);
-                        (shard, entry)
-                    }
-                };
-                self.stacks[shard].add_at(entry, value, base_value);
+            if self.location_stacks.is_some() {
+                // Most samples repeat a stack seen before: found by their
+                // locations, without building their frames; looked up in
+                // runs, so that the memory accesses of one lookup overlap
+                // those of the next.
+                pending.push(Pending {
+                    key: hash_locations(input, base, locations),
+                    value,
+                    base_value,
+                    locations,
+                });
+                if pending.len() == PENDING_RUN {
+                    self.flush_pending(plan, &mut pending);
+                }
                 continue;
             }
             fill_stack(&mut self.scratch, plan, locations);
@@ -1305,6 +1460,49 @@ impl Partial {
                 g
             });
             self.add_stack(value, base_value, group);
+        }
+        self.flush_pending(plan, &mut pending);
+    }
+
+    /// Looks up the pending samples' stacks by their locations, adding
+    /// their values there; a stack not seen before gets its frames and its
+    /// entry in the stack tables.
+    fn flush_pending(&mut self, plan: &Plan, pending: &mut Vec<Pending>) {
+        let Some(cache) = &mut self.location_stacks else {
+            return;
+        };
+        for p in pending.drain(..) {
+            let hash = p.key as u64;
+            if let Some(found) = cache.find_mut(hash, |e| e.key == p.key) {
+                found.value = found.value.wrapping_add(p.value);
+                found.base = found.base.wrapping_add(p.base_value);
+                continue;
+            }
+            fill_stack(&mut self.scratch, plan, p.locations);
+            let frames_hash = hash_stack(&self.scratch);
+            let shard = shard_of(frames_hash);
+            let entry = self.stacks[shard].add(&self.scratch, frames_hash, 0, 0);
+            cache.insert_unique(
+                hash,
+                LocationStack {
+                    key: p.key,
+                    at: (shard as u64) << 32 | u64::from(entry),
+                    value: p.value,
+                    base: p.base_value,
+                },
+                |e| e.key as u64,
+            );
+        }
+    }
+
+    /// Adds the values gathered in `location_stacks` to the stack tables
+    /// and drops it.
+    fn fold_location_stacks(&mut self) {
+        let Some(cache) = self.location_stacks.take() else {
+            return;
+        };
+        for e in cache {
+            self.stacks[(e.at >> 32) as usize].add_at(e.at as u32, e.value, e.base);
         }
     }
 

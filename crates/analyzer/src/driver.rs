@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use firewatch_profile::{
-    MmapChoice, ProfileData, ProfileView, SampleBlock, DEFAULT_MAX_DECOMPRESSED,
+    MmapChoice, ProfileData, ProfileView, SampleBlock, SampleDecoder, DEFAULT_MAX_DECOMPRESSED,
 };
 use rayon::prelude::*;
 
-use crate::aggregate::{Aggregator, Batch, Input, Options, SampleType};
+use crate::aggregate::{Aggregator, Batch, Input, Options, SampleSource, SampleType};
 use crate::error::{Error, Result};
 use crate::flamegraph;
 use crate::input::{self, InputFormat, Source};
@@ -274,6 +274,7 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
         request,
         sources: &sources,
         single,
+        label_hot_paths: options.label_hot_paths,
         aggregator,
         meta: Metadata::default(),
         symbolizer: crate::symbols::Symbolizer::new(&request.symbols)?,
@@ -289,15 +290,15 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
         Planned::HeapSnapshot(report, summary) => return Ok((report, summary)),
     };
     for (k, (range, _)) in batches.iter().enumerate() {
-        let (batch, blocks) = next.take().expect("each batch is planned before its turn");
-        let block_refs: Vec<&[SampleBlock]> = blocks.iter().map(Vec::as_slice).collect();
+        let (batch, samples) = next.take().expect("each batch is planned before its turn");
+        let sample_sources: Vec<SampleSource> = samples.iter().map(InputSamples::source).collect();
         // The sample pass is one thread for a batch of small profiles:
         // meanwhile the next batch is read and, when small, decoded and
         // planned too (a large one is decoded after, so that two large
         // batches are never decoded at once).
         let following = batches.get(k + 1);
-        let ((), prepared) = rayon::join(
-            || sums.add(batch, &block_refs),
+        let (added, prepared) = rayon::join(
+            || sums.add(batch, &sample_sources),
             || -> Result<Option<Prepared>> {
                 let Some((range, bytes)) = following else {
                     return Ok(None);
@@ -310,9 +311,10 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
                 }))
             },
         );
-        drop(block_refs);
+        drop(sample_sources);
+        added?;
         if options.label_hot_paths {
-            kept_blocks = Some(blocks);
+            kept_blocks = Some(samples);
         }
         planner.timings.mark("aggregate");
         done += range.len();
@@ -383,8 +385,14 @@ fn analyze(request: &Request) -> Result<(String, Summary)> {
     timings.mark("flamegraph and folded output");
 
     let mut report = Report::new(&meta, &agg, request.limits);
-    if let Some(blocks) = blocks {
-        let refs: Vec<&[SampleBlock]> = blocks.iter().map(Vec::as_slice).collect();
+    if let Some(samples) = blocks {
+        let refs: Vec<&[SampleBlock]> = samples
+            .iter()
+            .map(|s| match s {
+                InputSamples::Decoded(blocks) => blocks.as_slice(),
+                InputSamples::Deferred(..) => unreachable!("hot-path labels need decoded samples"),
+            })
+            .collect();
         report.label_hot_paths(&refs);
     }
     let rendered = match request.format {
@@ -471,7 +479,26 @@ const OVERLAP_BYTES: u64 = 64 << 20;
 
 /// A batch ready for its sample pass: planned, with its samples; the rest
 /// of its profiles freed.
-type PlannedBatch = (Batch, Vec<Vec<SampleBlock>>);
+type PlannedBatch = (Batch, Vec<InputSamples>);
+
+/// One input's samples, waiting for the sample pass.
+enum InputSamples {
+    /// Decoded, the input's bytes freed.
+    Decoded(Vec<SampleBlock>),
+    /// To decode a chunk at a time as they are added: the input's bytes
+    /// are kept instead of its decoded samples, which for a large profile
+    /// are larger, and take longer to write than to add.
+    Deferred(ProfileData, SampleDecoder),
+}
+
+impl InputSamples {
+    fn source(&self) -> SampleSource<'_> {
+        match self {
+            InputSamples::Decoded(blocks) => SampleSource::Blocks(blocks),
+            InputSamples::Deferred(data, decoder) => SampleSource::Chunks { data, decoder },
+        }
+    }
+}
 
 enum Planned {
     Batch(PlannedBatch),
@@ -491,6 +518,8 @@ struct Planner<'r> {
     request: &'r Request,
     sources: &'r [(&'r Source, bool)],
     single: bool,
+    /// The samples are kept for a second pass (labels of hot paths).
+    label_hot_paths: bool,
     aggregator: Aggregator,
     meta: Metadata,
     symbolizer: crate::symbols::Symbolizer,
@@ -544,10 +573,21 @@ impl Planner<'_> {
             data
         };
         let data = self.symbolizer.symbolize(data, &mut self.timings)?;
-        let views = data
+        // When every input is in this one batch, and no second pass needs
+        // the samples, they are decoded as they are added.
+        let defer = self.single && !self.label_hot_paths;
+        let (views, decoders): (Vec<ProfileView>, Vec<Option<SampleDecoder>>) = data
             .par_iter()
-            .map(input::decode)
-            .collect::<Result<Vec<_>>>()?;
+            .map(|d| {
+                if defer {
+                    input::decode_without_samples(d).map(|(v, s)| (v, Some(s)))
+                } else {
+                    input::decode(d).map(|v| (v, None))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
         self.timings.mark("decode");
 
         let names: Vec<String> = batch
@@ -579,9 +619,17 @@ impl Planner<'_> {
             .into_iter()
             .map(ProfileView::into_sample_blocks)
             .collect();
-        drop(data);
+        let samples = blocks
+            .into_iter()
+            .zip(decoders)
+            .zip(data)
+            .map(|((blocks, decoder), data)| match decoder {
+                Some(decoder) => InputSamples::Deferred(data, decoder),
+                None => InputSamples::Decoded(blocks),
+            })
+            .collect();
         self.timings.mark("plan");
-        Ok(Planned::Batch((planned, blocks)))
+        Ok(Planned::Batch((planned, samples)))
     }
 }
 

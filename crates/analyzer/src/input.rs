@@ -230,20 +230,33 @@ pub fn convert_to_pprof(source: &Source, max_decompressed: u64) -> Result<Vec<u8
 /// Decodes pprof bytes. When they fail as pprof but start like JSON, the
 /// error says what the JSON lacks rather than which protobuf field broke.
 pub(crate) fn decode(data: &ProfileData) -> Result<ProfileView<'_>> {
-    data.view()
-        .map_err(|error| match node::not_a_node_profile(data.bytes()) {
+    data.view().map_err(|error| decode_error(data, error))
+}
+
+/// [`decode`] but for the samples, left to the returned decoder.
+pub(crate) fn decode_without_samples(
+    data: &ProfileData,
+) -> Result<(ProfileView<'_>, firewatch_profile::SampleDecoder)> {
+    data.view_without_samples()
+        .map_err(|error| decode_error(data, error))
+}
+
+/// An input that does not decode as pprof: said to be another format
+/// when it looks like one.
+fn decode_error(data: &ProfileData, error: firewatch_profile::Error) -> Error {
+    match node::not_a_node_profile(data.bytes()) {
+        Some(reason) => Error::UnknownFormat {
+            path: data.path().to_path_buf(),
+            reason,
+        },
+        None => match legacy::not_a_profile(data.bytes(), &error) {
             Some(reason) => Error::UnknownFormat {
                 path: data.path().to_path_buf(),
                 reason,
             },
-            None => match legacy::not_a_profile(data.bytes(), &error) {
-                Some(reason) => Error::UnknownFormat {
-                    path: data.path().to_path_buf(),
-                    reason,
-                },
-                None => error.into(),
-            },
-        })
+            None => error.into(),
+        },
+    }
 }
 
 impl From<PathBuf> for Source {

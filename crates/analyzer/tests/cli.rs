@@ -639,3 +639,53 @@ fn one_location_per_function(
         })
         .collect();
 }
+
+/// A text report decodes a large profile's samples as it adds them (a
+/// chunk at a time, on several workers); JSON keeps them decoded for a
+/// second pass. A bad sample far into the file is the same one-line error
+/// either way: the first bad sample in the file, whichever worker met which.
+#[test]
+fn a_bad_sample_deep_in_a_large_profile_is_the_same_error_however_it_is_read() {
+    use firewatch_profile::{Profile, Sample, StringInterner, ValueType};
+    let mut strings = StringInterner::new();
+    let mut p = Profile::new();
+    p.sample_type = vec![ValueType {
+        r#type: strings.intern("samples"),
+        unit: strings.intern("count"),
+    }];
+    let names: Vec<String> = (0..200).map(|i| format!("f{i}")).collect();
+    one_location_per_function(&mut p, &mut strings, &names);
+    let samples = 300_000u64;
+    let (first_bad, second_bad) = (180_001usize, 250_003usize);
+    p.sample = (0..samples)
+        .map(|i| Sample {
+            location_id: vec![1 + i % 200, 1 + i / 7 % 200, 1 + i / 49 % 200],
+            value: vec![1],
+            ..Default::default()
+        })
+        .collect();
+    p.sample[first_bad].location_id[1] = 9_001;
+    p.sample[second_bad].location_id[0] = 9_002;
+    p.string_table = strings.into_table();
+    let input = tmp("bad-sample-deep.pb");
+    std::fs::write(&input, p.encode()).unwrap();
+    let path = input.to_str().unwrap();
+    let mut errors = Vec::new();
+    for format in ["text", "json"] {
+        for _ in 0..3 {
+            let out = firewatch(&["analyze", "--format", format, path]);
+            assert_eq!(out.status.code(), Some(1), "{format}");
+            let err = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
+            assert_eq!(err.lines().count(), 1, "{format}: {err}");
+            assert!(
+                err.contains(path)
+                    && err.contains(&format!("sample {first_bad} "))
+                    && err.contains("location id 9001"),
+                "{format}: {err}"
+            );
+            errors.push(err);
+        }
+    }
+    errors.dedup();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+}

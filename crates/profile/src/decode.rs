@@ -27,7 +27,7 @@ use crate::view::*;
 use crate::wire::{Reader, LEN};
 
 /// Where a length-delimited payload lies in the input.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Span {
     start: usize,
     len: usize,
@@ -74,6 +74,15 @@ impl<'a> ProfileView<'a> {
     /// Decodes raw (already decompressed) `profile.proto` bytes, in parallel on
     /// the current rayon pool.
     pub fn decode(data: &'a [u8]) -> Result<ProfileView<'a>> {
+        let (mut view, samples) = ProfileView::decode_without_samples(data)?;
+        view.sample_blocks = samples.decode_all(data)?;
+        Ok(view)
+    }
+
+    /// Decodes everything but the samples, which are checked for their
+    /// framing only and left to the returned [`SampleDecoder`]; the view has
+    /// no sample blocks.
+    pub fn decode_without_samples(data: &'a [u8]) -> Result<(ProfileView<'a>, SampleDecoder)> {
         if data.is_empty() {
             return Err(Error::Empty);
         }
@@ -130,20 +139,17 @@ impl<'a> ProfileView<'a> {
                 "the profile has samples but no sample types".into(),
             ));
         }
-        let context = SampleContext {
+        let samples = SampleDecoder {
+            chunk: chunk_size(index.samples.len()),
+            spans: index.samples,
             values_per_sample: sample_types.len(),
             string_count,
-            location_index: &location_index,
+            location_index,
         };
-        let chunk = chunk_size(index.samples.len());
-        let sample_blocks = parallel::map_chunks(&index.samples, chunk, |first, spans| {
-            decode_samples(data, spans, first, &context)
-        });
-        let sample_blocks = first_error_in_order(sample_blocks)?;
 
-        Ok(ProfileView {
+        let view = ProfileView {
             sample_types,
-            sample_blocks,
+            sample_blocks: Vec::new(),
             mappings,
             locations,
             lines,
@@ -162,7 +168,104 @@ impl<'a> ProfileView<'a> {
                 .collect::<Result<_>>()?,
             default_sample_type: scalar(s.default_sample_type, "default_sample_type")?,
             doc_url: scalar(s.doc_url, "doc_url")?,
-        })
+        };
+        Ok((view, samples))
+    }
+}
+
+/// The samples of a profile decoded by [`ProfileView::decode_without_samples`],
+/// decoded on demand a chunk at a time into a block the caller reuses: a
+/// reader that folds samples into sums as it goes never holds them all
+/// decoded at once (for a million samples, 150 MB it neither writes nor
+/// faults in). Errors are those [`ProfileView::decode`] gives for samples.
+#[derive(Debug)]
+pub struct SampleDecoder {
+    spans: Vec<Span>,
+    /// Samples per chunk.
+    chunk: usize,
+    values_per_sample: usize,
+    string_count: usize,
+    location_index: IdIndex,
+}
+
+impl SampleDecoder {
+    /// Number of samples.
+    pub fn sample_count(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Number of chunks (of the size [`ProfileView::decode`] decodes in
+    /// parallel).
+    pub fn chunk_count(&self) -> usize {
+        self.spans.len().div_ceil(self.chunk)
+    }
+
+    /// Samples in chunk `k`.
+    pub fn chunk_len(&self, k: usize) -> usize {
+        self.chunk_range(k).len()
+    }
+
+    fn chunk_range(&self, k: usize) -> Range<usize> {
+        let start = k.saturating_mul(self.chunk).min(self.spans.len());
+        start..start.saturating_add(self.chunk).min(self.spans.len())
+    }
+
+    fn context(&self) -> SampleContext<'_> {
+        SampleContext {
+            values_per_sample: self.values_per_sample,
+            string_count: self.string_count,
+            location_index: &self.location_index,
+        }
+    }
+
+    /// Decodes chunk `k` (samples `k * size..`) of `data`, the bytes this
+    /// decoder was made from, into `block`, replacing what it held but
+    /// keeping its memory.
+    pub fn decode_chunk(&self, data: &[u8], k: usize, block: &mut SampleBlock) -> Result<()> {
+        let range = self.chunk_range(k);
+        let first = range.start;
+        block.reset(self.values_per_sample);
+        decode_samples_into(
+            data,
+            self.spans[range]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (first + i, *s)),
+            &self.context(),
+            block,
+        )
+    }
+
+    /// Decodes the samples at `indexes` (in that order; out-of-range ones
+    /// skipped) into `block`, replacing what it held: a few samples drawn
+    /// from the whole profile, without decoding the rest.
+    pub fn decode_some(
+        &self,
+        data: &[u8],
+        indexes: impl IntoIterator<Item = usize>,
+        block: &mut SampleBlock,
+    ) -> Result<()> {
+        block.reset(self.values_per_sample);
+        let spans: Vec<(usize, Span)> = indexes
+            .into_iter()
+            .filter_map(|i| self.spans.get(i).map(|s| (i, *s)))
+            .collect();
+        decode_samples_into(data, spans.into_iter(), &self.context(), block)
+    }
+
+    /// Every sample, in parallel, in blocks of a chunk each.
+    pub fn decode_all(&self, data: &[u8]) -> Result<Vec<SampleBlock>> {
+        let blocks = parallel::map_chunks(&self.spans, self.chunk, |first, spans| {
+            let mut block = SampleBlock::new(self.values_per_sample);
+            decode_samples_into(
+                data,
+                spans.iter().enumerate().map(|(i, s)| (first + i, *s)),
+                &self.context(),
+                &mut block,
+            )
+            .map(|()| block)
+        });
+        first_error_in_order(blocks)
     }
 }
 
@@ -427,18 +530,17 @@ struct SampleContext<'i> {
     location_index: &'i IdIndex,
 }
 
-fn decode_samples(
+fn decode_samples_into(
     data: &[u8],
-    spans: &[Span],
-    first: usize,
+    spans: impl ExactSizeIterator<Item = (usize, Span)> + Clone,
     cx: &SampleContext,
-) -> Result<SampleBlock> {
-    let mut block = SampleBlock::new(cx.values_per_sample);
+    block: &mut SampleBlock,
+) -> Result<()> {
     block.location_offsets.reserve(spans.len());
     // Every value takes at least one byte of input, so never reserve more than
     // the chunk's bytes could hold: the sample-type count comes from elsewhere
     // in the input, and a few KB of gzip could otherwise ask for terabytes.
-    let payload: usize = spans.iter().map(|s| s.len).sum();
+    let payload: usize = spans.clone().map(|(_, s)| s.len).sum();
     let values = spans.len().saturating_mul(cx.values_per_sample);
     block.values.reserve(values.min(payload));
     // Each location id takes at least one byte too. Reserving the bound up
@@ -448,8 +550,13 @@ fn decode_samples(
         .locations
         .reserve(payload.saturating_sub(values.min(payload)));
     block.label_offsets.reserve(spans.len());
-    for (i, span) in spans.iter().enumerate() {
-        let mut r = Reader::new(&data[span.range()], span.start, "sample");
+    for (sample, span) in spans {
+        let bytes = data.get(span.range()).ok_or_else(|| {
+            Error::Invalid(format!(
+                "sample {sample} lies past the end of the input (not the bytes it was indexed in)"
+            ))
+        })?;
+        let mut r = Reader::new(bytes, span.start, "sample");
         let values_before = block.values.len();
         while !r.is_empty() {
             let (field, wire) = r.key()?;
@@ -466,8 +573,7 @@ fn decode_samples(
                     })?;
                     if let Some(id) = missing {
                         return Err(Error::Invalid(format!(
-                            "sample {} (at byte {}) references location id {id}, which does not exist",
-                            first + i,
+                            "sample {sample} (at byte {}) references location id {id}, which does not exist",
                             span.start
                         )));
                     }
@@ -509,8 +615,7 @@ fn decode_samples(
         let found = block.values.len() - values_before;
         if found != cx.values_per_sample {
             return Err(Error::Invalid(format!(
-                "sample {} (at byte {}) has {found} values, but the profile has {} sample types",
-                first + i,
+                "sample {sample} (at byte {}) has {found} values, but the profile has {} sample types",
                 span.start,
                 cx.values_per_sample
             )));
@@ -523,11 +628,12 @@ fn decode_samples(
             .label_offsets
             .push(u32::try_from(block.labels.len()).map_err(|_| too_many())?);
     }
-    Ok(block)
+    Ok(())
 }
 
 /// Maps proto ids to dense indexes. Producers almost always number ids
 /// 1..=n in order, which makes the lookup a subtraction.
+#[derive(Debug)]
 pub(crate) enum IdIndex {
     Sequential(usize),
     Map(FxHashMap<u64, u32>),

@@ -78,6 +78,7 @@ pub mod units;
 mod view;
 mod wire;
 
+pub use decode::SampleDecoder;
 pub use error::{Error, Result};
 pub use filter::{FilterMatches, LocationMatch, NameFilter};
 pub use merge::{Incompatibility, MergeError};

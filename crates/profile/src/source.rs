@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 #[cfg(feature = "mmap")]
 use memmap2::Mmap;
 
+use crate::decode::SampleDecoder;
 use crate::error::{Error, Result};
 use crate::view::ProfileView;
 
@@ -200,5 +201,11 @@ impl ProfileData {
     /// Decodes (in parallel, on the current rayon pool) and validates. Errors name the file.
     pub fn view(&self) -> Result<ProfileView<'_>> {
         ProfileView::decode(self.bytes()).map_err(|e| e.in_file(&self.path))
+    }
+
+    /// [`ProfileView::decode_without_samples`] of the bytes, errors naming
+    /// the file.
+    pub fn view_without_samples(&self) -> Result<(ProfileView<'_>, SampleDecoder)> {
+        ProfileView::decode_without_samples(self.bytes()).map_err(|e| e.in_file(&self.path))
     }
 }

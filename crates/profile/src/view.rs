@@ -254,9 +254,23 @@ impl SampleBlock {
         }
     }
 
+    /// Empties the block for samples of `values_per_sample` values,
+    /// keeping its memory.
+    pub(crate) fn reset(&mut self, values_per_sample: usize) {
+        self.location_offsets.clear();
+        self.location_offsets.push(0);
+        self.label_offsets.clear();
+        self.label_offsets.push(0);
+        self.locations.clear();
+        self.values.clear();
+        self.labels.clear();
+        self.values_per_sample = values_per_sample;
+    }
+
     /// Number of samples in the block.
     pub fn len(&self) -> usize {
-        self.location_offsets.len() - 1
+        // A default block, never filled, has no offsets at all.
+        self.location_offsets.len().saturating_sub(1)
     }
 
     /// Whether the block holds no samples.
