@@ -175,6 +175,10 @@ struct Plan {
     /// Location `l`'s frames are `frames[frame_start[l]..frame_start[l+1]]`, root first.
     frame_start: Vec<u32>,
     frames: Vec<u32>,
+    /// Location `l`'s one frame, or [`SEVERAL_FRAMES`] (for none, or
+    /// inlined ones): most locations are one frame, found with one memory
+    /// access instead of three.
+    single_frame: Vec<u32>,
     prune: Option<Vec<LocationPrune>>,
     /// Per location: focused, ignored (wins) or neither.
     filter: Option<Vec<LocationMatch>>,
@@ -571,11 +575,23 @@ impl Aggregator {
                 for frame in &mut frames {
                     *frame = ids[*frame as usize];
                 }
+                let single_frame = local
+                    .frame_start
+                    .windows(2)
+                    .map(|w| {
+                        if w[1] == w[0] + 1 {
+                            frames[w[0] as usize]
+                        } else {
+                            SEVERAL_FRAMES
+                        }
+                    })
+                    .collect();
                 Plan {
                     value_index,
                     sign: if input.base { -1 } else { 1 },
                     frame_start: local.frame_start,
                     frames,
+                    single_frame,
                     prune: local.prune,
                     filter: local.filter,
                     diff_base_label: diff_base_label(input.view),
@@ -1143,18 +1159,23 @@ fn object_name(object: &str) -> String {
 fn fill_stack(scratch: &mut Vec<u32>, plan: &Plan, locations: &[u32]) {
     scratch.clear();
     for &l in locations.iter().rev() {
+        let frame = plan.single_frame[l as usize];
+        if frame != SEVERAL_FRAMES {
+            scratch.push(frame);
+            continue;
+        }
         let (start, end) = (
             plan.frame_start[l as usize] as usize,
             plan.frame_start[l as usize + 1] as usize,
         );
-        // Most locations are one frame: no call to copy a slice.
-        if end == start + 1 {
-            scratch.push(plan.frames[start]);
-        } else {
-            scratch.extend_from_slice(&plan.frames[start..end]);
-        }
+        scratch.extend_from_slice(&plan.frames[start..end]);
     }
 }
+
+/// [`Plan::single_frame`] of a location that is not one frame. Frame ids
+/// are below it: they index a table of at most one frame per line of the
+/// inputs, which a u32 offset (`frame_start`) already bounds.
+const SEVERAL_FRAMES: u32 = u32::MAX;
 
 /// One worker's share of the sums.
 struct Partial {
