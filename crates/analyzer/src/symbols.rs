@@ -471,7 +471,7 @@ impl Symbolizer {
                     return Ok(None);
                 }
                 if !files.iter().any(|f| f.has_dwarf) {
-                    let linked = files.iter().find_map(|f| sources.debug_link(f));
+                    let linked = files.iter().find_map(|f| sources.separate_debug_file(f));
                     files.extend(linked);
                 }
                 let mut warning = None;

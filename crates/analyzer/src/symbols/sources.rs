@@ -8,11 +8,18 @@
 //!   `.build-id/ab/cdef…` link to the binary beside it;
 //! - the debuginfod client cache, `<dir>/<build id>/debuginfo` and
 //!   `<dir>/<build id>/executable`.
+//!
+//! A binary found without DWARF gets its separate debug file as GDB finds
+//! it, `/usr/lib/debug` included ([`Sources::separate_debug_file`]).
 
 use std::path::{Path, PathBuf};
 
 use super::elf::{self, ElfInfo};
 use super::SymbolError;
+
+/// Where the system keeps separate debug files: GDB's default
+/// `debug-file-directory`.
+const SYSTEM_DEBUG_DIR: &str = "/usr/lib/debug";
 
 /// The `--symbols` paths, looked at.
 pub(crate) struct Sources {
@@ -94,18 +101,45 @@ impl Sources {
             .collect()
     }
 
-    /// The debug file a stripped binary names in `.gnu_debuglink`, where
-    /// GDB looks for it: beside the binary, in `.debug/` there, and under
-    /// `/usr/lib/debug` by the binary's directory; only with the binary's
-    /// build ID (the link's CRC is not checked).
-    pub(crate) fn debug_link(&self, info: &ElfInfo) -> Option<ElfInfo> {
-        let name = info.debug_link.as_deref()?;
+    /// The separate debug file of `info`, a binary without DWARF, where GDB
+    /// looks for it: by the binary's build ID in the `--symbols`
+    /// directories and under [`SYSTEM_DEBUG_DIR`] (`.build-id/ab/cdef….debug`,
+    /// where Debian's `-dbg` and `-dbgsym` packages put them); then by the
+    /// name its `.gnu_debuglink` gives, beside the binary, in `.debug/`
+    /// there, and under [`SYSTEM_DEBUG_DIR`] by the binary's directory. Only
+    /// a file with the binary's build ID (the link's CRC is not checked).
+    pub(crate) fn separate_debug_file(&self, info: &ElfInfo) -> Option<ElfInfo> {
         let id = info.build_id.as_deref()?;
-        let dir = info.path.parent()?;
-        let mut candidates = vec![dir.join(name), dir.join(".debug").join(name)];
-        if let Ok(absolute) = dir.canonicalize() {
-            let relative = absolute.strip_prefix("/").unwrap_or(&absolute);
-            candidates.push(Path::new("/usr/lib/debug").join(relative).join(name));
+        let mut others: Vec<ElfInfo> = self
+            .by_build_id(id)
+            .into_iter()
+            .filter(|found| !same_file(&found.path, &info.path))
+            .collect();
+        if let Some(at) = others
+            .iter()
+            .position(|f| f.has_dwarf)
+            .or(others.first().map(|_| 0))
+        {
+            return Some(others.swap_remove(at));
+        }
+        let system = Path::new(SYSTEM_DEBUG_DIR);
+        let mut candidates = Vec::new();
+        if id.len() > 2 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let (head, tail) = id.split_at(2);
+            candidates.push(
+                system
+                    .join(".build-id")
+                    .join(head)
+                    .join(format!("{tail}.debug")),
+            );
+        }
+        if let (Some(name), Some(dir)) = (info.debug_link.as_deref(), info.path.parent()) {
+            candidates.push(dir.join(name));
+            candidates.push(dir.join(".debug").join(name));
+            if let Ok(absolute) = dir.canonicalize() {
+                let relative = absolute.strip_prefix("/").unwrap_or(&absolute);
+                candidates.push(system.join(relative).join(name));
+            }
         }
         candidates
             .into_iter()
