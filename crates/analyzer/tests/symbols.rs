@@ -155,20 +155,10 @@ fn build_rust(dir: &Path) -> Program {
     finish(dir, full)
 }
 
-/// Strips `full`, splits its debug file and reads its build ID and code
-/// segment.
-fn finish(dir: &Path, full: PathBuf) -> Program {
-    let stripped_dir = dir.join("bin");
-    std::fs::create_dir_all(&stripped_dir).unwrap();
-    let stripped = stripped_dir.join("fwsym");
-    run(Command::new("strip").arg("-o").arg(&stripped).arg(&full));
-    let debug = dir.join("fwsym.debug");
-    run(Command::new("objcopy")
-        .arg("--only-keep-debug")
-        .arg(&full)
-        .arg(&debug));
-    let notes =
-        String::from_utf8(run(Command::new("readelf").arg("-n").arg(&full)).stdout).unwrap();
+/// An ELF file's build ID, executable `PT_LOAD` (file offset, address,
+/// size in memory) and whether it is position-independent, from readelf.
+fn elf_layout(path: &Path) -> (String, (u64, u64, u64), bool) {
+    let notes = String::from_utf8(run(Command::new("readelf").arg("-n").arg(path)).stdout).unwrap();
     let build_id = notes
         .lines()
         .find_map(|l| l.trim().strip_prefix("Build ID: "))
@@ -176,7 +166,7 @@ fn finish(dir: &Path, full: PathBuf) -> Program {
         .trim()
         .to_string();
     let header =
-        String::from_utf8(run(Command::new("readelf").arg("-hlW").arg(&full)).stdout).unwrap();
+        String::from_utf8(run(Command::new("readelf").arg("-hlW").arg(path)).stdout).unwrap();
     let pie = header
         .lines()
         .any(|l| l.contains("Type:") && l.contains("DYN"));
@@ -191,6 +181,22 @@ fn finish(dir: &Path, full: PathBuf) -> Program {
                 .then(|| (hex(t[1]), hex(t[2]), hex(t[5])))
         })
         .expect("an executable segment");
+    (build_id, text, pie)
+}
+
+/// Strips `full`, splits its debug file and reads its build ID and code
+/// segment.
+fn finish(dir: &Path, full: PathBuf) -> Program {
+    let stripped_dir = dir.join("bin");
+    std::fs::create_dir_all(&stripped_dir).unwrap();
+    let stripped = stripped_dir.join("fwsym");
+    run(Command::new("strip").arg("-o").arg(&stripped).arg(&full));
+    let debug = dir.join("fwsym.debug");
+    run(Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(&full)
+        .arg(&debug));
+    let (build_id, text, pie) = elf_layout(&full);
     Program {
         full,
         stripped,
@@ -1007,22 +1013,12 @@ fn a_stripped_system_library_finds_its_debug_file_under_usr_lib_debug() {
         return;
     }
     let libc = Path::new("/lib/x86_64-linux-gnu/libc.so.6");
-    let debug = libc.is_file().then(|| {
-        let notes =
-            String::from_utf8(run(Command::new("readelf").arg("-n").arg(libc)).stdout).unwrap();
-        let id = notes
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Build ID: "))
-            .expect("libc has a build ID")
-            .trim()
-            .to_string();
+    let layout = libc.is_file().then(|| elf_layout(libc));
+    let debug_file = |id: &str| {
         let (head, tail) = id.split_at(2);
-        (
-            id.clone(),
-            PathBuf::from(format!("/usr/lib/debug/.build-id/{head}/{tail}.debug")),
-        )
-    });
-    let Some((build_id, debug)) = debug.filter(|(_, d)| d.is_file()) else {
+        PathBuf::from(format!("/usr/lib/debug/.build-id/{head}/{tail}.debug"))
+    };
+    let Some((build_id, text, pie)) = layout.filter(|(id, ..)| debug_file(id).is_file()) else {
         assert!(
             std::env::var_os("FIREWATCH_REQUIRE_LIBC_DBG").is_none(),
             "FIREWATCH_REQUIRE_LIBC_DBG is set but libc's debug file is not installed"
@@ -1030,26 +1026,14 @@ fn a_stripped_system_library_finds_its_debug_file_under_usr_lib_debug() {
         eprintln!("libc6-dbg not installed (or not x86_64 Debian): skipped");
         return;
     };
-    let header =
-        String::from_utf8(run(Command::new("readelf").arg("-lW").arg(libc)).stdout).unwrap();
-    let text = header
-        .lines()
-        .filter(|l| l.trim_start().starts_with("LOAD"))
-        .find_map(|l| {
-            let t: Vec<&str> = l.split_whitespace().collect();
-            let flags = t[6..t.len() - 1].concat();
-            flags
-                .contains('E')
-                .then(|| (hex(t[1]), hex(t[2]), hex(t[5])))
-        })
-        .expect("an executable segment");
+    let debug = debug_file(&build_id);
     let p = Program {
         full: debug.clone(),
         stripped: libc.to_path_buf(),
         debug: debug.clone(),
         build_id,
         text,
-        pie: true,
+        pie,
     };
     // Inside a spread of libc's functions (from the debug file's symbols).
     let nm = String::from_utf8(run(Command::new("nm").arg("-S").arg(&debug)).stdout).unwrap();
