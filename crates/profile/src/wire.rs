@@ -283,6 +283,30 @@ mod tests {
         }
     }
 
+    /// Back to back, so that varints shorter than 8 bytes are read 8 bytes
+    /// at a time with the next ones' bytes after them (continuation bits
+    /// set or not).
+    #[test]
+    fn varints_back_to_back_read_as_written() {
+        let mut values = Vec::new();
+        for shift in 0..64 {
+            values.extend([1u64 << shift, (1u64 << shift) - 1, u64::MAX >> shift]);
+        }
+        for filler in [0x00u8, 0x7f, 0x80, 0xff] {
+            let mut w = Writer::default();
+            for &v in &values {
+                w.raw_varint(v);
+                w.buf.push(filler & 0x7f);
+            }
+            w.buf.extend([filler; 8]);
+            let mut r = Reader::new(&w.buf, 0, "test");
+            for &v in &values {
+                assert_eq!(r.varint("v").unwrap(), v, "filler {filler:#x}");
+                assert_eq!(r.varint("v").unwrap(), u64::from(filler & 0x7f));
+            }
+        }
+    }
+
     #[test]
     fn hostile_varints_are_rejected_with_offsets() {
         let mut r = Reader::new(&[0x80, 0x80], 100, "sample");
