@@ -58,21 +58,24 @@ impl<'a> Reader<'a> {
 
     #[inline]
     pub fn varint(&mut self, field: &'static str) -> Result<u64> {
-        // Fast paths: one byte (most indexes and small values) and two
-        // (ids below 16,384: most location and function ids).
-        if let Some(&b) = self.buf.get(self.pos) {
-            if b < 0x80 {
+        // Fast paths: one byte (most indexes and small values), two (ids
+        // below 16,384) and three (ids below 2,097,152: the location ids
+        // of large profiles).
+        match *self.buf.get(self.pos..).unwrap_or_default() {
+            [b, ..] if b < 0x80 => {
                 self.pos += 1;
-                return Ok(b as u64);
+                Ok(u64::from(b))
             }
-            if let Some(&c) = self.buf.get(self.pos + 1) {
-                if c < 0x80 {
-                    self.pos += 2;
-                    return Ok(u64::from(b & 0x7f) | u64::from(c) << 7);
-                }
+            [b, c, ..] if c < 0x80 => {
+                self.pos += 2;
+                Ok(u64::from(b & 0x7f) | u64::from(c) << 7)
             }
+            [b, c, d, ..] if d < 0x80 => {
+                self.pos += 3;
+                Ok(u64::from(b & 0x7f) | u64::from(c & 0x7f) << 7 | u64::from(d) << 14)
+            }
+            _ => self.long_varint(field),
         }
-        self.long_varint(field)
     }
 
     /// A varint of any length, checked: the rest of [`Reader::varint`].
