@@ -218,9 +218,11 @@ impl SampleDecoder {
         }
     }
 
-    /// Decodes chunk `k` (samples `k * size..`) of `data`, the bytes this
-    /// decoder was made from, into `block`, replacing what it held but
-    /// keeping its memory.
+    /// Decodes chunk `k` (the `k`th run of samples, [`chunk_len`] of them)
+    /// of `data`, the bytes this decoder was made from, into `block`,
+    /// replacing what it held but keeping its memory.
+    ///
+    /// [`chunk_len`]: SampleDecoder::chunk_len
     pub fn decode_chunk(&self, data: &[u8], k: usize, block: &mut SampleBlock) -> Result<()> {
         let range = self.chunk_range(k);
         let first = range.start;

@@ -286,9 +286,8 @@ mod tests {
         }
     }
 
-    /// Back to back, so that varints shorter than 8 bytes are read 8 bytes
-    /// at a time with the next ones' bytes after them (continuation bits
-    /// set or not).
+    /// Back to back, so that the fast paths see the next varint's bytes
+    /// after each one (continuation bits set or not).
     #[test]
     fn varints_back_to_back_read_as_written() {
         let mut values = Vec::new();
