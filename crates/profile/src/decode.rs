@@ -532,6 +532,62 @@ struct SampleContext<'i> {
     location_index: &'i IdIndex,
 }
 
+/// Appends one sample's packed location ids to `out` as location indexes;
+/// returns the first id that names no location (skipped). This loop holds
+/// most of a large profile's decoding: an id of up to three bytes (below
+/// 2,097,152: the locations of all but the largest profiles) is read from a
+/// 4-byte word with no branch on its length, whose outcome a mix of two-
+/// and three-byte ids would make unpredictable; longer ones, and the last
+/// bytes of the field, go through [`Reader::varint`]. Indexes gather in a
+/// small buffer copied out 64 at a time.
+fn push_location_ids(
+    payload: &[u8],
+    at: usize,
+    index: &IdIndex,
+    out: &mut Vec<u32>,
+) -> Result<Option<u64>> {
+    // Every id takes at least a byte.
+    out.reserve(payload.len());
+    let spare = &mut out.spare_capacity_mut()[..payload.len()];
+    let mut written = 0;
+    let mut pos = 0;
+    let mut missing = None;
+    while pos < payload.len() {
+        let word = payload
+            .get(pos..pos + 4)
+            .map_or(u32::MAX, |w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        let id = if word & 0x80 == 0 {
+            pos += 1;
+            u64::from(word & 0x7f)
+        } else if word & 0x8000 == 0 {
+            pos += 2;
+            u64::from(word & 0x7f | word >> 1 & 0x3f80)
+        } else if word & 0x80_0000 == 0 {
+            pos += 3;
+            u64::from(word & 0x7f | word >> 1 & 0x3f80 | word >> 2 & 0x1f_c000)
+        } else {
+            // Four bytes or more, or the field's last three.
+            let mut r = Reader::new(&payload[pos..], at + pos, "sample");
+            let id = r.varint("location_id")?;
+            pos = r.offset() - at;
+            id
+        };
+        match index.get(id) {
+            Some(l) => {
+                // Fewer ids than bytes: `written < pos <= payload.len()`.
+                spare[written].write(l);
+                written += 1;
+            }
+            None => missing = missing.or(Some(id)),
+        }
+    }
+    let len = out.len() + written;
+    // SAFETY: the first `written` elements of the spare capacity were
+    // initialized above, and `reserve` made room for them.
+    unsafe { out.set_len(len) };
+    Ok(missing)
+}
+
 fn decode_samples_into(
     data: &[u8],
     spans: impl ExactSizeIterator<Item = (usize, Span)> + Clone,
@@ -565,14 +621,20 @@ fn decode_samples_into(
             match field {
                 1 => {
                     let (index, locations) = (cx.location_index, &mut block.locations);
-                    let mut missing = None;
-                    r.repeated_varint(wire, "location_id", |id| {
-                        match index.get(id) {
-                            Some(l) => locations.push(l),
-                            None => missing = missing.or(Some(id)),
-                        }
-                        Ok(())
-                    })?;
+                    let missing = if wire == LEN {
+                        let (payload, at) = r.bytes("location_id")?;
+                        push_location_ids(payload, at, index, locations)?
+                    } else {
+                        let mut missing = None;
+                        r.repeated_varint(wire, "location_id", |id| {
+                            match index.get(id) {
+                                Some(l) => locations.push(l),
+                                None => missing = missing.or(Some(id)),
+                            }
+                            Ok(())
+                        })?;
+                        missing
+                    };
                     if let Some(id) = missing {
                         return Err(Error::Invalid(format!(
                             "sample {sample} (at byte {}) references location id {id}, which does not exist",
@@ -668,5 +730,75 @@ impl IdIndex {
             IdIndex::Sequential(n) => (id.wrapping_sub(1) < *n as u64).then(|| (id - 1) as u32),
             IdIndex::Map(map) => map.get(&id).copied(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Writer;
+
+    /// Ids of every varint length from one to ten bytes, in every position
+    /// (the word-at-a-time path needs four bytes left; the last ones of a
+    /// field take the general one), read as the general packed reader
+    /// reads them.
+    #[test]
+    fn packed_location_ids_of_every_length_read_as_the_general_reader_does() {
+        let lengths: Vec<u64> = (0..10).map(|k| 1u64 << (7 * k)).collect();
+        let mut ids: Vec<u64> = Vec::new();
+        for (i, &a) in lengths.iter().enumerate() {
+            for &b in &lengths[i..] {
+                ids.extend([a, b, a + 1, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152]);
+            }
+        }
+        let ids: Vec<u64> = ids.into_iter().map(|id| id.max(1)).collect();
+        let map = IdIndex::Map(
+            ids.iter()
+                .enumerate()
+                .map(|(i, &id)| (id, i as u32 % 7))
+                .collect(),
+        );
+        let sequential = IdIndex::Sequential(2_097_152);
+        for cut in [ids.len(), 1, 2, 3, 4, 5, 17] {
+            for index in [&map, &sequential] {
+                let mut w = Writer::default();
+                for &id in &ids[..cut] {
+                    w.raw_varint(id);
+                }
+                let mut got = vec![99];
+                let missing = push_location_ids(&w.buf, 1000, index, &mut got).unwrap();
+                let (mut want, mut want_missing) = (vec![99], None);
+                let mut r = Reader::new(&w.buf, 1000, "sample");
+                while !r.is_empty() {
+                    let id = r.varint("location_id").unwrap();
+                    match index.get(id) {
+                        Some(l) => want.push(l),
+                        None => want_missing = want_missing.or(Some(id)),
+                    }
+                }
+                assert_eq!(got, want, "first {cut} ids");
+                assert_eq!(missing, want_missing, "first {cut} ids");
+            }
+        }
+    }
+
+    #[test]
+    fn a_truncated_packed_location_id_is_the_general_readers_error() {
+        let mut w = Writer::default();
+        for id in [3, 200, 70_000] {
+            w.raw_varint(id);
+        }
+        let cut = &w.buf[..w.buf.len() - 1];
+        let err = push_location_ids(cut, 1000, &IdIndex::Sequential(100_000), &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        let mut r = Reader::new(cut, 1000, "sample");
+        let want = loop {
+            if let Err(e) = r.varint("location_id") {
+                break e.to_string();
+            }
+        };
+        assert_eq!(err, want);
+        assert!(err.contains("truncated varint"), "{err}");
     }
 }

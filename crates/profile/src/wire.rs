@@ -56,7 +56,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn varint(&mut self, field: &'static str) -> Result<u64> {
         // Fast paths: one byte (most indexes and small values), two (ids
         // below 16,384) and three (ids below 2,097,152: the location ids
@@ -99,7 +99,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a field key; returns (field number, wire type).
-    #[inline]
+    #[inline(always)]
     pub fn key(&mut self) -> Result<(u64, u8)> {
         let key = self.varint("")?;
         let field = key >> 3;
@@ -111,7 +111,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a length-delimited payload; returns it and its absolute offset.
-    #[inline]
+    #[inline(always)]
     pub fn bytes(&mut self, field: &'static str) -> Result<(&'a [u8], usize)> {
         let len = self.varint(field)?;
         let start = self.pos;
@@ -146,7 +146,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads one integer field that must be a varint.
-    #[inline]
+    #[inline(always)]
     pub fn expect_varint(&mut self, wire: u8, field: &'static str) -> Result<u64> {
         if wire != VARINT {
             return Err(self.error(field, format!("expected a varint, found wire type {wire}")));
