@@ -689,3 +689,43 @@ fn a_bad_sample_deep_in_a_large_profile_is_the_same_error_however_it_is_read() {
     errors.dedup();
     assert_eq!(errors.len(), 1, "{errors:#?}");
 }
+
+/// A hot path worth seconds in a profile of hours: its value is labelled
+/// in its own unit (as pprof's `-traces` labels each trace:
+/// `measurement.ScaledLabel(v, unit, "minimum")`), not in the function
+/// table's hours, where it read `0`.
+#[test]
+fn a_small_hot_path_is_labelled_in_its_own_unit() {
+    use firewatch_profile::{Profile, Sample, StringInterner, ValueType};
+    const HOUR: i64 = 3_600_000_000_000;
+    let mut strings = StringInterner::new();
+    let mut p = Profile::new();
+    p.sample_type = vec![ValueType {
+        r#type: strings.intern("cpu"),
+        unit: strings.intern("nanoseconds"),
+    }];
+    one_location_per_function(&mut p, &mut strings, &["heavy", "other", "light"]);
+    p.sample = [
+        (vec![1], 10 * HOUR),
+        (vec![2], 5 * HOUR),
+        (vec![3, 1], 8_500_000_000),
+    ]
+    .into_iter()
+    .map(|(location_id, v)| Sample {
+        location_id,
+        value: vec![v],
+        ..Default::default()
+    })
+    .collect();
+    p.string_table = strings.into_table();
+    let input = tmp("small-hot-path.pb");
+    std::fs::write(&input, p.encode()).unwrap();
+    let path = input.to_str().unwrap();
+    let text = firewatch(&["analyze", "--top", "2", path]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("10hrs"), "the table is in hours:\n{text}");
+    assert!(text.contains("  3. 8.50s ("), "{text}");
+    let md = firewatch(&["analyze", "--top", "2", "--format", "markdown", path]);
+    let md = String::from_utf8_lossy(&md.stdout);
+    assert!(md.contains("3. **8.50s**"), "{md}");
+}

@@ -19,6 +19,7 @@ pub fn render_markdown(report: &Report) -> String {
     let agg = report.aggregate;
     let meta = report.meta;
     let fmt = report.value_formatter();
+    let own = report.own_value_formatter();
     let mut out = String::new();
     let kind = if agg.has_base {
         "difference"
@@ -96,7 +97,7 @@ pub fn render_markdown(report: &Report) -> String {
                         )
                     })
                     .unwrap_or_default();
-                let _ = writeln!(out, "- grew by {} in {}{via}", fmt(f.flat), code(&f.name));
+                let _ = writeln!(out, "- grew by {} in {}{via}", own(f.flat), code(&f.name));
             }
         }
     }
@@ -181,7 +182,7 @@ pub fn render_markdown(report: &Report) -> String {
                 out,
                 "{}. **{}** ({}{labels}): {}",
                 n + 1,
-                fmt(stack.value),
+                own(stack.value),
                 percentage(stack.value, agg.total).trim(),
                 path.join(" → ")
             );

@@ -136,6 +136,7 @@ pub fn render_text(report: &Report) -> String {
 
     if !report.hot_paths.is_empty() {
         let _ = writeln!(out, "\nHot paths (heaviest call stacks, root first):");
+        let fmt = report.own_value_formatter();
         for (n, stack) in report.hot_paths.iter().enumerate() {
             let _ = writeln!(
                 out,
