@@ -777,13 +777,13 @@ impl Sums {
                 .unwrap_or_else(|| Partial::new(node_count, diff, per_sample_sums));
             partial.grow(node_count);
             if use_cache {
-                partial.location_stacks = Some(HashTable::with_capacity(samples / 2));
+                partial.location_stacks = Some(LocationStacks::with_capacity(samples / 2));
             }
             let mut scratch = SampleBlock::default();
             let added = tasks
                 .iter()
                 .try_for_each(|task| task.add_to(&mut partial, &plans, &mut scratch));
-            partial.fold_location_stacks();
+            partial.fold_location_stacks(Vec::new(), &plans);
             self.running = Some(partial);
             added?;
             if let Some(kept) = &mut self.kept_plans {
@@ -814,19 +814,22 @@ impl Sums {
             .into_par_iter()
             .map(|_| {
                 let mut partial = Partial::new(node_count, diff, per_sample_sums);
-                // Room for every sample of an even share being a distinct
-                // stack, twice over per shard (hash skew, uneven shares);
-                // inlined lines add frames. Tables grow past it if need be.
-                let (per_shard_stacks, per_shard_frames) =
-                    (samples * 2 / workers / SHARDS, refs * 3 / workers / SHARDS);
-                partial.stacks = (0..SHARDS)
-                    .map(|_| StackTable::with_capacity(per_shard_stacks, per_shard_frames))
-                    .collect();
                 // Groups need their own flat and cum per sample; otherwise,
                 // where stacks repeat, samples are matched to their stacks
-                // by their locations.
+                // by their locations, and frames come after the pass.
                 if use_cache {
-                    partial.location_stacks = Some(HashTable::with_capacity(samples / workers / 2));
+                    partial.location_stacks =
+                        Some(LocationStacks::with_capacity(samples / workers / 2));
+                } else {
+                    // Room for every sample of an even share being a
+                    // distinct stack, twice over per shard (hash skew,
+                    // uneven shares); inlined lines add frames. Tables grow
+                    // past it if need be.
+                    let (per_shard_stacks, per_shard_frames) =
+                        (samples * 2 / workers / SHARDS, refs * 3 / workers / SHARDS);
+                    partial.stacks = (0..SHARDS)
+                        .map(|_| StackTable::with_capacity(per_shard_stacks, per_shard_frames))
+                        .collect();
                 }
                 let mut scratch = SampleBlock::default();
                 while let Some(task) = tasks.get(next_task.fetch_add(1, Ordering::Relaxed)) {
@@ -837,7 +840,6 @@ impl Sums {
                         break;
                     }
                 }
-                partial.fold_location_stacks();
                 partial
             })
             .collect();
@@ -851,6 +853,16 @@ impl Sums {
                 }
             }
             unreachable!("a chunk that failed to decode fails again");
+        }
+        let mut partials = partials;
+        // The workers' distinct location stacks, merged, get their frames
+        // once (in parallel).
+        let sets: Vec<LocationStacks> = partials
+            .iter_mut()
+            .filter_map(|p| p.location_stacks.take())
+            .collect();
+        if let Some(first) = partials.first_mut() {
+            first.fold_location_stacks(sets, &plans);
         }
         let partials: Vec<Partial> = self.running.take().into_iter().chain(partials).collect();
         // Nothing to merge when no input so far had a sample block (a
@@ -1202,25 +1214,142 @@ struct Partial {
     samples_kept: u64,
     /// Per `--group-by` group; a group's tables are allocated at its first sample.
     groups: Vec<GroupPartial>,
-    /// Without groups: each distinct (input, base or not, locations) seen
-    /// by this worker, by [`hash_locations`], with its stack entry and the
-    /// values added to it so far (folded into the stack tables by
-    /// [`Partial::fold_location_stacks`]); flat and cum wait for
-    /// [`Partial::sum_stacks`].
-    location_stacks: Option<HashTable<LocationStack>>,
+    /// Without groups, where stacks repeat: each distinct (input, base or
+    /// not, locations) seen by this worker, with the values added to it so
+    /// far; frames are built once per distinct location stack of the whole
+    /// pass ([`LocationStacks::into_stack_tables`]), after the workers'
+    /// sets are merged. Flat and cum wait for [`Partial::sum_stacks`].
+    location_stacks: Option<LocationStacks>,
     /// Whether flat and cum are added sample by sample (see [`Partial::new`]).
     per_sample_sums: bool,
 }
 
-/// A distinct location stack of one worker ([`Partial::location_stacks`]).
+/// Distinct location stacks and their values ([`Partial::location_stacks`]).
+struct LocationStacks {
+    table: HashTable<LocationStack>,
+    /// The locations of the entries, one after another; after a merge,
+    /// one arena per merged set.
+    arenas: Vec<Vec<u32>>,
+}
+
+/// A distinct location stack ([`LocationStacks`]).
 struct LocationStack {
     /// [`hash_locations`] of its input, side and locations.
     key: u128,
-    /// Its entry in the stack tables: shard << 32 | index.
+    /// Its locations: arena << 48 | start, `len` of them.
     at: u64,
+    len: u32,
+    input: u32,
     /// The values of its samples so far (net, and the base's part).
     value: i64,
     base: i64,
+}
+
+impl LocationStack {
+    fn locations<'a>(&self, arenas: &'a [Vec<u32>]) -> &'a [u32] {
+        let start = (self.at & ((1 << 48) - 1)) as usize;
+        &arenas[(self.at >> 48) as usize][start..start + self.len as usize]
+    }
+}
+
+impl LocationStacks {
+    fn with_capacity(stacks: usize) -> LocationStacks {
+        LocationStacks {
+            table: HashTable::with_capacity(stacks),
+            arenas: vec![Vec::new()],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Adds `pending`'s samples: a location stack seen before gets their
+    /// values; a new one, its locations copied.
+    fn add(&mut self, input: usize, pending: &mut Vec<Pending>) {
+        for p in pending.drain(..) {
+            let hash = p.key as u64;
+            if let Some(found) = self.table.find_mut(hash, |e| e.key == p.key) {
+                found.value = found.value.wrapping_add(p.value);
+                found.base = found.base.wrapping_add(p.base_value);
+                continue;
+            }
+            let arena = self.arenas.len() - 1;
+            let locations = &mut self.arenas[arena];
+            let at = (arena as u64) << 48 | locations.len() as u64;
+            locations.extend_from_slice(p.locations);
+            self.table.insert_unique(
+                hash,
+                LocationStack {
+                    key: p.key,
+                    at,
+                    len: p.locations.len() as u32,
+                    input: input as u32,
+                    value: p.value,
+                    base: p.base_value,
+                },
+                |e| e.key as u64,
+            );
+        }
+    }
+
+    /// Adds `other`'s stacks: equal keys sum, new ones keep their
+    /// locations in `other`'s arenas, which join these.
+    fn absorb(&mut self, other: LocationStacks) {
+        let shift = self.arenas.len() as u64;
+        for mut e in other.table {
+            let hash = e.key as u64;
+            if let Some(found) = self.table.find_mut(hash, |f| f.key == e.key) {
+                found.value = found.value.wrapping_add(e.value);
+                found.base = found.base.wrapping_add(e.base);
+                continue;
+            }
+            e.at += shift << 48;
+            self.table.insert_unique(hash, e, |f| f.key as u64);
+        }
+        self.arenas.extend(other.arenas);
+    }
+
+    /// Merges the sets of several workers (each distinct location stack
+    /// once), then builds each one's frames and adds it to stack tables,
+    /// in parallel: the work of frames is done once per distinct location
+    /// stack rather than once per worker that met it, and the tables'
+    /// merge finds few equal stacks to compare.
+    fn into_stack_tables(sets: Vec<LocationStacks>, plans: &[Plan]) -> Vec<StackTable> {
+        let mut sets = sets.into_iter();
+        let Some(mut merged) = sets.next() else {
+            return (0..SHARDS).map(|_| StackTable::default()).collect();
+        };
+        for set in sets {
+            if merged.len() < set.len() {
+                let smaller = std::mem::replace(&mut merged, set);
+                merged.absorb(smaller);
+            } else {
+                merged.absorb(set);
+            }
+        }
+        let LocationStacks { table, arenas } = merged;
+        let entries: Vec<LocationStack> = table.into_iter().collect();
+        let threads = rayon::current_num_threads().max(1);
+        let per_thread = entries.len().div_ceil(threads).max(1);
+        let sets: Vec<Vec<StackTable>> = entries
+            .par_chunks(per_thread)
+            .map(|entries| {
+                let mut tables: Vec<StackTable> =
+                    (0..SHARDS).map(|_| StackTable::default()).collect();
+                let mut scratch = Vec::with_capacity(256);
+                for e in entries {
+                    fill_stack(&mut scratch, &plans[e.input as usize], e.locations(&arenas));
+                    let hash = hash_stack(&scratch);
+                    tables[shard_of(hash)].add(&scratch, hash, e.value, e.base);
+                }
+                tables
+            })
+            .collect();
+        drop(entries);
+        drop(arenas);
+        merge_sharded(sets)
+    }
 }
 
 /// A sample waiting for its location-stack lookup.
@@ -1463,7 +1592,7 @@ impl Partial {
                     locations,
                 });
                 if pending.len() == PENDING_RUN {
-                    self.flush_pending(plan, &mut pending);
+                    self.flush_pending(input, &mut pending);
                 }
                 continue;
             }
@@ -1482,49 +1611,42 @@ impl Partial {
             });
             self.add_stack(value, base_value, group);
         }
-        self.flush_pending(plan, &mut pending);
+        self.flush_pending(input, &mut pending);
     }
 
     /// Looks up the pending samples' stacks by their locations, adding
-    /// their values there; a stack not seen before gets its frames and its
-    /// entry in the stack tables.
-    fn flush_pending(&mut self, plan: &Plan, pending: &mut Vec<Pending>) {
-        let Some(cache) = &mut self.location_stacks else {
-            return;
-        };
-        for p in pending.drain(..) {
-            let hash = p.key as u64;
-            if let Some(found) = cache.find_mut(hash, |e| e.key == p.key) {
-                found.value = found.value.wrapping_add(p.value);
-                found.base = found.base.wrapping_add(p.base_value);
-                continue;
-            }
-            fill_stack(&mut self.scratch, plan, p.locations);
-            let frames_hash = hash_stack(&self.scratch);
-            let shard = shard_of(frames_hash);
-            let entry = self.stacks[shard].add(&self.scratch, frames_hash, 0, 0);
-            cache.insert_unique(
-                hash,
-                LocationStack {
-                    key: p.key,
-                    at: (shard as u64) << 32 | u64::from(entry),
-                    value: p.value,
-                    base: p.base_value,
-                },
-                |e| e.key as u64,
-            );
+    /// their values there (see [`LocationStacks::add`]).
+    fn flush_pending(&mut self, input: usize, pending: &mut Vec<Pending>) {
+        if let Some(stacks) = &mut self.location_stacks {
+            stacks.add(input, pending);
         }
     }
 
-    /// Adds the values gathered in `location_stacks` to the stack tables
-    /// and drops it.
-    fn fold_location_stacks(&mut self) {
-        let Some(cache) = self.location_stacks.take() else {
+    /// Adds the stacks gathered in `location_stacks` (and `others'`, of
+    /// other workers of the same batch) to the stack tables.
+    fn fold_location_stacks(&mut self, others: Vec<LocationStacks>, plans: &[Plan]) {
+        let own = self.location_stacks.take();
+        if others.is_empty() {
+            // One worker (a batch of small profiles): straight into the
+            // running tables, where most of its stacks already are.
+            let Some(LocationStacks { table, arenas }) = own else {
+                return;
+            };
+            for e in table {
+                fill_stack(
+                    &mut self.scratch,
+                    &plans[e.input as usize],
+                    e.locations(&arenas),
+                );
+                let hash = hash_stack(&self.scratch);
+                self.stacks[shard_of(hash)].add(&self.scratch, hash, e.value, e.base);
+            }
             return;
-        };
-        for e in cache {
-            self.stacks[(e.at >> 32) as usize].add_at(e.at as u32, e.value, e.base);
         }
+        let sets: Vec<LocationStacks> = own.into_iter().chain(others).collect();
+        let tables = LocationStacks::into_stack_tables(sets, plans);
+        let sets = vec![std::mem::take(&mut self.stacks), tables];
+        self.stacks = merge_sharded(sets);
     }
 
     /// Makes room for `nodes` functions (a later batch may know more).

@@ -56,10 +56,9 @@ impl StackTable {
         self.entries.len()
     }
 
-    /// Adds `value` (and `base`) to `stack`, inserting it if new; returns
-    /// its entry's index (for [`StackTable::add_at`]).
+    /// Adds `value` (and `base`) to `stack`, inserting it if new.
     #[inline]
-    pub fn add(&mut self, stack: &[u32], hash: u64, value: i64, base: i64) -> u32 {
+    pub fn add(&mut self, stack: &[u32], hash: u64, value: i64, base: i64) {
         let (entries, frames) = (&mut self.entries, &mut self.frames);
         let found = self.index.find(hash, |&i| {
             let e = &entries[i as usize];
@@ -69,7 +68,7 @@ impl StackTable {
             let e = &mut entries[i as usize];
             e.value = e.value.wrapping_add(value);
             e.base = e.base.wrapping_add(base);
-            return i;
+            return;
         }
         let i = u32::try_from(entries.len())
             .expect("fewer than 2^32 distinct stacks: bounded by input size");
@@ -83,15 +82,6 @@ impl StackTable {
         frames.extend_from_slice(stack);
         self.index
             .insert_unique(hash, i, |&j| entries[j as usize].hash);
-        i
-    }
-
-    /// Adds `value` (and `base`) to entry `i` (from [`StackTable::add`]).
-    #[inline]
-    pub fn add_at(&mut self, i: u32, value: i64, base: i64) {
-        let e = &mut self.entries[i as usize];
-        e.value = e.value.wrapping_add(value);
-        e.base = e.base.wrapping_add(base);
     }
 
     /// Adds every stack of `other`.
