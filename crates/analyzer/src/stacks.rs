@@ -23,6 +23,13 @@ pub struct StackEntry {
     pub base: i64,
 }
 
+impl StackEntry {
+    /// [`hash_stack`] of its frames.
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
 #[derive(Default)]
 #[allow(clippy::len_without_is_empty)]
 pub struct StackTable {

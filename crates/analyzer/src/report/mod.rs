@@ -79,20 +79,43 @@ fn hot_paths(aggregate: &Aggregate, limit: usize) -> Vec<HotPath<'static>> {
         .div_ceil(rayon::current_num_threads().max(1))
         .max(1);
     // Each stack is looked at once: a plain one becomes a candidate as it
-    // is, a recursive one is folded.
-    type Candidate<'s> = (&'s [u32], i64, i64);
+    // is, a recursive one is folded. A candidate carries its stack's hash,
+    // which orders stacks of equal value (most of a large profile's are
+    // one or two samples) without reading their frames.
+    type Candidate<'s> = (&'s [u32], i64, i64, u64);
+    let by_weight = |a: &Candidate, b: &Candidate| {
+        b.1.unsigned_abs()
+            .cmp(&a.1.unsigned_abs())
+            .then_with(|| a.3.cmp(&b.3))
+            .then_with(|| a.0.cmp(b.0))
+    };
+    // Keeps the `limit` best of `candidates`.
+    let keep_best = |candidates: &mut Vec<Candidate>| {
+        if candidates.len() > limit {
+            candidates.select_nth_unstable_by(limit - 1, by_weight);
+            candidates.truncate(limit);
+        }
+    };
     let parts: Vec<(Vec<StackTable>, Vec<Candidate>)> = tables
         .par_chunks(per_worker)
         .map(|group| {
             let mut out: Vec<StackTable> = Vec::new();
-            let mut plain: Vec<Candidate> = Vec::new();
+            // The best plain stacks so far: trimmed to `limit` whenever
+            // twice that many gather, so that a million stacks are never
+            // all copied.
+            let mut plain: Vec<Candidate> = Vec::with_capacity(limit.min(4096) * 2);
             let mut scratch = Vec::new();
             let entries = group
                 .iter()
                 .flat_map(|t| t.entries().iter().map(move |e| (t.frames(e), e)));
             for (frames, e) in entries.filter(|(_, e)| e.value != 0 || e.base != 0) {
                 if !recursive(frames) {
-                    plain.push((frames, e.value, e.base));
+                    if e.value != 0 {
+                        plain.push((frames, e.value, e.base, e.hash()));
+                        if plain.len() >= limit.saturating_mul(2) {
+                            keep_best(&mut plain);
+                        }
+                    }
                     continue;
                 }
                 if out.is_empty() {
@@ -102,13 +125,14 @@ fn hot_paths(aggregate: &Aggregate, limit: usize) -> Vec<HotPath<'static>> {
                 let h = hash_stack(&scratch);
                 out[shard_of(h)].add(&scratch, h, e.value, e.base);
             }
+            keep_best(&mut plain);
             (out, plain)
         })
         .collect();
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut folded_sets = Vec::new();
     for (set, plain) in parts {
-        candidates.extend(plain.into_iter().filter(|c| c.1 != 0));
+        candidates.extend(plain);
         if !set.is_empty() {
             folded_sets.push(set);
         }
@@ -125,24 +149,16 @@ fn hot_paths(aggregate: &Aggregate, limit: usize) -> Vec<HotPath<'static>> {
             .flat_map(|t| {
                 t.entries()
                     .iter()
-                    .map(move |e| (t.frames(e), e.value, e.base))
+                    .map(move |e| (t.frames(e), e.value, e.base, e.hash()))
             })
             .filter(|c| c.1 != 0),
     );
 
-    let by_weight = |a: &(&[u32], i64, i64), b: &(&[u32], i64, i64)| {
-        b.1.unsigned_abs()
-            .cmp(&a.1.unsigned_abs())
-            .then_with(|| a.0.cmp(b.0))
-    };
-    if candidates.len() > limit {
-        candidates.select_nth_unstable_by(limit - 1, by_weight);
-        candidates.truncate(limit);
-    }
+    keep_best(&mut candidates);
     candidates.sort_by(by_weight);
     candidates
         .into_iter()
-        .map(|(frames, value, base)| HotPath {
+        .map(|(frames, value, base, _)| HotPath {
             frames: Cow::Owned(frames.iter().map(|f| f & !RECURSIVE).collect()),
             recursive: frames.iter().map(|f| f & RECURSIVE != 0).collect(),
             value,
