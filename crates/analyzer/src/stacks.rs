@@ -33,7 +33,9 @@ impl StackEntry {
 #[derive(Default)]
 #[allow(clippy::len_without_is_empty)]
 pub struct StackTable {
-    index: HashTable<u32>,
+    /// Each entry's hash beside its index: a probe compares hashes
+    /// without reaching into `entries` (a cache miss of its own).
+    index: HashTable<(u64, u32)>,
     entries: Vec<StackEntry>,
     frames: Vec<u32>,
 }
@@ -67,11 +69,13 @@ impl StackTable {
     #[inline]
     pub fn add(&mut self, stack: &[u32], hash: u64, value: i64, base: i64) {
         let (entries, frames) = (&mut self.entries, &mut self.frames);
-        let found = self.index.find(hash, |&i| {
-            let e = &entries[i as usize];
-            e.hash == hash && &frames[e.start..e.start + e.len as usize] == stack
+        let found = self.index.find(hash, |&(h, i)| {
+            h == hash && {
+                let e = &entries[i as usize];
+                &frames[e.start..e.start + e.len as usize] == stack
+            }
         });
-        if let Some(&i) = found {
+        if let Some(&(_, i)) = found {
             let e = &mut entries[i as usize];
             e.value = e.value.wrapping_add(value);
             e.base = e.base.wrapping_add(base);
@@ -87,8 +91,7 @@ impl StackTable {
             base,
         });
         frames.extend_from_slice(stack);
-        self.index
-            .insert_unique(hash, i, |&j| entries[j as usize].hash);
+        self.index.insert_unique(hash, (hash, i), |&(h, _)| h);
     }
 
     /// Adds every stack of `other`.
