@@ -61,6 +61,17 @@ impl StackTable {
         }
     }
 
+    /// A table that will hold about `stacks` distinct stacks of `frames`
+    /// frames in all: its index too is sized for them at once, sparing the
+    /// rehashes of growth.
+    pub fn with_expected(stacks: usize, frames: usize) -> StackTable {
+        StackTable {
+            index: HashTable::with_capacity(stacks),
+            entries: Vec::with_capacity(stacks),
+            frames: Vec::with_capacity(frames),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
