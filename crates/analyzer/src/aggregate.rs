@@ -777,7 +777,7 @@ impl Sums {
                 .unwrap_or_else(|| Partial::new(node_count, diff, per_sample_sums));
             partial.grow(node_count);
             if use_cache {
-                partial.location_stacks = Some(LocationStacks::with_capacity(samples / 2));
+                partial.location_stacks = Some(LocationStacks::with_capacity(samples / 2, 0));
             }
             let mut scratch = SampleBlock::default();
             let added = tasks
@@ -818,8 +818,10 @@ impl Sums {
                 // where stacks repeat, samples are matched to their stacks
                 // by their locations, and frames come after the pass.
                 if use_cache {
-                    partial.location_stacks =
-                        Some(LocationStacks::with_capacity(samples / workers / 2));
+                    partial.location_stacks = Some(LocationStacks::with_capacity(
+                        samples / workers / 2,
+                        refs / workers / 2,
+                    ));
                 } else {
                     // Room for every sample of an even share being a
                     // distinct stack, twice over per shard (hash skew,
@@ -1257,10 +1259,13 @@ impl LocationStack {
 }
 
 impl LocationStacks {
-    fn with_capacity(stacks: usize) -> LocationStacks {
+    /// Room for `stacks` distinct stacks of `locations` locations in all:
+    /// the arena is reserved at once (address space only until written),
+    /// since growing it by doubling copies it into fresh pages each time.
+    fn with_capacity(stacks: usize, locations: usize) -> LocationStacks {
         LocationStacks {
             table: HashTable::with_capacity(stacks),
-            arenas: vec![Vec::new()],
+            arenas: vec![Vec::with_capacity(locations)],
         }
     }
 
