@@ -1172,10 +1172,16 @@ fn object_name(object: &str) -> String {
 #[inline]
 fn fill_stack(scratch: &mut Vec<u32>, plan: &Plan, locations: &[u32]) {
     scratch.clear();
+    push_frames(scratch, plan, locations);
+}
+
+/// The frames of a (pruned) sample, root first, after those of `out`.
+#[inline]
+fn push_frames(out: &mut Vec<u32>, plan: &Plan, locations: &[u32]) {
     for &l in locations.iter().rev() {
         let frame = plan.single_frame[l as usize];
         if frame != SEVERAL_FRAMES {
-            scratch.push(frame);
+            out.push(frame);
             continue;
         }
         let (start, end) = (
@@ -1185,7 +1191,7 @@ fn fill_stack(scratch: &mut Vec<u32>, plan: &Plan, locations: &[u32]) {
         // Two or three frames: pushed one by one, cheaper than a call to
         // copy them.
         for &frame in &plan.frames[start..end] {
-            scratch.push(frame);
+            out.push(frame);
         }
     }
 }
@@ -1322,8 +1328,8 @@ impl LocationStacks {
     /// Merges the sets of several workers (each distinct location stack
     /// once), then builds each one's frames and adds it to stack tables,
     /// in parallel: the work of frames is done once per distinct location
-    /// stack rather than once per worker that met it, and the tables'
-    /// merge finds few equal stacks to compare.
+    /// stack rather than once per worker that met it, and each shard's
+    /// table once, at its final size.
     fn into_stack_tables(sets: Vec<LocationStacks>, plans: &[Plan]) -> Vec<StackTable> {
         let mut sets = sets.into_iter();
         let Some(mut merged) = sets.next() else {
@@ -1341,32 +1347,81 @@ impl LocationStacks {
         let entries: Vec<LocationStack> = table.into_iter().collect();
         let threads = rayon::current_num_threads().max(1);
         let per_thread = entries.len().div_ceil(threads).max(1);
-        let sets: Vec<Vec<StackTable>> = entries
+        // First each thread writes the frames of its share of the stacks
+        // into one arena of its own, sorting the stacks by shard; then
+        // each shard's table takes its stacks from every thread's arena.
+        // Equal frame stacks of different threads meet in their shard's
+        // table, and no table is built twice (once per thread, then
+        // merged), nor grown: its size is known.
+        let built: Vec<BuiltStacks> = entries
             .par_chunks(per_thread)
             .map(|entries| {
-                // Distinct location stacks mostly make distinct frame
-                // stacks, about as deep; a quarter more for uneven shards and
-                // inlined lines. Sized once: growing by doubling both
-                // copies and overshoots (20 MB of peak on the 1M-sample
-                // profile).
                 let locations: usize = entries.iter().map(|e| e.len as usize).sum();
-                let (stacks, frames) = (entries.len() * 5 / 4 / SHARDS, locations * 5 / 4 / SHARDS);
-                let mut tables: Vec<StackTable> = (0..SHARDS)
-                    .map(|_| StackTable::with_expected(stacks, frames))
-                    .collect();
-                let mut scratch = Vec::with_capacity(256);
+                let mut built = BuiltStacks {
+                    // Inlined lines add frames: a quarter more.
+                    frames: Vec::with_capacity(locations + locations / 4),
+                    by_shard: (0..SHARDS)
+                        .map(|_| Vec::with_capacity(entries.len() * 5 / 4 / SHARDS))
+                        .collect(),
+                };
                 for e in entries {
-                    fill_stack(&mut scratch, &plans[e.input as usize], e.locations(&arenas));
-                    let hash = hash_stack(&scratch);
-                    tables[shard_of(hash)].add(&scratch, hash, e.value, e.base);
+                    let start = built.frames.len();
+                    push_frames(
+                        &mut built.frames,
+                        &plans[e.input as usize],
+                        e.locations(&arenas),
+                    );
+                    let hash = hash_stack(&built.frames[start..]);
+                    built.by_shard[shard_of(hash)].push(BuiltStack {
+                        hash,
+                        start,
+                        len: (built.frames.len() - start) as u32,
+                        value: e.value,
+                        base: e.base,
+                    });
                 }
-                tables
+                built
             })
             .collect();
         drop(entries);
         drop(arenas);
-        merge_sharded(sets)
+        (0..SHARDS)
+            .into_par_iter()
+            .map(|shard| {
+                let stacks = built.iter().map(|b| b.by_shard[shard].len()).sum();
+                let frames = built
+                    .iter()
+                    .flat_map(|b| &b.by_shard[shard])
+                    .map(|s| s.len as usize)
+                    .sum();
+                let mut table = StackTable::with_expected(stacks, frames);
+                for b in &built {
+                    for s in &b.by_shard[shard] {
+                        let stack = &b.frames[s.start..s.start + s.len as usize];
+                        table.add(stack, s.hash, s.value, s.base);
+                    }
+                }
+                table
+            })
+            .collect()
     }
+}
+
+/// One thread's share of the distinct location stacks with their frames
+/// ([`LocationStacks::into_stack_tables`]).
+struct BuiltStacks {
+    frames: Vec<u32>,
+    /// Per shard, the stacks whose frames hash there.
+    by_shard: Vec<Vec<BuiltStack>>,
+}
+
+struct BuiltStack {
+    hash: u64,
+    /// Its frames: `frames[start..start + len]` of its [`BuiltStacks`].
+    start: usize,
+    len: u32,
+    value: i64,
+    base: i64,
 }
 
 /// A sample waiting for its location-stack lookup.
