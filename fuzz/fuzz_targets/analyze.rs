@@ -33,11 +33,13 @@ const LIMITS: Limits = Limits {
 
 fn filtered_options() -> &'static Options {
     static OPTIONS: OnceLock<Options> = OnceLock::new();
-    OPTIONS.get_or_init(|| Options {
-        sample_index: SampleIndex::Index(0),
-        focus: Some(Regex::new("a").unwrap()),
-        ignore: Some(Regex::new("^z").unwrap()),
-        all_frames: true,
+    OPTIONS.get_or_init(|| {
+        let mut options = Options::default();
+        options.sample_index = SampleIndex::Index(0);
+        options.focus = Some(Regex::new("a").unwrap());
+        options.ignore = Some(Regex::new("^z").unwrap());
+        options.all_frames = true;
+        options
     })
 }
 
