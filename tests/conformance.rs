@@ -424,6 +424,86 @@ fn directories_of_many_profiles_merge_as_go_tool_pprof_merges_them() {
     }
 }
 
+/// A profile large enough for two workers (150,000 samples drawn from
+/// 20,000 generated stacks), where every location has a twin: another
+/// location of the same lines at another address, and half the samples
+/// use the twins. Each distinct location stack then has a twin of the
+/// same frames, often gathered by the other worker; the frames of both
+/// must end in one stack. With two threads, the functions must be
+/// pprof's, and the folded stacks those of one thread (whose path the
+/// tests above check against pprof): each stack once, the same values.
+#[test]
+fn twin_location_stacks_met_by_two_workers_make_one_stack() {
+    let mut p = firewatch::synth::generate(&firewatch::synth::Config {
+        samples: 20_000,
+        locations: 2_000,
+        functions: 600,
+        seed: 5,
+        ..Default::default()
+    });
+    let twin_of = p.location.iter().map(|l| l.id).max().unwrap();
+    let twins: Vec<_> = p
+        .location
+        .iter()
+        .map(|l| {
+            let mut twin = l.clone();
+            twin.id += twin_of;
+            twin.address += 1;
+            twin
+        })
+        .collect();
+    p.location.extend(twins);
+    let pool = std::mem::take(&mut p.sample);
+    let mut rng = firewatch::synth::Rng::new(11);
+    p.sample = (0..150_000)
+        .map(|i| {
+            let mut sample = pool[rng.below(pool.len())].clone();
+            if i % 2 == 1 {
+                for id in &mut sample.location_id {
+                    *id += twin_of;
+                }
+            }
+            sample
+        })
+        .collect();
+    let dir = common::tempdir();
+    let file = dir.path().join("twins.pb");
+    std::fs::write(&file, p.encode()).unwrap();
+
+    let folded = |threads: &str| {
+        let out = dir.path().join(format!("threads-{threads}.folded"));
+        let status = Command::new(common::firewatch_binary())
+            .args([
+                "analyze",
+                "--sample-index",
+                "cpu",
+                "--threads",
+                threads,
+                "--folded",
+            ])
+            .arg(&out)
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let text = std::fs::read_to_string(&out).unwrap();
+        let mut stacks: BTreeMap<String, i64> = BTreeMap::new();
+        for line in text.lines() {
+            let (stack, value) = line.rsplit_once(' ').unwrap();
+            let repeated = stacks.insert(stack.to_string(), value.parse().unwrap());
+            assert!(repeated.is_none(), "{threads} thread(s): {stack} twice");
+        }
+        stacks
+    };
+    let (one, two) = (folded("1"), folded("2"));
+    assert!(one.len() > 1_000, "{} stacks", one.len());
+    assert_eq!(one, two, "folded stacks with one thread and with two");
+    if go_available() {
+        compare(&file, "cpu", "nanoseconds", &["--threads", "2"], &[]);
+    }
+}
+
 /// A profile whose stacks repeat (30,000 samples drawn from 5,000
 /// generated ones, with recursion and inlined frames): the analyzer then
 /// matches samples to stacks by their locations and sums functions once
